@@ -1,0 +1,143 @@
+"""Build of l2decay's compiled kernels: Cython 3 sources in kernels/, package in src/.
+
+Flags are chosen inside a build_ext subclass (as thinc and scikit-learn do) because only there
+is the compiler known.  Opt-ins, all off by default so that a wheel runs on any CPU of its arch:
+
+- ``L2DECAY_MARCH=native`` (or any -march value) adds ``-march=...``;
+- ``L2DECAY_OPENMP=0`` disables OpenMP even when the compiler has it.
+"""
+import os
+import pprint
+import shutil
+import sys
+import tempfile
+import textwrap
+
+import numpy
+from Cython import __version__ as cython_version
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+from setuptools.command.build_py import build_py
+
+KERNELS = "kernels"
+
+# Directives for every kernel module; checks the kernels don't need are off because the
+# Python boundary validates every argument before a kernel runs.
+DIRECTIVES = {
+    "language_level": 3,
+    "boundscheck": False,
+    "wraparound": False,
+    "initializedcheck": False,
+    "cdivision": True,
+    "embedsignature": True,
+    # no `float -> double` surprise: a Python float literal in a float32 loop stays float32
+    "cpow": True,
+}
+
+EXTENSIONS = [
+    Extension(
+        "l2decay._kernels",
+        [os.path.join(KERNELS, "l2decay", "_kernels.pyx")],
+        include_dirs=[numpy.get_include()],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
+    ),
+]
+
+
+def _probe(compiler, flags, source):
+    """True if `source` compiles and links with `flags` using the build's compiler."""
+    tmp = tempfile.mkdtemp(prefix="l2decay-probe-")
+    try:
+        path = os.path.join(tmp, "probe.c")
+        with open(path, "w") as f:
+            f.write(textwrap.dedent(source))
+        objects = compiler.compile([path], output_dir=tmp, extra_postargs=flags)
+        compiler.link_executable(objects, "probe", output_dir=tmp, extra_postargs=flags)
+        return True
+    except Exception:
+        return False
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+OPENMP_PROBE = """
+    #include <omp.h>
+    int main(void) {
+        int n = 0;
+        #pragma omp parallel reduction(+:n)
+        n += 1;
+        return n > 0 ? 0 : 1;
+    }
+"""
+
+
+class BuildExt(build_ext):
+    def build_extensions(self):
+        ctype = self.compiler.compiler_type
+        if ctype == "msvc":
+            cflags, openmp_flags = ["/O2", "/fp:precise"], ["/openmp"]
+        else:
+            # -ffp-contract=off: no fused multiply-add contraction, so every build (baseline,
+            # AVX2, AVX-512, -march=native) computes bit-identical results, equal to numpy's.
+            cflags, openmp_flags = ["-O3", "-ffp-contract=off"], ["-fopenmp"]
+            march = os.environ.get("L2DECAY_MARCH", "").strip()
+            if march:
+                cflags.append(f"-march={march}")
+        want_openmp = os.environ.get("L2DECAY_OPENMP", "1").strip() not in ("0", "false", "no")
+        openmp = want_openmp and _probe(self.compiler, openmp_flags, OPENMP_PROBE)
+        ldflags = []
+        if openmp:
+            cflags += openmp_flags
+            ldflags += openmp_flags if ctype != "msvc" else []
+        for ext in self.extensions:
+            ext.extra_compile_args = list(ext.extra_compile_args or []) + cflags
+            ext.extra_link_args = list(ext.extra_link_args or []) + ldflags
+        self._write_build_config(
+            {
+                "cython_version": cython_version,
+                "compiler": ctype,
+                "compile_flags": cflags,
+                "link_flags": ldflags,
+                "openmp_requested": want_openmp,
+                "openmp": openmp,
+                "numpy_build_version": numpy.__version__,
+                "python_build_version": sys.version.split()[0],
+            }
+        )
+        super().build_extensions()
+
+    def _write_build_config(self, config):
+        # Written into the build tree (never the source tree), so the installed package knows
+        # exactly what was compiled; build_info() reads it.
+        target = os.path.join(self.build_lib, "l2decay", "_build_config.py")
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with open(target, "w") as f:
+            f.write('"""Written by setup.py at build time: what the compiled kernels were built with."""\n')
+            f.write(f"CONFIG = {pprint.pformat(config)}\n")
+
+
+class BuildPy(build_py):
+    """Ship the public .pxd (kept in kernels/ beside its .pyx) inside the package."""
+
+    def run(self):
+        super().run()
+        src = os.path.join(KERNELS, "l2decay")
+        dst = os.path.join(self.build_lib, "l2decay")
+        os.makedirs(dst, exist_ok=True)
+        for name in os.listdir(src):
+            if name.endswith(".pxd"):
+                shutil.copy2(os.path.join(src, name), os.path.join(dst, name))
+
+
+setup(
+    ext_modules=cythonize(
+        EXTENSIONS,
+        compiler_directives=DIRECTIVES,
+        # kernels/ mirrors the package path so Cython finds l2decay/_kernels.pxd by package name
+        include_path=[KERNELS],
+        # generated C goes to build/, never beside the sources
+        build_dir=os.path.join("build", "cython"),
+    ),
+    cmdclass={"build_ext": BuildExt, "build_py": BuildPy},
+)

@@ -1,0 +1,92 @@
+"""The boundary of l2decay: every argument is checked here, once, before any kernel runs.
+
+Kernels trust what passes these checks.  A multi-tensor call is validated whole before the
+first tensor is touched, so a bad argument anywhere leaves every array unmodified.
+"""
+import math
+import numbers
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_PLAIN_NUMBERS = (float, int)
+
+
+def real(name, value, *, low=0.0, high=math.inf, low_open=False, high_open=False):
+    """`value` as a float, after checking it is a finite real number within [low, high]."""
+    if type(value) not in _PLAIN_NUMBERS and (
+        not isinstance(value, numbers.Real) or isinstance(value, (bool, np.bool_))
+    ):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    x = float(value)
+    if not math.isfinite(x):
+        raise ValueError(f"{name} must be finite, got {x!r}")
+    if x < low or x > high or (low_open and x == low) or (high_open and x == high):
+        lo = "(" if low_open else "["
+        hi = ")" if high_open else "]"
+        raise ValueError(f"{name} must be in {lo}{low:g}, {high:g}{hi}, got {x!r}")
+    return x
+
+
+def _array(name, a, writes):
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
+    if a.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must have dtype float32 or float64 (native byte order), got {a.dtype}")
+    if not a.flags.c_contiguous:
+        raise ValueError(
+            f"{name} must be C-contiguous to be updated in place; got a strided view "
+            f"(copy with numpy.ascontiguousarray, update, and copy back)"
+        )
+    if writes and not a.flags.writeable:
+        raise ValueError(f"{name} is read-only, but it is updated in place")
+
+
+def _pair(wname, w, gname, g, writes_grad):
+    _array(wname, w, True)
+    _array(gname, g, writes_grad)
+    if g.dtype != w.dtype:
+        raise TypeError(f"{gname} has dtype {g.dtype} but {wname} has dtype {w.dtype}; they must match")
+    if g.shape != w.shape:
+        raise ValueError(f"{gname} has shape {g.shape} but {wname} has shape {w.shape}; they must match")
+    # Both are C-contiguous, so the bounds test of may_share_memory is exact here.
+    if np.may_share_memory(w, g):
+        raise ValueError(f"{wname} and {gname} share memory; they must be distinct arrays")
+
+
+def tensors(w, grad, writes_grad, *extra):
+    """Validate `w`/`grad` (one array each, or equal-length sequences) and optional state
+    arrays, given as (name, seq) pairs matching `w`; return tuples ready for the kernels.
+
+    Every state array is written, must not overlap its `w` or `grad`, and matches `w` exactly.
+    """
+    if isinstance(w, np.ndarray):
+        _pair("w", w, "grad", grad, writes_grad)
+        ws, gs = (w,), (grad,)
+        names = ("w", "grad")
+        single = True
+    elif isinstance(w, (list, tuple)):
+        if not isinstance(grad, (list, tuple)):
+            raise TypeError(f"grad must be a sequence of arrays like w, got {type(grad).__name__}")
+        if len(grad) != len(w):
+            raise ValueError(f"w has {len(w)} arrays but grad has {len(grad)}; they must be equal in number")
+        ws, gs = tuple(w), tuple(grad)
+        for k in range(len(ws)):
+            _pair(f"w[{k}]", ws[k], f"grad[{k}]", gs[k], writes_grad)
+        single = False
+    else:
+        raise TypeError(f"w must be a numpy.ndarray or a list/tuple of them, got {type(w).__name__}")
+    out = [ws, gs]
+    for sname, seq in extra:
+        seq = (seq,) if single and isinstance(seq, np.ndarray) else tuple(seq)
+        if len(seq) != len(ws):
+            raise ValueError(f"{sname} has {len(seq)} arrays but w has {len(ws)}")
+        for k, s in enumerate(seq):
+            nm = sname if single else f"{sname}[{k}]"
+            _array(nm, s, True)
+            if s.dtype != ws[k].dtype or s.shape != ws[k].shape:
+                raise ValueError(f"{nm} must match w in dtype and shape")
+            if np.may_share_memory(s, ws[k]) or np.may_share_memory(s, gs[k]):
+                raise ValueError(f"{nm} shares memory with w or grad")
+        out.append(seq)
+    return out
