@@ -99,6 +99,7 @@ class BuildExt(build_ext):
                 "compiler": ctype,
                 "compile_flags": cflags,
                 "link_flags": ldflags,
+                "march": os.environ.get("L2DECAY_MARCH", "").strip() or None,
                 "openmp_requested": want_openmp,
                 "openmp": openmp,
                 "numpy_build_version": numpy.__version__,
