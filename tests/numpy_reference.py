@@ -21,3 +21,58 @@ def decay_step(w, grad, lr, decay):
     dt = w.dtype
     w -= _c(lr, dt) * grad
     w *= _c(1.0 - decay, dt)
+
+
+class SGD:
+    """torch.optim.SGD written from the formulas, with the rule given as (name, strength)."""
+
+    def __init__(self, params, lr, momentum=0.0, dampening=0.0, nesterov=False, reg=("none", 0.0)):
+        self.params, self.lr, self.mu, self.damp, self.nesterov = params, lr, momentum, dampening, nesterov
+        self.rule, self.s = reg
+        self.bufs = [None] * len(params)
+
+    def step(self, grads):
+        for k, (w, g) in enumerate(zip(self.params, grads)):
+            c = lambda x: _c(x, w.dtype)  # noqa: E731
+            if self.rule == "l2":
+                g += c(self.s) * w
+            if self.rule == "decoupled":
+                w *= c(1.0 - self.lr * self.s)
+            d = g
+            if self.mu != 0:
+                if self.bufs[k] is None:
+                    self.bufs[k] = g.copy()
+                else:
+                    self.bufs[k] = c(self.mu) * self.bufs[k] + c(1.0 - self.damp) * g
+                d = g + c(self.mu) * self.bufs[k] if self.nesterov else self.bufs[k]
+            w -= c(self.lr) * d
+            if self.rule == "decay":
+                w *= c(1.0 - self.s)
+
+
+class Adam:
+    """torch.optim.Adam (AdamW with reg=("decoupled", lam)) written from the formulas."""
+
+    def __init__(self, params, lr, betas=(0.9, 0.999), eps=1e-8, reg=("none", 0.0)):
+        self.params, self.lr, self.betas, self.eps = params, lr, betas, eps
+        self.rule, self.s = reg
+        self.m = [np.zeros_like(p) for p in params]
+        self.v = [np.zeros_like(p) for p in params]
+        self.t = 0
+
+    def step(self, grads):
+        self.t += 1
+        b1, b2 = self.betas
+        step_size = self.lr / (1 - b1 ** self.t)
+        bc2_sqrt = np.sqrt(1 - b2 ** self.t)
+        for k, (w, g) in enumerate(zip(self.params, grads)):
+            c = lambda x: _c(x, w.dtype)  # noqa: E731
+            if self.rule == "l2":
+                g += c(self.s) * w
+            if self.rule == "decoupled":
+                w *= c(1.0 - self.lr * self.s)
+            self.m[k] = c(b1) * self.m[k] + c(1 - b1) * g
+            self.v[k] = c(b2) * self.v[k] + c(1 - b2) * (g * g)
+            w -= (c(step_size) * self.m[k]) / (np.sqrt(self.v[k]) / c(bc2_sqrt) + c(self.eps))
+            if self.rule == "decay":
+                w *= c(1.0 - self.s)
