@@ -80,9 +80,9 @@ def test_bad_grads_change_nothing(cls):
     opt = cls([{"params": [ps[0]], "reg": L2(0.1)}, {"params": [ps[1]]}], lr=0.1)
     opt.step([np.ones((3, 2)), np.ones(2)])  # a good step first, so state is non-trivial
     _assert_failed_step_changes_nothing(opt, ps, [np.ones((3, 2))], ValueError, "grads has 1 arrays but")
-    _assert_failed_step_changes_nothing(opt, ps, [np.ones((3, 2)), np.ones(3)], ValueError, r"grad\[0\] has shape \(3,\)")
-    _assert_failed_step_changes_nothing(opt, ps, [np.ones((3, 2)), np.ones(2, np.float32)], TypeError, r"grad\[0\] has dtype float32")
-    _assert_failed_step_changes_nothing(opt, ps, [np.ones((3, 2)), [1.0, 2.0]], TypeError, r"grad\[0\] must be a numpy.ndarray")
+    _assert_failed_step_changes_nothing(opt, ps, [np.ones((3, 2)), np.ones(3)], ValueError, r"grad\[1\] has shape \(3,\)")
+    _assert_failed_step_changes_nothing(opt, ps, [np.ones((3, 2)), np.ones(2, np.float32)], TypeError, r"grad\[1\] has dtype float32")
+    _assert_failed_step_changes_nothing(opt, ps, [np.ones((3, 2)), [1.0, 2.0]], TypeError, r"grad\[1\] must be a numpy.ndarray")
     _assert_failed_step_changes_nothing(opt, ps, np.ones(2), TypeError, "grads must be a list")
     ro = np.ones((3, 2))
     ro.flags.writeable = False  # L2 writes the gradient: refused

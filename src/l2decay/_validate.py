@@ -54,11 +54,12 @@ def _pair(wname, w, gname, g, writes_grad):
         raise ValueError(f"{wname} and {gname} share memory; they must be distinct arrays")
 
 
-def tensors(w, grad, writes_grad, *extra):
+def tensors(w, grad, writes_grad, *extra, offset=0):
     """Validate `w`/`grad` (one array each, or equal-length sequences) and optional state
     arrays, given as (name, seq) pairs matching `w`; return tuples ready for the kernels.
 
     Every state array is written, must not overlap its `w` or `grad`, and matches `w` exactly.
+    Sequence items are named from index `offset` on (a slice of a longer list).
     """
     if isinstance(w, np.ndarray):
         _pair("w", w, "grad", grad, writes_grad)
@@ -72,7 +73,7 @@ def tensors(w, grad, writes_grad, *extra):
             raise ValueError(f"w has {len(w)} arrays but grad has {len(grad)}; they must be equal in number")
         ws, gs = tuple(w), tuple(grad)
         for k in range(len(ws)):
-            _pair(f"w[{k}]", ws[k], f"grad[{k}]", gs[k], writes_grad)
+            _pair(f"w[{k + offset}]", ws[k], f"grad[{k + offset}]", gs[k], writes_grad)
         single = False
     else:
         raise TypeError(f"w must be a numpy.ndarray or a list/tuple of them, got {type(w).__name__}")

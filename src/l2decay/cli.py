@@ -1,35 +1,190 @@
-"""The `l2decay` command."""
+"""The `l2decay` command: train one rule, or compare the rules side by side, on real data."""
 import argparse
+import dataclasses
+import json
+import os
 import sys
-import time
 
 import numpy as np
 
-from . import build_info, decay_step, l2_step
+from . import datasets
+from .train import DEFAULT_STRENGTH, CheckpointError, Config, compare, train
+
+RULE_FLAGS = (("l2", "LAMBDA", "L2 regularization: grad += LAMBDA*w before the optimizer"),
+              ("decay", "FRACTION", "weight decay: w *= 1 - FRACTION after each step"),
+              ("decoupled", "LAMBDA", "decoupled decay: w *= 1 - lr*LAMBDA before each step (AdamW)"))
 
 
-def _demo(args):
-    rng = np.random.default_rng(0)
-    w = rng.standard_normal(args.n)
-    g = rng.standard_normal(args.n)
-    for name, step, kw in (("l2_step", l2_step, {"lam": 0.01}), ("decay_step", decay_step, {"decay": 0.01})):
-        wk, gk = w.copy(), g.copy()
-        t0 = time.perf_counter()
-        step(wk, gk, lr=0.1, **kw)
-        dt = time.perf_counter() - t0
-        print(f"{name:11s} n={args.n}: {dt * 1e3:.3f} ms, mean |w| {np.abs(w).mean():.4f} -> {np.abs(wk).mean():.4f}")
-    print("build:", build_info())
-    return 0
+def _positive_int(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
+    return v
+
+
+def _nonneg_float(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not np.isfinite(v) or v < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return v
+
+
+def _fraction(text):
+    v = _nonneg_float(text)
+    if v >= 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return v
+
+
+def _hidden(text):
+    try:
+        sizes = tuple(int(s) for s in text.split(","))
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"expected widths like 64 or 128,64, got {text!r}")
+    return sizes
+
+
+def _parser():
+    d = Config()
+    common = argparse.ArgumentParser(add_help=False)
+    g = common.add_argument_group("data and model")
+    g.add_argument("--data", default=d.data,
+                   help=f"embedded data set ({', '.join(datasets.EMBEDDED)}) or a CSV path "
+                        f"(numeric features, integer class label last, optional header); default {d.data}")
+    g.add_argument("--test-fraction", type=_fraction, default=d.test_fraction, help=f"default {d.test_fraction}")
+    g.add_argument("--train-size", type=int, default=d.train_size,
+                   help=f"stratified subset of the training split (0: all); default {d.train_size}")
+    g.add_argument("--hidden", type=_hidden, default=d.hidden, help="hidden widths, e.g. 64 or 128,64; default 100")
+    g.add_argument("--activation", choices=("tanh", "relu"), default=d.activation)
+    g.add_argument("--loss", choices=("ce", "mse"), default=d.loss, help="cross-entropy or squared error")
+    g.add_argument("--dtype", choices=("float64", "float32"), default=d.dtype)
+    g = common.add_argument_group("training")
+    g.add_argument("--optimizer", choices=("sgd", "adam"), default=d.optimizer)
+    g.add_argument("--lr", type=_nonneg_float, default=d.lr, help=f"default {d.lr}")
+    g.add_argument("--momentum", type=_fraction, default=d.momentum, help="SGD momentum in [0, 1)")
+    g.add_argument("--batch-size", type=_positive_int, default=d.batch_size, help="1: per-sample (online) training")
+    g.add_argument("--epochs", type=_positive_int, default=d.epochs, help=f"default {d.epochs}")
+    g.add_argument("--seed", type=int, default=d.seed)
+    g = common.add_argument_group("output")
+    g.add_argument("--json", metavar="PATH", help="write config, final metrics and per-epoch history")
+    g.add_argument("--plot", metavar="PATH.png", help="learning curves and weight histograms (needs matplotlib)")
+    g.add_argument("--quiet", action="store_true", help="no progress bar, no table")
+
+    parser = argparse.ArgumentParser(prog="l2decay", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("train", parents=[common], help="train with one rule")
+    rules = p.add_mutually_exclusive_group()
+    for name, metavar, help_ in RULE_FLAGS:
+        rules.add_argument(f"--{name}", type=_fraction if name == "decay" else _nonneg_float, metavar=metavar, help=help_)
+    p.add_argument("--checkpoint", metavar="PATH", help="save the training state (.npz) after every epoch")
+    p.add_argument("--resume", action="store_true", help="continue from --checkpoint up to --epochs in total")
+    p.set_defaults(func=_cmd_train)
+    p = sub.add_parser("compare", parents=[common],
+                       help="train with no regularization, l2, decay and decoupled from the same start")
+    for name, metavar, help_ in RULE_FLAGS:
+        p.add_argument(f"--{name}", type=_fraction if name == "decay" else _nonneg_float, metavar=metavar,
+                       default=DEFAULT_STRENGTH[name], help=f"{help_}; default {DEFAULT_STRENGTH[name]:g}")
+    p.set_defaults(func=_cmd_compare)
+    return parser
+
+
+def _config(args, **extra):
+    return Config(data=args.data, test_fraction=args.test_fraction, train_size=args.train_size,
+                  hidden=args.hidden, activation=args.activation, loss=args.loss, dtype=args.dtype,
+                  optimizer=args.optimizer, lr=args.lr, momentum=args.momentum, batch_size=args.batch_size,
+                  epochs=args.epochs, seed=args.seed, **extra)
+
+
+COLUMNS = [("rule", "rule", "{:<10}"), ("strength", "strength", "{:>8g}"),
+           ("train_accuracy", "train acc", "{:>9.3f}"), ("test_accuracy", "test acc", "{:>8.3f}"),
+           ("train_loss", "train loss", "{:>10.4f}"), ("test_loss", "test loss", "{:>9.4f}"),
+           ("mean_abs_weight", "mean|w|", "{:>7.3f}"), ("max_abs_weight", "max|w|", "{:>7.3f}"),
+           ("fraction_outside_5", "|w|>5", "{:>6.1%}"), ("update_seconds", "update s", "{:>8.2f}"),
+           ("epoch_seconds", "epochs s", "{:>8.2f}")]
+
+
+def format_table(runs):
+    header = "  ".join(f"{title:>{len(fmt.format(runs[0][key]))}}" if i else f"{title:<10}"
+                       for i, (key, title, fmt) in enumerate(COLUMNS))
+    lines = [header]
+    for r in runs:
+        lines.append("  ".join(fmt.format(r[key]) for key, _, fmt in COLUMNS))
+    return "\n".join(lines)
+
+
+def _report(args, cfg, runs):
+    if not args.quiet:
+        n_train = cfg.train_size or "all"
+        print(f"data {cfg.data}: {n_train} training samples, test fraction {cfg.test_fraction}; "
+              f"MLP hidden {list(cfg.hidden)} {cfg.activation}, loss {cfg.loss}, {cfg.dtype}; "
+              f"{cfg.optimizer} lr {cfg.lr:g} momentum {cfg.momentum:g}, batch {cfg.batch_size}, "
+              f"{cfg.epochs} epochs, seed {cfg.seed}; rules act on weight matrices, not biases")
+        print(format_table(runs))
+    if args.json:
+        out = {"config": {k: v for k, v in cfg.to_dict().items() if k not in ("rule", "strength")},
+               "runs": [{k: v for k, v in r.items() if k != "weights"} for r in runs]}
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=1)
+    if args.plot:
+        from .plot import plot_runs
+        plot_runs(runs, args.plot)
+
+
+def _cmd_train(args):
+    rule, strength = "none", 0.0
+    for name, _, _ in RULE_FLAGS:
+        if getattr(args, name) is not None:
+            rule, strength = name, getattr(args, name)
+    if args.resume and not args.checkpoint:
+        raise _UsageError("--resume needs --checkpoint PATH")
+    cfg = _config(args, rule=rule, strength=strength)
+    run = train(cfg, checkpoint=args.checkpoint, resume=args.resume, progress=_tty(args))
+    _report(args, cfg, [run])
+
+
+def _cmd_compare(args):
+    cfg = _config(args)
+    strengths = {name: getattr(args, name) for name, _, _ in RULE_FLAGS}
+    runs = compare(cfg, strengths, progress=_tty(args))
+    _report(args, cfg, runs)
+
+
+def _tty(args):
+    return not args.quiet and sys.stderr.isatty()
+
+
+class _UsageError(Exception):
+    pass
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="l2decay", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("demo", help="run both update kernels once and print what was built")
-    p.add_argument("--n", type=int, default=1_000_000)
-    p.set_defaults(func=_demo)
+    parser = _parser()
     args = parser.parse_args(argv)
-    return args.func(args)
+    if args.plot:
+        from .plot import require_matplotlib
+        try:
+            require_matplotlib()
+        except ImportError as exc:
+            parser.error(str(exc))
+    if args.data not in datasets.EMBEDDED and not os.path.exists(args.data) and not args.data.endswith((".csv", ".gz")):
+        parser.error(f"argument --data: unknown data set {args.data!r} "
+                     f"(embedded: {', '.join(datasets.EMBEDDED)}; or a path to a .csv file)")
+    try:
+        args.func(args)
+    except _UsageError as exc:
+        parser.error(str(exc))
+    except (datasets.DataError, CheckpointError) as exc:
+        print(f"l2decay: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":

@@ -151,7 +151,8 @@ class _Optimizer:
         for i, group in enumerate(self.param_groups):
             hyper = self._check_hyper(dict(group), f"param_groups[{i}].")
             n = len(group["params"])
-            ws, gs = tensors(group["params"], list(grads[start:start + n]), hyper["reg"].__class__ is L2)
+            ws, gs = tensors(group["params"], list(grads[start:start + n]), type(hyper["reg"]) is L2,
+                             offset=start)
             plan.append((group, hyper, ws, gs, self.state[start:start + n]))
             start += n
         for group, hyper, ws, gs, states in plan:

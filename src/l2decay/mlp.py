@@ -1,0 +1,97 @@
+"""A small numpy multilayer perceptron: forward and backward with BLAS matmuls, no autograd."""
+import numpy as np
+
+ACTIVATIONS = ("tanh", "relu")
+LOSSES = ("ce", "mse")
+
+
+class MLP:
+    """Fully connected net: ``sizes[0]`` inputs, hidden layers, ``sizes[-1]`` outputs.
+
+    Parameters are ``[W1, b1, W2, b2, ...]`` with ``W`` of shape (fan_in, fan_out), Glorot
+    uniform initialization from `seed`.  ``loss="ce"``: softmax + cross-entropy;
+    ``loss="mse"``: sigmoid outputs and half the squared error to one-hot targets (the classic
+    backpropagation net).  Losses are means over the batch.
+    """
+
+    def __init__(self, sizes, *, activation="tanh", loss="ce", dtype=np.float64, seed=0):
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+        sizes = [int(s) for s in sizes]
+        if len(sizes) < 2 or min(sizes) < 1:
+            raise ValueError(f"sizes must list at least 2 positive layer widths, got {sizes}")
+        self.sizes, self.activation, self.loss, self.dtype = sizes, activation, loss, np.dtype(dtype)
+        rng = np.random.default_rng(seed)
+        self.params = []
+        for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+            limit = np.sqrt(6.0 / (fan_in + fan_out))
+            self.params.append(rng.uniform(-limit, limit, (fan_in, fan_out)).astype(self.dtype))
+            self.params.append(np.zeros(fan_out, dtype=self.dtype))
+        self.names = [f"{kind}{i + 1}" for i in range(len(sizes) - 1) for kind in ("W", "b")]
+
+    @property
+    def weights(self):
+        """The weight matrices (not the biases)."""
+        return self.params[0::2]
+
+    def _act(self, z):
+        return np.tanh(z, out=z) if self.activation == "tanh" else np.maximum(z, 0, out=z)
+
+    def forward(self, X):
+        """Activations of every layer; the last is the output (probabilities)."""
+        acts = [X]
+        n_layers = len(self.params) // 2
+        for i in range(n_layers):
+            z = acts[-1] @ self.params[2 * i]
+            z += self.params[2 * i + 1]
+            if i < n_layers - 1:
+                acts.append(self._act(z))
+            elif self.loss == "ce":
+                z -= z.max(axis=1, keepdims=True)
+                np.exp(z, out=z)
+                z /= z.sum(axis=1, keepdims=True)
+                acts.append(z)
+            else:
+                acts.append(1.0 / (1.0 + np.exp(-z)))
+        return acts
+
+    def loss_value(self, out, y):
+        n = y.shape[0]
+        if self.loss == "ce":
+            p = out[np.arange(n), y]
+            return float(-np.mean(np.log(np.maximum(p, np.finfo(out.dtype).tiny))))
+        target = np.zeros_like(out)
+        target[np.arange(n), y] = 1
+        return float(0.5 * np.sum((out - target) ** 2) / n)
+
+    def backward(self, acts, y):
+        """Gradients of the mean batch loss, in the order of ``params``."""
+        out = acts[-1]
+        n = y.shape[0]
+        delta = out.copy()
+        delta[np.arange(n), y] -= 1
+        if self.loss == "mse":
+            delta *= out * (1 - out)
+        delta /= n
+        grads = [None] * len(self.params)
+        for i in range(len(self.params) // 2 - 1, -1, -1):
+            grads[2 * i] = acts[i].T @ delta
+            grads[2 * i + 1] = delta.sum(axis=0)
+            if i > 0:
+                delta = delta @ self.params[2 * i].T
+                a = acts[i]
+                if self.activation == "tanh":
+                    delta *= 1 - a * a
+                else:
+                    delta *= a > 0
+        return grads
+
+    def predict(self, X):
+        return np.argmax(self.forward(X)[-1], axis=1)
+
+    def evaluate(self, X, y):
+        """(accuracy, mean loss) on X, y."""
+        out = self.forward(X)[-1]
+        return float(np.mean(np.argmax(out, axis=1) == y)), self.loss_value(out, y)
