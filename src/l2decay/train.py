@@ -186,17 +186,18 @@ def _progress(total, initial, label, enabled):
     return tqdm(total=total, initial=initial, desc=label, unit="epoch", leave=False)
 
 
-def train(cfg=None, *, data=None, checkpoint=None, resume=False, progress=False, **overrides):
+def train(cfg=None, *, prepared=None, checkpoint=None, resume=False, progress=False, **overrides):
     """Train one model with one rule; returns a run dict (final metrics and per-epoch history).
 
-    ``train(Config(...))`` or ``train(rule="l2", strength=1e-3, epochs=10, ...)``.
+    ``train(Config(...))`` or ``train(rule="l2", strength=1e-3, epochs=10, ...)``; keyword
+    overrides replace Config fields.  `prepared` reuses a :func:`prepare_data` result.
     """
     cfg = dataclasses.replace(cfg or Config(), **overrides)
     if cfg.epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {cfg.epochs}")
     if cfg.batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {cfg.batch_size}")
-    data = data or prepare_data(cfg)
+    data = prepared or prepare_data(cfg)
     model, opt = build(cfg, data)
     rng = np.random.default_rng([cfg.seed, 2])  # batch order
     start, history = 0, []
@@ -250,6 +251,7 @@ def compare(cfg=None, strengths=None, *, progress=False, **overrides):
     strengths = {**DEFAULT_STRENGTH, **(strengths or {})}
     data = prepare_data(cfg)
     return [
-        train(dataclasses.replace(cfg, rule=rule, strength=strengths[rule]), data=data, progress=progress)
+        train(dataclasses.replace(cfg, rule=rule, strength=strengths[rule]), prepared=data,
+              progress=progress)
         for rule in ("none", "l2", "decay", "decoupled")
     ]
