@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-import l2decay.train as tr
+import l2decay.driver as tr
 from l2decay.mlp import MLP
 
 
@@ -150,3 +150,10 @@ def test_json_shape_from_cli(tmp_path):
                  "--quiet", "--json", str(out2)]) == 0
     doc = json.loads(out2.read_text())
     assert len(doc["runs"]) == 1 and doc["runs"][0]["rule"] == "decay" and doc["runs"][0]["strength"] == 0.01
+
+
+def test_public_api_names():
+    import l2decay
+    assert l2decay.train is tr.train and l2decay.compare is tr.compare and l2decay.MLP is MLP
+    run = l2decay.train(data="iris", train_size=0, epochs=1)
+    assert len(run["history"]) == 1

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 
 from . import datasets
-from .train import DEFAULT_STRENGTH, CheckpointError, Config, compare, train
+from .driver import DEFAULT_STRENGTH, CheckpointError, Config, compare, train
 
 RULE_FLAGS = (("l2", "LAMBDA", "L2 regularization: grad += LAMBDA*w before the optimizer"),
               ("decay", "FRACTION", "weight decay: w *= 1 - FRACTION after each step"),
