@@ -54,40 +54,21 @@ def _pair(wname, w, gname, g, writes_grad):
         raise ValueError(f"{wname} and {gname} share memory; they must be distinct arrays")
 
 
-def tensors(w, grad, writes_grad, *extra, offset=0):
-    """Validate `w`/`grad` (one array each, or equal-length sequences) and optional state
-    arrays, given as (name, seq) pairs matching `w`; return tuples ready for the kernels.
-
-    Every state array is written, must not overlap its `w` or `grad`, and matches `w` exactly.
-    Sequence items are named from index `offset` on (a slice of a longer list).
+def tensors(w, grad, writes_grad, *, offset=0):
+    """Validate `w`/`grad` (one array each, or equal-length sequences); return tuples of
+    arrays ready for the kernels.  Sequence items are named from index `offset` on (a slice
+    of a longer list), so errors point at the caller's own index.
     """
     if isinstance(w, np.ndarray):
         _pair("w", w, "grad", grad, writes_grad)
-        ws, gs = (w,), (grad,)
-        names = ("w", "grad")
-        single = True
-    elif isinstance(w, (list, tuple)):
-        if not isinstance(grad, (list, tuple)):
-            raise TypeError(f"grad must be a sequence of arrays like w, got {type(grad).__name__}")
-        if len(grad) != len(w):
-            raise ValueError(f"w has {len(w)} arrays but grad has {len(grad)}; they must be equal in number")
-        ws, gs = tuple(w), tuple(grad)
-        for k in range(len(ws)):
-            _pair(f"w[{k + offset}]", ws[k], f"grad[{k + offset}]", gs[k], writes_grad)
-        single = False
-    else:
+        return (w,), (grad,)
+    if not isinstance(w, (list, tuple)):
         raise TypeError(f"w must be a numpy.ndarray or a list/tuple of them, got {type(w).__name__}")
-    out = [ws, gs]
-    for sname, seq in extra:
-        seq = (seq,) if single and isinstance(seq, np.ndarray) else tuple(seq)
-        if len(seq) != len(ws):
-            raise ValueError(f"{sname} has {len(seq)} arrays but w has {len(ws)}")
-        for k, s in enumerate(seq):
-            nm = sname if single else f"{sname}[{k}]"
-            _array(nm, s, True)
-            if s.dtype != ws[k].dtype or s.shape != ws[k].shape:
-                raise ValueError(f"{nm} must match w in dtype and shape")
-            if np.may_share_memory(s, ws[k]) or np.may_share_memory(s, gs[k]):
-                raise ValueError(f"{nm} shares memory with w or grad")
-        out.append(seq)
-    return out
+    if not isinstance(grad, (list, tuple)):
+        raise TypeError(f"grad must be a sequence of arrays like w, got {type(grad).__name__}")
+    if len(grad) != len(w):
+        raise ValueError(f"w has {len(w)} arrays but grad has {len(grad)}; they must be equal in number")
+    ws, gs = tuple(w), tuple(grad)
+    for k in range(len(ws)):
+        _pair(f"w[{k + offset}]", ws[k], f"grad[{k + offset}]", gs[k], writes_grad)
+    return ws, gs

@@ -169,9 +169,8 @@ class _Optimizer:
         for i, g in enumerate(self.param_groups):
             for key in self._defaults:
                 if key == "reg":
-                    code, strength = _rule_code(g["reg"])
                     d[f"group.{i}.reg"] = g["reg"].name if g["reg"] is not None else "none"
-                    d[f"group.{i}.reg_strength"] = strength
+                    d[f"group.{i}.reg_strength"] = _rule_code(g["reg"])[1]
                 else:
                     d[f"group.{i}.{key}"] = g[key]
             d[f"group.{i}.step"] = g["step"]
