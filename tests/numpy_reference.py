@@ -23,6 +23,20 @@ def decay_step(w, grad, lr, decay):
     w *= _c(1.0 - decay, dt)
 
 
+def regularize_before(w, g, rule, s, lr):
+    """The part of each rule that runs before the optimizer's step (L2, Decoupled)."""
+    if rule == "l2":
+        g += _c(s, w.dtype) * w
+    if rule == "decoupled":
+        w *= _c(1.0 - lr * s, w.dtype)
+
+
+def regularize_after(w, rule, s):
+    """The part of each rule that runs after the step (Decay)."""
+    if rule == "decay":
+        w *= _c(1.0 - s, w.dtype)
+
+
 class SGD:
     """torch.optim.SGD written from the formulas, with the rule given as (name, strength)."""
 
@@ -34,10 +48,7 @@ class SGD:
     def step(self, grads):
         for k, (w, g) in enumerate(zip(self.params, grads)):
             c = lambda x: _c(x, w.dtype)  # noqa: E731
-            if self.rule == "l2":
-                g += c(self.s) * w
-            if self.rule == "decoupled":
-                w *= c(1.0 - self.lr * self.s)
+            regularize_before(w, g, self.rule, self.s, self.lr)
             d = g
             if self.mu != 0:
                 if self.bufs[k] is None:
@@ -46,8 +57,7 @@ class SGD:
                     self.bufs[k] = c(self.mu) * self.bufs[k] + c(1.0 - self.damp) * g
                 d = g + c(self.mu) * self.bufs[k] if self.nesterov else self.bufs[k]
             w -= c(self.lr) * d
-            if self.rule == "decay":
-                w *= c(1.0 - self.s)
+            regularize_after(w, self.rule, self.s)
 
 
 class Adam:
@@ -67,12 +77,8 @@ class Adam:
         bc2_sqrt = np.sqrt(1 - b2 ** self.t)
         for k, (w, g) in enumerate(zip(self.params, grads)):
             c = lambda x: _c(x, w.dtype)  # noqa: E731
-            if self.rule == "l2":
-                g += c(self.s) * w
-            if self.rule == "decoupled":
-                w *= c(1.0 - self.lr * self.s)
+            regularize_before(w, g, self.rule, self.s, self.lr)
             self.m[k] = c(b1) * self.m[k] + c(1 - b1) * g
             self.v[k] = c(b2) * self.v[k] + c(1 - b2) * (g * g)
             w -= (c(step_size) * self.m[k]) / (np.sqrt(self.v[k]) / c(bc2_sqrt) + c(self.eps))
-            if self.rule == "decay":
-                w *= c(1.0 - self.s)
+            regularize_after(w, self.rule, self.s)
