@@ -1,12 +1,20 @@
 """Build of l2decay's compiled kernels: Cython 3 sources in kernels/, package in src/.
 
+Modules: ``l2decay._kernels`` (argument checks, dispatch, OpenMP threading) and one module of
+update loops per instruction-set level, ``l2decay._simd_<level>``, all from the same
+kernels/l2decay/_loops.pxi with different -m flags.  The portable build thus carries AVX2 and
+AVX-512 loops and picks one at import from the CPU's features; no level is ever run on a CPU
+that lacks it.
+
 Flags are chosen inside a build_ext subclass (as thinc and scikit-learn do) because only there
 is the compiler known.  Opt-ins, all off by default so that a wheel runs on any CPU of its arch:
 
-- ``L2DECAY_MARCH=native`` (or any -march value) adds ``-march=...``;
-- ``L2DECAY_OPENMP=0`` disables OpenMP even when the compiler has it.
+- ``L2DECAY_MARCH=native`` (or any -march value) adds ``-march=...`` to every module;
+- ``L2DECAY_OPENMP=0`` disables OpenMP even when the compiler has it;
+- ``L2DECAY_SIMD_LEVELS=baseline`` (comma-separated) builds only the listed levels.
 """
 import os
+import platform
 import pprint
 import shutil
 import sys
@@ -35,6 +43,19 @@ DIRECTIVES = {
     "cpow": True,
 }
 
+# Instruction-set levels of the loop modules: extra flags per compiler family.  The level names
+# and the CPU features each needs are mirrored in _kernels.pyx (_SIMD_NEEDS).
+_AVX2 = ["-mavx", "-mavx2", "-mf16c", "-mfma"]
+SIMD_LEVELS = {
+    "baseline": {"unix": [], "msvc": []},
+    "avx2": {"unix": _AVX2, "msvc": ["/arch:AVX2"]},
+    "avx512": {
+        "unix": _AVX2 + ["-mavx512f", "-mavx512cd", "-mavx512vl", "-mavx512bw", "-mavx512dq"],
+        "msvc": ["/arch:AVX512"],
+    },
+}
+X86 = platform.machine().lower() in ("x86_64", "amd64", "x86", "i686")
+
 EXTENSIONS = [
     Extension(
         "l2decay._kernels",
@@ -42,6 +63,9 @@ EXTENSIONS = [
         include_dirs=[numpy.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
     ),
+] + [
+    Extension(f"l2decay._simd_{level}", [os.path.join(KERNELS, "l2decay", f"_simd_{level}.pyx")])
+    for level in SIMD_LEVELS
 ]
 
 
@@ -80,7 +104,10 @@ class BuildExt(build_ext):
         else:
             # -ffp-contract=off: no fused multiply-add contraction, so every build (baseline,
             # AVX2, AVX-512, -march=native) computes bit-identical results, equal to numpy's.
-            cflags, openmp_flags = ["-O3", "-ffp-contract=off"], ["-fopenmp"]
+            # -fno-math-errno: sqrt never sets errno (Adam's argument is >= 0), so it stays an
+            # inline vector instruction instead of a branch to libm that blocks vectorization;
+            # results are unchanged (IEEE sqrt is exactly rounded either way).
+            cflags, openmp_flags = ["-O3", "-ffp-contract=off", "-fno-math-errno"], ["-fopenmp"]
             march = os.environ.get("L2DECAY_MARCH", "").strip()
             if march:
                 cflags.append(f"-march={march}")
@@ -90,9 +117,18 @@ class BuildExt(build_ext):
         if openmp:
             cflags += openmp_flags
             ldflags += openmp_flags if ctype != "msvc" else []
+        levels = self._simd_levels(ctype)
+        self.extensions = [
+            ext for ext in self.extensions
+            if not ext.name.startswith("l2decay._simd_") or ext.name.rsplit("_", 1)[1] in levels
+        ]
         for ext in self.extensions:
-            ext.extra_compile_args = list(ext.extra_compile_args or []) + cflags
-            ext.extra_link_args = list(ext.extra_link_args or []) + ldflags
+            extra = cflags
+            if ext.name.startswith("l2decay._simd_"):
+                # loops only: no OpenMP, just the level's instruction-set flags
+                extra = [f for f in cflags if f not in openmp_flags] + levels[ext.name.rsplit("_", 1)[1]]
+            ext.extra_compile_args = list(ext.extra_compile_args or []) + extra
+            ext.extra_link_args = list(ext.extra_link_args or []) + (ldflags if ext.name == "l2decay._kernels" else [])
         self._write_build_config(
             {
                 "cython_version": cython_version,
@@ -102,11 +138,26 @@ class BuildExt(build_ext):
                 "march": os.environ.get("L2DECAY_MARCH", "").strip() or None,
                 "openmp_requested": want_openmp,
                 "openmp": openmp,
+                "simd_levels_built": {k: " ".join(v) for k, v in levels.items()},
                 "numpy_build_version": numpy.__version__,
                 "python_build_version": sys.version.split()[0],
             }
         )
         super().build_extensions()
+
+    def _simd_levels(self, ctype):
+        """{level: flags} for the levels to build: baseline always; wider ones on x86 when the
+        compiler accepts their flags (and L2DECAY_SIMD_LEVELS does not leave them out)."""
+        family = "msvc" if ctype == "msvc" else "unix"
+        wanted = os.environ.get("L2DECAY_SIMD_LEVELS", "").strip()
+        wanted = {w.strip() for w in wanted.split(",")} if wanted else set(SIMD_LEVELS)
+        levels = {"baseline": []}
+        for level, flags in SIMD_LEVELS.items():
+            if level == "baseline" or level not in wanted or not X86:
+                continue
+            if _probe(self.compiler, flags[family], "int main(void) { return 0; }\n"):
+                levels[level] = flags[family]
+        return levels
 
     def _write_build_config(self, config):
         # Written into the build tree (never the source tree), so the installed package knows

@@ -215,3 +215,57 @@ def test_state_dict_round_trip_is_bit_identical(cls, kw):
     run(p_resumed, opt2, problem, 12)
     for a, b in zip(p_resumed, p_full):
         np.testing.assert_array_equal(a, b)
+
+
+# -- the compiled step plan: reused while nothing changes, rebuilt when something does -------
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: d.__name__)
+def test_changing_hyperparameters_between_steps_takes_effect(dtype):
+    # a schedule: lr, momentum and the rule change between steps, as a user's loop does
+    problem = Problem(dtype, seed=4)
+    p1, p2 = problem.params(), problem.params()
+    opt = SGD(p1, lr=0.05, momentum=0.9, reg=L2(0.05))
+    refopt = ref.SGD(p2, lr=0.05, momentum=0.9, reg=("l2", 0.05))
+    for step in range(12):
+        lr = 0.05 * 0.8 ** step
+        reg = L2(0.05) if step < 6 else Decoupled(0.02)
+        opt.param_groups[0]["lr"] = lr
+        opt.param_groups[0]["reg"] = reg
+        refopt.lr, (refopt.rule, refopt.s) = lr, reg_tuple(reg)
+        opt.step(problem.grads(p1))
+        refopt.step(problem.grads(p2))
+    assert opt.param_groups[0]["step"] == 12
+    for a, b in zip(p1, p2):
+        np.testing.assert_allclose(a, b, rtol=RTOL[dtype], atol=RTOL[dtype])
+
+
+def test_adam_step_count_set_by_hand_is_used():
+    # bias correction depends on the step count; resetting it restarts the correction
+    problem = Problem(np.float64, seed=5, shapes=[(6,)])
+    p1 = problem.params()
+    opt = Adam(p1, lr=0.1)
+    run(p1, opt, problem, 3)
+    opt.param_groups[0]["step"] = 0
+    opt.state[0]["exp_avg"][:] = 0
+    opt.state[0]["exp_avg_sq"][:] = 0
+    p2 = [p.copy() for p in p1]
+    refopt = ref.Adam(p2, lr=0.1)
+    run(p1, opt, problem, 2)
+    run(p2, refopt, problem, 2)
+    np.testing.assert_allclose(p1[0], p2[0], rtol=1e-12)
+    assert opt.param_groups[0]["step"] == 2
+
+
+def test_params_swapped_or_frozen_after_construction_are_refused():
+    w = np.ones(4)
+    opt = SGD([w], lr=0.1)
+    opt.step([np.ones(4)])
+    opt.param_groups[0]["params"][0] = np.ones(4)
+    with pytest.raises(ValueError, match=r"param_groups\[0\].params changed"):
+        opt.step([np.ones(4)])
+    opt.param_groups[0]["params"][0] = w
+    w.flags.writeable = False
+    with pytest.raises(ValueError, match=r"w\[0\] is read-only"):
+        opt.step([np.ones(4)])
+    w.flags.writeable = True
+    opt.step([np.ones(4)])
+    np.testing.assert_allclose(w, 0.8)

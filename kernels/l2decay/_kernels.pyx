@@ -1,15 +1,27 @@
-"""Compiled in-place weight-update loops of l2decay: L2, decay, SGD-momentum and Adam steps.
+"""l2decay's compiled entry points: argument checks, SIMD dispatch, threading.
 
-Each rule is one private serial loop over raw pointers (fused over float/double), run on one
-contiguous block; `_run` splits large tensors into blocks across OpenMP threads.  The `def`
-entries only gather pointers from arrays that the Python boundary (l2decay._validate) has
-already checked, then release the GIL for the whole batch of tensors.
+The loops themselves live in _loops.pxi, compiled once per instruction set into the modules
+l2decay._simd_baseline, _simd_avx2 and _simd_avx512.  At import this module picks the widest
+one the CPU runs (numpy's CPU feature detection; override with L2DECAY_SIMD) and calls its
+`_block` through a function pointer.  Every argument is checked here at C level before any
+array is touched; anything the fast checks do not accept is handed to l2decay._validate, which
+raises the precise TypeError/ValueError (it is the one place that words error messages).
 """
-from cython cimport floating
+import importlib
+import os
+
+from cpython.list cimport PyList_Check
+from cpython.tuple cimport PyTuple_Check, PyTuple_CheckExact
+from cpython.pycapsule cimport PyCapsule_GetPointer
 from cython.parallel cimport prange
-from libc.math cimport sqrt, sqrtf
+from libc.math cimport sqrt, isfinite
 from libc.stdlib cimport malloc, free
 cimport numpy as cnp
+
+from l2decay._common cimport (Hyper, Rule, Task, block_fn, RULE_L2, RULE_DECAY, RULE_SGD,
+                              RULE_ADAM, RULE_SWAP, RULE_AXPY)
+
+from l2decay import _validate
 
 cnp.import_array()
 
@@ -23,137 +35,79 @@ cdef extern from *:
     #define L2D_HAVE_OPENMP 0
     static int l2d_default_threads(void) { return 1; }
     #endif
-    #if defined(__AVX512F__)
-    #define L2D_SIMD "avx512f"
-    #elif defined(__AVX2__)
-    #define L2D_SIMD "avx2"
-    #elif defined(__AVX__)
-    #define L2D_SIMD "avx"
-    #elif defined(__SSE2__) || defined(_M_X64)
-    #define L2D_SIMD "sse2"
-    #elif defined(__ARM_NEON)
-    #define L2D_SIMD "neon"
-    #else
-    #define L2D_SIMD "none"
-    #endif
     """
     int L2D_HAVE_OPENMP
-    const char* L2D_SIMD
     int l2d_default_threads() noexcept nogil
 
 
-# --------------------------------------------------------------------------- rules ----------
-# Hyperparameters of one call, shared by every tensor of it.  Rule flags select branches that
-# are loop-invariant, so gcc -O3 unswitches them into separate vectorized loops.
-cdef struct Hyper:
-    double lr, lam, keep          # keep = 1 - decay (decay rule) or 1 - lr*lam (decoupled)
-    bint l2, decoupled, decay     # which regularization rule: at most one is set
-    double mu, damp1              # SGD: momentum, 1 - dampening
-    bint nesterov
-    double b1, b2, step_size, bc2_sqrt, eps   # Adam; step_size = lr / (1 - b1**t)
+# ------------------------------------------------------------------- SIMD dispatch ---------
+SIMD_LEVELS = ("baseline", "avx2", "avx512")
+# numpy's names (numpy/_core/_multiarray_umath.__cpu_features__) of what each level's flags
+# (setup.py SIMD_LEVELS) let the compiler use.
+_SIMD_NEEDS = {
+    "baseline": (),
+    "avx2": ("AVX", "AVX2", "F16C", "FMA3"),
+    "avx512": ("AVX", "AVX2", "F16C", "FMA3", "AVX512F", "AVX512CD", "AVX512VL", "AVX512BW",
+               "AVX512DQ"),
+}
+
+cdef block_fn _block = NULL
+_simd = None
 
 
-cdef inline void _l2_loop(floating* w, floating* g, Py_ssize_t n,
-                          floating lr, floating lam) noexcept nogil:
-    """grad += lam*w;  w -= lr*grad."""
-    cdef Py_ssize_t i
-    for i in range(n):
-        g[i] = g[i] + lam * w[i]
-        w[i] = w[i] - lr * g[i]
+def _cpu_features():
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__
+    except ImportError:  # numpy 1.x
+        from numpy.core._multiarray_umath import __cpu_features__
+    return __cpu_features__
 
 
-cdef inline void _decay_loop(floating* w, const floating* g, Py_ssize_t n,
-                             floating lr, floating keep) noexcept nogil:
-    """w = (w - lr*grad) * keep,  keep = 1 - decay."""
-    cdef Py_ssize_t i
-    for i in range(n):
-        w[i] = (w[i] - lr * g[i]) * keep
+def simd_built():
+    """Instruction-set levels compiled into this installation, narrowest first."""
+    built = []
+    for level in SIMD_LEVELS:
+        try:
+            importlib.import_module(f"l2decay._simd_{level}")
+        except ImportError:
+            continue
+        built.append(level)
+    return built
 
 
-cdef inline void _sgd_loop(floating* w, floating* g, floating* buf, Py_ssize_t n,
-                           const Hyper* h, bint first) noexcept nogil:
-    """torch.optim.SGD's step, with the regularization rule of `h` (see l2decay.optim)."""
-    cdef Py_ssize_t i
-    cdef floating lr = <floating>h.lr, lam = <floating>h.lam, keep = <floating>h.keep
-    cdef floating mu = <floating>h.mu, damp1 = <floating>h.damp1
-    cdef floating gi, wi, bi
-    cdef bint use_momentum = h.mu != 0.0
-    for i in range(n):
-        gi = g[i]
-        wi = w[i]
-        if h.l2:
-            gi = gi + lam * wi
-            g[i] = gi
-        if h.decoupled:
-            wi = wi * keep
-        if use_momentum:
-            if first:
-                bi = gi
-            else:
-                bi = mu * buf[i] + damp1 * gi
-            buf[i] = bi
-            if h.nesterov:
-                gi = gi + mu * bi
-            else:
-                gi = bi
-        wi = wi - lr * gi
-        if h.decay:
-            wi = wi * keep
-        w[i] = wi
+def simd_available():
+    """Levels both compiled and supported by this CPU, narrowest first."""
+    features = _cpu_features()
+    return [lv for lv in simd_built() if all(features.get(f, False) for f in _SIMD_NEEDS[lv])]
 
 
-cdef inline void _adam_loop(floating* w, floating* g, floating* m, floating* v, Py_ssize_t n,
-                            const Hyper* h) noexcept nogil:
-    """torch.optim.Adam's step, with the regularization rule of `h` (see l2decay.optim)."""
-    cdef Py_ssize_t i
-    cdef floating lam = <floating>h.lam, keep = <floating>h.keep
-    cdef floating b1 = <floating>h.b1, b2 = <floating>h.b2
-    cdef floating a1 = <floating>(1.0 - h.b1), a2 = <floating>(1.0 - h.b2)
-    cdef floating ss = <floating>h.step_size, bc2s = <floating>h.bc2_sqrt, eps = <floating>h.eps
-    cdef floating gi, wi, mi, vi, root
-    for i in range(n):
-        gi = g[i]
-        wi = w[i]
-        if h.l2:
-            gi = gi + lam * wi
-            g[i] = gi
-        if h.decoupled:
-            wi = wi * keep
-        mi = b1 * m[i] + a1 * gi
-        vi = b2 * v[i] + a2 * (gi * gi)
-        m[i] = mi
-        v[i] = vi
-        if floating is float:
-            root = sqrtf(vi)
-        else:
-            root = sqrt(vi)
-        wi = wi - (ss * mi) / (root / bc2s + eps)
-        if h.decay:
-            wi = wi * keep
-        w[i] = wi
+def set_simd(str level):
+    """Use the loops compiled for `level` ("baseline", "avx2", "avx512", or "auto" for the
+    widest this CPU supports).  Results are bit-identical at every level; only speed differs."""
+    global _block, _simd
+    available = simd_available()
+    if level == "auto":
+        level = available[len(available) - 1]   # (wraparound is off in this module)
+    if level not in available:
+        raise ValueError(
+            f"SIMD level {level!r} is not available here; choose one of {available + ['auto']}"
+        )
+    module = importlib.import_module(f"l2decay._simd_{level}")
+    _block = <block_fn>PyCapsule_GetPointer(module.BLOCK, "l2decay._block")
+    _simd = level
+
+
+def get_simd():
+    """The instruction-set level whose loops run now."""
+    return _simd
 
 
 # ------------------------------------------------------------------- threading -------------
-# One task = one tensor.  Blocks of BLOCK elements are the unit of parallel work: each block
-# runs the serial (vectorized) loop, so the per-element operation order, and thus every bit of
-# the result, is the same for any thread count.
-cdef enum Rule:
-    RULE_L2 = 0
-    RULE_DECAY = 1
-    RULE_SGD = 2
-    RULE_ADAM = 3
-
-cdef struct Task:
-    char* w
-    char* g
-    char* s1          # SGD momentum buffer, or Adam exp_avg
-    char* s2          # Adam exp_avg_sq
-    Py_ssize_t n
-    bint is_double
-    bint first        # SGD: the momentum buffer is initialised from this step's gradient
-
+# Blocks of BLOCK elements are the unit of parallel work: each runs the serial (vectorized)
+# loop, so the per-element operation order, and every bit of the result, is the same for any
+# thread count.
 cdef Py_ssize_t BLOCK = 1 << 15
-cdef int _num_threads = 0                    # 0: OpenMP's default (all cores)
+cdef int _num_threads = 0                      # 0: OpenMP's default (all cores)
 cdef Py_ssize_t _parallel_threshold = 1 << 18  # elements; smaller tensors stay serial
 
 
@@ -163,31 +117,6 @@ cdef inline int _threads_for(Py_ssize_t n) noexcept nogil:
     if _num_threads > 0:
         return _num_threads
     return l2d_default_threads()
-
-
-cdef void _block(Rule rule, const Task* t, const Hyper* h,
-                 Py_ssize_t a, Py_ssize_t b) noexcept nogil:
-    """Run `rule` on elements [a, b) of task `t`."""
-    if t.is_double:
-        if rule == RULE_L2:
-            _l2_loop(<double*>t.w + a, <double*>t.g + a, b - a, h.lr, h.lam)
-        elif rule == RULE_DECAY:
-            _decay_loop(<double*>t.w + a, <double*>t.g + a, b - a, h.lr, h.keep)
-        elif rule == RULE_SGD:
-            _sgd_loop(<double*>t.w + a, <double*>t.g + a, <double*>t.s1 + a, b - a, h, t.first)
-        else:
-            _adam_loop(<double*>t.w + a, <double*>t.g + a, <double*>t.s1 + a,
-                       <double*>t.s2 + a, b - a, h)
-    else:
-        if rule == RULE_L2:
-            _l2_loop(<float*>t.w + a, <float*>t.g + a, b - a, <float>h.lr, <float>h.lam)
-        elif rule == RULE_DECAY:
-            _decay_loop(<float*>t.w + a, <float*>t.g + a, b - a, <float>h.lr, <float>h.keep)
-        elif rule == RULE_SGD:
-            _sgd_loop(<float*>t.w + a, <float*>t.g + a, <float*>t.s1 + a, b - a, h, t.first)
-        else:
-            _adam_loop(<float*>t.w + a, <float*>t.g + a, <float*>t.s1 + a,
-                       <float*>t.s2 + a, b - a, h)
 
 
 cdef void _run(Rule rule, const Task* t, const Hyper* h) noexcept nogil:
@@ -200,6 +129,27 @@ cdef void _run(Rule rule, const Task* t, const Hyper* h) noexcept nogil:
     for k in prange(nblocks, schedule="static", num_threads=nt):
         start = k * BLOCK
         _block(rule, t, h, start, min(start + BLOCK, t.n))
+
+
+cdef void _run_all(Rule rule, const Task* tasks, Py_ssize_t m, const Hyper* h) noexcept nogil:
+    """Every task of a call: large ones split over threads one by one, small ones together
+    spread over threads when their total reaches the parallel threshold."""
+    cdef Py_ssize_t k, small = 0
+    cdef int nt
+    for k in range(m):
+        if tasks[k].n >= _parallel_threshold:
+            _run(rule, &tasks[k], h)
+        else:
+            small += tasks[k].n
+    nt = _threads_for(small)
+    if nt <= 1:
+        for k in range(m):
+            if tasks[k].n < _parallel_threshold:
+                _block(rule, &tasks[k], h, 0, tasks[k].n)
+        return
+    for k in prange(m, schedule="dynamic", num_threads=nt):
+        if tasks[k].n < _parallel_threshold:
+            _block(rule, &tasks[k], h, 0, tasks[k].n)
 
 
 # --------------------------------------------------------------- public C API (.pxd) -------
@@ -246,61 +196,184 @@ cdef void decay_step_f64(double* w, const double* grad, Py_ssize_t n,
     _single(RULE_DECAY, w, <void*>grad, n, True, &h)
 
 
-# ------------------------------------------------------------------ Python entries ---------
-# Arguments are tuples of arrays validated by l2decay._validate (float32/float64, C-contiguous,
-# writeable where written, equal sizes and dtypes per tensor, no overlap).  Only the type of each
-# item is re-checked here (by the typed cast), so that misuse raises instead of crashing.
+# ------------------------------------------------------------------ argument checks --------
+# Each fast check accepts exactly what l2decay._validate accepts, or less; on a False the
+# caller hands the arguments to _validate, which raises the worded error.
+cdef inline bint _real_ok(object value, double* out, double high, bint high_open,
+                          bint low_open) noexcept:
+    """A plain float/int, finite, in [0, high] (or the open variants)."""
+    cdef double x
+    if type(value) is float:
+        x = <double>value
+    elif type(value) is int and -(1 << 52) <= value <= (1 << 52):
+        x = <double>value
+    else:
+        return False
+    if not isfinite(x) or x < 0.0 or x > high or (high_open and x == high) or (low_open and x == 0.0):
+        return False
+    out[0] = x
+    return True
+
+
+cdef double _real(str name, object value, double high=float("inf"), bint high_open=False,
+                  bint low_open=False) except? -1.0:
+    cdef double x
+    if _real_ok(value, &x, high, high_open, low_open):
+        return x
+    return _validate.real(name, value, high=high, high_open=high_open, low_open=low_open)
+
+
+cdef inline bint _array_ok(object a, bint writes) noexcept:
+    cdef cnp.ndarray arr
+    cdef int t
+    if not cnp.PyArray_Check(a):
+        return False
+    arr = <cnp.ndarray>a
+    t = cnp.PyArray_TYPE(arr)
+    return ((t == cnp.NPY_DOUBLE or t == cnp.NPY_FLOAT)
+            and cnp.PyArray_ISNOTSWAPPED(arr)
+            and cnp.PyArray_IS_C_CONTIGUOUS(arr)
+            and (not writes or cnp.PyArray_ISWRITEABLE(arr)))
+
+
+cdef inline bint _disjoint(cnp.ndarray a, cnp.ndarray b) noexcept:
+    """Both C-contiguous: their byte ranges do not intersect (what may_share_memory tests)."""
+    cdef char* pa = cnp.PyArray_BYTES(a)
+    cdef char* pb = cnp.PyArray_BYTES(b)
+    cdef Py_ssize_t na = cnp.PyArray_NBYTES(a), nb = cnp.PyArray_NBYTES(b)
+    return na == 0 or nb == 0 or pa + na <= pb or pb + nb <= pa
+
+
+cdef inline bint _like(cnp.ndarray a, cnp.ndarray b) noexcept:
+    return cnp.PyArray_TYPE(a) == cnp.PyArray_TYPE(b) and cnp.PyArray_SAMESHAPE(a, b)
+
+
+cdef inline bint _pair_ok(object w, object g, bint writes_g) noexcept:
+    return (_array_ok(w, True) and _array_ok(g, writes_g)
+            and _like(<cnp.ndarray>w, <cnp.ndarray>g)
+            and _disjoint(<cnp.ndarray>w, <cnp.ndarray>g))
+
+
+cdef inline void _task(Task* t, object w, object g) noexcept:
+    t.w = cnp.PyArray_BYTES(<cnp.ndarray>w)
+    t.g = cnp.PyArray_BYTES(<cnp.ndarray>g)
+    t.s1 = NULL
+    t.s2 = NULL
+    t.n = cnp.PyArray_SIZE(<cnp.ndarray>w)
+    t.is_double = cnp.PyArray_TYPE(<cnp.ndarray>w) == cnp.NPY_DOUBLE
+    t.first = False
+
+
 cdef enum:
     _STACK_TASKS = 8   # tensors per call handled without a malloc
 
 
-cdef void _run_all(Rule rule, tuple ws, tuple gs, tuple s1, tuple s2,
-                   const Hyper* h, bint first) except *:
-    cdef Py_ssize_t k, m = len(ws)
+cdef int _apply(Rule rule, object w, object grad, const Hyper* h) except -1:
+    """Check `w`/`grad` (one array each, or equal-length lists/tuples of them) completely,
+    then run `rule` on every pair with the GIL released."""
+    cdef bint writes_g = rule == RULE_L2 or rule == RULE_SWAP
     cdef Task stack[_STACK_TASKS]
     cdef Task* tasks = stack
-    cdef cnp.ndarray w
-    if len(gs) != m or (s1 is not None and len(s1) != m) or (s2 is not None and len(s2) != m):
-        raise ValueError("internal: tensor tuples of unequal length")
+    cdef Py_ssize_t k, m
+    cdef tuple ws, gs
+    if cnp.PyArray_Check(w):
+        if not _pair_ok(w, grad, writes_g):
+            w, grad = _validate.tensors(w, grad, writes_g)   # raises the worded error
+            w, grad = w[0], grad[0]
+        _task(&stack[0], w, grad)
+        with nogil:
+            _run(rule, &stack[0], h)
+        return 0
+    if not ((PyList_Check(w) or PyTuple_Check(w)) and (PyList_Check(grad) or PyTuple_Check(grad))
+            and len(w) == len(grad)):
+        ws, gs = _validate.tensors(w, grad, writes_g)
+    else:
+        # tuples hold references to the arrays while the GIL is released
+        ws = w if PyTuple_CheckExact(w) else tuple(w)
+        gs = grad if PyTuple_CheckExact(grad) else tuple(grad)
+        for k in range(len(ws)):
+            if not _pair_ok(ws[k], gs[k], writes_g):
+                ws, gs = _validate.tensors(ws, gs, writes_g)
+                break
+    m = len(ws)
     if m > _STACK_TASKS:
         tasks = <Task*>malloc(m * sizeof(Task))
         if tasks == NULL:
             raise MemoryError()
     try:
         for k in range(m):
-            w = <cnp.ndarray?>ws[k]
-            tasks[k].w = <char*>cnp.PyArray_DATA(w)
-            tasks[k].g = <char*>cnp.PyArray_DATA(<cnp.ndarray?>gs[k])
-            tasks[k].s1 = <char*>cnp.PyArray_DATA(<cnp.ndarray?>s1[k]) if s1 is not None else NULL
-            tasks[k].s2 = <char*>cnp.PyArray_DATA(<cnp.ndarray?>s2[k]) if s2 is not None else NULL
-            tasks[k].n = cnp.PyArray_SIZE(w)
-            tasks[k].is_double = cnp.PyArray_TYPE(w) == cnp.NPY_FLOAT64
-            tasks[k].first = first
+            _task(&tasks[k], ws[k], gs[k])
         with nogil:
-            for k in range(m):
-                _run(rule, &tasks[k], h)
+            _run_all(rule, tasks, m, h)
     finally:
         if tasks != stack:
             free(tasks)
+    return 0
 
 
-def l2_step_many(tuple ws, tuple gs, double lr, double lam):
-    """For each pair: grad += lam*w; w -= lr*grad (in place, GIL released)."""
+# ------------------------------------------------------------------ Python entries ---------
+def l2_step(w, grad, *, lr, lam):
+    """L2 regularization step, in place: ``grad += lam*w; w -= lr*grad``.
+
+    Parameters
+    ----------
+    w, grad : numpy.ndarray or list/tuple of numpy.ndarray
+        Weights and their gradients: float32 or float64, C-contiguous, writeable, pairwise
+        equal in dtype and shape, not sharing memory.  Sequences update every pair in one call.
+    lr : float
+        Learning rate, finite, >= 0.
+    lam : float
+        L2 strength, finite, >= 0.
+
+    Both ``w`` and ``grad`` are updated; ``grad`` is left holding the regularized gradient.
+    Returns None.  On bad input raises TypeError/ValueError and modifies nothing.
+    """
     cdef Hyper h
-    h.lr = lr
-    h.lam = lam
-    _run_all(RULE_L2, ws, gs, None, None, &h, False)
+    h.lr = _real("lr", lr)
+    h.lam = _real("lam", lam)
+    _apply(RULE_L2, w, grad, &h)
 
 
-def decay_step_many(tuple ws, tuple gs, double lr, double decay):
-    """For each pair: w = (w - lr*grad) * (1 - decay) (in place, GIL released)."""
+def decay_step(w, grad, *, lr, decay):
+    """Weight-decay step, in place: ``w = (w - lr*grad) * (1 - decay)``; ``grad`` is not written.
+
+    Parameters
+    ----------
+    w, grad : numpy.ndarray or list/tuple of numpy.ndarray
+        As in :func:`l2_step`; ``grad`` may be read-only.
+    lr : float
+        Learning rate, finite, >= 0.
+    decay : float
+        Fraction of each weight removed per step, in [0, 1).
+
+    Returns None.  On bad input raises TypeError/ValueError and modifies nothing.
+    """
     cdef Hyper h
-    h.lr = lr
-    h.keep = 1.0 - decay
-    _run_all(RULE_DECAY, ws, gs, None, None, &h, False)
+    h.lr = _real("lr", lr)
+    h.keep = 1.0 - _real("decay", decay, 1.0, True)
+    _apply(RULE_DECAY, w, grad, &h)
 
 
-cdef inline void _set_rule(Hyper* h, int rule, double lr, double strength):
+def stream_swap(w, grad):
+    """Memory-ceiling loop with the L2 rule's traffic (read 2 arrays, write 2): swap w and grad."""
+    cdef Hyper h
+    _apply(RULE_SWAP, w, grad, &h)
+
+
+def stream_axpy(w, grad, a):
+    """Memory-ceiling loop with the decay rule's traffic (read 2 arrays, write 1): w += a*grad."""
+    cdef Hyper h
+    h.lr = _real("a", a)
+    _apply(RULE_AXPY, w, grad, &h)
+
+
+# ------------------------------------------------------------------ optimizer steps --------
+cdef extern from "Python.h":
+    # borrowed reference, NULL if absent; never raises
+    void* PyDict_GetItem(object d, object key)
+
+
+cdef inline void _set_rule(Hyper* h, int rule, double lr, double strength) noexcept:
     """rule: 0 none, 1 L2, 2 decoupled, 3 decay (see l2decay.optim)."""
     h.lr = lr
     h.lam = strength
@@ -310,34 +383,157 @@ cdef inline void _set_rule(Hyper* h, int rule, double lr, double strength):
     h.keep = 1.0 - lr * strength if rule == 2 else 1.0 - strength
 
 
-def sgd_step_many(tuple ws, tuple gs, tuple bufs, double lr, int rule, double strength,
-                  double momentum, double dampening, bint nesterov, bint first):
-    """One torch-style SGD step for every tensor; `bufs` are momentum buffers (ignored if momentum == 0)."""
-    cdef Hyper h
-    _set_rule(&h, rule, lr, strength)
-    h.mu = momentum
-    h.damp1 = 1.0 - dampening
-    h.nesterov = nesterov
-    _run_all(RULE_SGD, ws, gs, bufs, None, &h, first)
+cdef class StepPlan:
+    """One optimizer step over every parameter group, compiled once and reused.
 
+    l2decay.optim builds it from hyperparameters it has validated.  `run` first checks, at C
+    level, that nothing the plan was built from has changed (the group dicts, their
+    hyperparameter objects and parameter lists, by identity) and that every gradient is a valid
+    partner of its parameter; if anything fails it returns False having touched nothing, and
+    the optimizer takes its Python path, which raises the worded error or builds a new plan.
+    """
+    cdef Rule rule
+    cdef list groups            # the optimizer's param_groups list
+    cdef tuple group_dicts      # its dicts, as they were
+    cdef tuple keys             # hyperparameter keys compared by identity
+    cdef tuple snapshot         # per group: the objects under `keys`, as they were
+    cdef tuple param_lists      # per group: the "params" list object
+    cdef tuple params           # every parameter, flat
+    cdef tuple s1, s2           # state arrays, flat (SGD: momentum buffers; Adam: m, v)
+    cdef Py_ssize_t m, ngroups
+    cdef Task* tasks
+    cdef Hyper* hypers
+    cdef Py_ssize_t* starts     # group i holds params[starts[i]:starts[i+1]]
+    cdef long long* steps
+    cdef object step_key
 
-def adam_step_many(tuple ws, tuple gs, tuple ms, tuple vs, double lr, int rule, double strength,
-                   double beta1, double beta2, double eps, long long step):
-    """One torch-style Adam step number `step` (>= 1) for every tensor."""
-    cdef Hyper h
-    _set_rule(&h, rule, lr, strength)
-    h.b1 = beta1
-    h.b2 = beta2
-    h.eps = eps
-    h.step_size = lr / (1.0 - beta1 ** step)
-    h.bc2_sqrt = sqrt(1.0 - beta2 ** step)
-    _run_all(RULE_ADAM, ws, gs, ms, vs, &h, False)
+    def __cinit__(self):
+        self.tasks = NULL
+        self.hypers = NULL
+        self.starts = NULL
+        self.steps = NULL
+
+    def __dealloc__(self):
+        free(self.tasks)
+        free(self.hypers)
+        free(self.starts)
+        free(self.steps)
+
+    def __init__(self, str kind, list groups, tuple keys, tuple specs, tuple s1, tuple s2):
+        """kind "sgd" or "adam"; specs[i] = (lr, rule, strength, momentum, dampening,
+        nesterov) for SGD or (lr, rule, strength, beta1, beta2, eps) for Adam."""
+        cdef Py_ssize_t i, k, n
+        cdef Hyper* h
+        self.rule = RULE_SGD if kind == "sgd" else RULE_ADAM
+        self.groups = groups
+        self.group_dicts = tuple(groups)
+        self.keys = keys
+        self.snapshot = tuple(tuple(g[key] for key in keys) for g in groups)
+        self.param_lists = tuple(g["params"] for g in groups)
+        self.params = tuple(p for g in groups for p in g["params"])
+        self.s1, self.s2 = s1, s2
+        self.ngroups = len(groups)
+        self.m = len(self.params)
+        self.step_key = "step"
+        if len(specs) != self.ngroups or len(s1) != self.m or (s2 is not None and len(s2) != self.m):
+            raise ValueError("internal: plan arguments of unequal length")
+        self.tasks = <Task*>malloc(max(self.m, 1) * sizeof(Task))
+        self.hypers = <Hyper*>malloc(max(self.ngroups, 1) * sizeof(Hyper))
+        self.starts = <Py_ssize_t*>malloc((self.ngroups + 1) * sizeof(Py_ssize_t))
+        self.steps = <long long*>malloc(max(self.ngroups, 1) * sizeof(long long))
+        if not (self.tasks and self.hypers and self.starts and self.steps):
+            raise MemoryError()
+        self.starts[0] = 0
+        for i in range(self.ngroups):
+            self.starts[i + 1] = self.starts[i] + len(self.param_lists[i])
+            h = &self.hypers[i]
+            spec = specs[i]
+            _set_rule(h, spec[1], spec[0], spec[2])
+            if self.rule == RULE_SGD:
+                h.mu = spec[3]
+                h.damp1 = 1.0 - spec[4]
+                h.nesterov = spec[5]
+            else:
+                h.b1 = spec[3]
+                h.b2 = spec[4]
+                h.eps = spec[5]
+        for k in range(self.m):
+            p = <cnp.ndarray?>self.params[k]
+            self.tasks[k].w = cnp.PyArray_BYTES(p)
+            self.tasks[k].g = NULL
+            self.tasks[k].s1 = cnp.PyArray_BYTES(<cnp.ndarray?>s1[k])
+            self.tasks[k].s2 = cnp.PyArray_BYTES(<cnp.ndarray?>s2[k]) if s2 is not None else NULL
+            self.tasks[k].n = cnp.PyArray_SIZE(p)
+            self.tasks[k].is_double = cnp.PyArray_TYPE(p) == cnp.NPY_DOUBLE
+            self.tasks[k].first = False
+
+    cdef bint _unchanged(self, list groups):
+        cdef Py_ssize_t i, j, k
+        cdef void* value
+        cdef tuple snap
+        if groups is not self.groups or len(groups) != self.ngroups:
+            return False
+        for i in range(self.ngroups):
+            g = groups[i]
+            if g is not self.group_dicts[i]:
+                return False
+            snap = <tuple>self.snapshot[i]
+            for j in range(len(self.keys)):
+                value = PyDict_GetItem(g, self.keys[j])
+                if value == NULL or value != <void*>snap[j]:
+                    return False
+            plist = self.param_lists[i]
+            if PyDict_GetItem(g, "params") != <void*>plist or len(plist) != self.starts[i + 1] - self.starts[i]:
+                return False
+            for k in range(self.starts[i], self.starts[i + 1]):
+                if (<list>plist)[k - self.starts[i]] is not self.params[k]:
+                    return False
+            value = PyDict_GetItem(g, self.step_key)
+            if value == NULL or type(<object>value) is not int or <object>value < 0:
+                return False
+            self.steps[i] = <object>value
+        return True
+
+    def run(self, list groups, grads):
+        """Check everything, then update every parameter and state array in place; True when
+        done, False (nothing touched) when the plan is stale or an argument is bad."""
+        cdef Py_ssize_t i, k
+        cdef tuple gs
+        cdef Hyper* h
+        cdef long long t
+        if not (PyList_Check(grads) or PyTuple_Check(grads)) or len(grads) != self.m:
+            return False
+        if not self._unchanged(groups):
+            return False
+        # tuples hold references to the gradients while the GIL is released
+        gs = grads if PyTuple_CheckExact(grads) else tuple(grads)
+        for i in range(self.ngroups):
+            for k in range(self.starts[i], self.starts[i + 1]):
+                if not _pair_ok(self.params[k], gs[k], self.hypers[i].l2):
+                    return False
+        for i in range(self.ngroups):
+            t = self.steps[i] + 1
+            h = &self.hypers[i]
+            if self.rule == RULE_ADAM:
+                h.step_size = h.lr / (1.0 - h.b1 ** t)
+                h.bc2_sqrt = sqrt(1.0 - h.b2 ** t)
+            for k in range(self.starts[i], self.starts[i + 1]):
+                self.tasks[k].g = cnp.PyArray_BYTES(<cnp.ndarray>gs[k])
+                self.tasks[k].first = t == 1
+        with nogil:
+            for i in range(self.ngroups):
+                _run_all(self.rule, &self.tasks[self.starts[i]], self.starts[i + 1] - self.starts[i],
+                         &self.hypers[i])
+        for i in range(self.ngroups):
+            groups[i][self.step_key] = self.steps[i] + 1
+        return True
 
 
 # ------------------------------------------------------------------ configuration ----------
 def compiled_features():
-    """What the C compiler saw: OpenMP on/off and the widest SIMD extension it could use."""
-    return {"openmp": bool(L2D_HAVE_OPENMP), "simd": L2D_SIMD.decode("ascii")}
+    """OpenMP on/off, and the instruction-set level in use, built and available."""
+    return {"openmp": bool(L2D_HAVE_OPENMP), "simd": _simd, "simd_built": simd_built(),
+            "simd_available": simd_available()}
 
 
 def get_num_threads():
@@ -359,3 +555,14 @@ def set_parallel_threshold(Py_ssize_t n):
     """Tensors of at least `n` elements are split over threads."""
     global _parallel_threshold
     _parallel_threshold = n
+
+
+def _select_from_environment():
+    level = os.environ.get("L2DECAY_SIMD", "").strip() or "auto"
+    try:
+        set_simd(level)
+    except ValueError as exc:
+        raise ImportError(f"L2DECAY_SIMD={level!r}: {exc}") from None
+
+
+_select_from_environment()

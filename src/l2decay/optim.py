@@ -94,8 +94,10 @@ class _Optimizer:
             hint = " (use reg=L2(...), Decoupled(...) or Decay(...))" if "weight_decay" in unknown else ""
             raise TypeError(f"{type(self).__name__} got unexpected keyword arguments {unknown}{hint}")
         self.defaults = self._check_hyper(dict(self._defaults, **hyper), "")
+        self._plan = None  # compiled step (see step)
         self.param_groups = []
         self.state = []  # per parameter, flat order: dict name -> array
+        self._owners = []  # the parameter each entry of state belongs to
         if isinstance(params, np.ndarray):
             raise TypeError("params must be a list of arrays or of parameter-group dicts, not one array")
         params = list(params)
@@ -124,7 +126,9 @@ class _Optimizer:
             seen.add(id(p))
         hyper = self._check_hyper({**self.defaults, **{k: v for k, v in group.items() if k != "params"}}, where)
         self.param_groups.append({"params": params, **hyper, "step": 0})
+        self._plan = None
         self.state.extend({name: np.zeros_like(p) for name in self._state_names} for p in params)
+        self._owners.extend(params)
 
     def _check_hyper(self, h, where):
         h["lr"] = real(f"{where}lr", h["lr"])
@@ -142,24 +146,44 @@ class _Optimizer:
         Validates all groups and gradients before touching anything.  With ``L2`` the gradient
         arrays are overwritten with the regularized gradient.
         """
+        # Fast path: a compiled plan that checks, at C level, that the groups are as it was
+        # built from and that every gradient fits its parameter; it returns False, touching
+        # nothing, otherwise.  Changing a group's hyperparameters (a schedule) rebuilds it.
+        if self._plan is not None and self._plan.run(self.param_groups, grads):
+            return
+        specs = self._check_step(grads)
+        self._plan = _kernels.StepPlan(
+            self._kind, self.param_groups, tuple(self._defaults), specs,
+            *[tuple(s[name] for s in self.state) for name in self._state_names],
+            *[None] * (2 - len(self._state_names)),
+        )
+        if not self._plan.run(self.param_groups, grads):
+            raise RuntimeError("internal error: a step passed validation but its plan refused it")
+
+    def _check_step(self, grads):
+        """Validate every group and gradient (raising the worded error); return each group's
+        kernel arguments."""
         params = self.params
         if not isinstance(grads, (list, tuple)):
             raise TypeError(f"grads must be a list of arrays matching the params, got {type(grads).__name__}")
         if len(grads) != len(params):
             raise ValueError(f"grads has {len(grads)} arrays but the optimizer has {len(params)} params")
-        plan, start = [], 0
+        specs, start = [], 0
         for i, group in enumerate(self.param_groups):
             hyper = self._check_hyper(dict(group), f"param_groups[{i}].")
             n = len(group["params"])
-            ws, gs = tensors(group["params"], list(grads[start:start + n]), type(hyper["reg"]) is L2,
-                             offset=start)
-            plan.append((group, hyper, ws, gs, self.state[start:start + n]))
+            tensors(group["params"], list(grads[start:start + n]), type(hyper["reg"]) is L2, offset=start)
+            for k, p in enumerate(group["params"]):
+                if start + k >= len(self._owners) or p is not self._owners[start + k]:
+                    raise ValueError(f"param_groups[{i}].params changed after it was added; "
+                                     f"use add_param_group for new parameters")
+            if type(group["step"]) is not int or group["step"] < 0:
+                raise ValueError(f"param_groups[{i}].step must be a non-negative int, got {group['step']!r}")
+            specs.append(self._spec(hyper))
             start += n
-        for group, hyper, ws, gs, states in plan:
-            group["step"] += 1
-            self._step_group(hyper, group["step"], ws, gs, states)
+        return tuple(specs)
 
-    def _step_group(self, hyper, t, ws, gs, states):
+    def _spec(self, hyper):
         raise NotImplementedError
 
     # -- state -------------------------------------------------------------------------------
@@ -189,6 +213,7 @@ class _Optimizer:
             raise ValueError(f"state dict is missing {exc.args[0]!r}") from None
         except TypeError as exc:
             raise ValueError(f"state dict is corrupt: {exc}") from None
+        self._plan = None
         for g, (hyper, step) in zip(self.param_groups, new_groups):
             g.update(hyper)
             g["step"] = step
@@ -260,6 +285,7 @@ class SGD(_Optimizer):
 
     _defaults = {"lr": 0.01, "momentum": 0.0, "dampening": 0.0, "nesterov": False, "reg": None}
     _state_names = ("momentum_buffer",)
+    _kind = "sgd"
 
     def _check_hyper(self, h, where):
         h = super()._check_hyper(h, where)
@@ -272,12 +298,9 @@ class SGD(_Optimizer):
             raise ValueError(f"{where}nesterov requires momentum > 0 and dampening == 0")
         return h
 
-    def _step_group(self, h, t, ws, gs, states):
+    def _spec(self, h):
         code, strength = _rule_code(h["reg"])
-        bufs = tuple(s["momentum_buffer"] for s in states)
-        _kernels.sgd_step_many(
-            ws, gs, bufs, h["lr"], code, strength, h["momentum"], h["dampening"], h["nesterov"], t == 1
-        )
+        return (h["lr"], code, strength, h["momentum"], h["dampening"], h["nesterov"])
 
 
 class Adam(_Optimizer):
@@ -294,6 +317,7 @@ class Adam(_Optimizer):
 
     _defaults = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "reg": None}
     _state_names = ("exp_avg", "exp_avg_sq")
+    _kind = "adam"
 
     def _check_hyper(self, h, where):
         h = super()._check_hyper(h, where)
@@ -307,12 +331,9 @@ class Adam(_Optimizer):
         h["eps"] = real(f"{where}eps", h["eps"], low_open=True)
         return h
 
-    def _step_group(self, h, t, ws, gs, states):
+    def _spec(self, h):
         code, strength = _rule_code(h["reg"])
-        ms = tuple(s["exp_avg"] for s in states)
-        vs = tuple(s["exp_avg_sq"] for s in states)
-        b1, b2 = h["betas"]
-        _kernels.adam_step_many(ws, gs, ms, vs, h["lr"], code, strength, b1, b2, h["eps"], t)
+        return (h["lr"], code, strength, h["betas"][0], h["betas"][1], h["eps"])
 
 
 def exclude_1d(params, reg, names=None, *, verbose=True):

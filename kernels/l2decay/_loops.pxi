@@ -1,0 +1,175 @@
+# The update loops of l2decay, compiled once per instruction set: _simd_baseline.pyx,
+# _simd_avx2.pyx and _simd_avx512.pyx each `include` this file and setup.py gives each its own
+# -m flags.  _kernels picks one module at import (l2decay.build_info()["simd"]) and calls its
+# `_block` through the capsule `BLOCK`.
+#
+# Every loop is a plain serial loop over raw pointers, fused over float/double.  The build uses
+# -ffp-contract=off and no fast-math, and the per-element operation order is the same in every
+# loop variant, so every instruction set gives bit-identical results (IEEE add, mul, div and
+# sqrt are exactly rounded at any vector width).
+from cpython.pycapsule cimport PyCapsule_New
+from cython cimport floating
+from libc.math cimport sqrt, sqrtf
+
+cdef extern from *:
+    """
+    #if defined(__AVX512F__)
+    #define L2D_SIMD "avx512f"
+    #elif defined(__AVX2__)
+    #define L2D_SIMD "avx2"
+    #elif defined(__AVX__)
+    #define L2D_SIMD "avx"
+    #elif defined(__SSE2__) || defined(_M_X64)
+    #define L2D_SIMD "sse2"
+    #elif defined(__ARM_NEON)
+    #define L2D_SIMD "neon"
+    #else
+    #define L2D_SIMD "none"
+    #endif
+    """
+    const char* L2D_SIMD
+
+from l2decay._common cimport (Hyper, Rule, Task, block_fn, RULE_L2, RULE_DECAY, RULE_SGD,
+                              RULE_ADAM, RULE_SWAP, RULE_AXPY)
+
+
+cdef inline void _l2_loop(floating* w, floating* g, Py_ssize_t n,
+                          floating lr, floating lam) noexcept nogil:
+    """grad += lam*w;  w -= lr*grad."""
+    cdef Py_ssize_t i
+    for i in range(n):
+        g[i] = g[i] + lam * w[i]
+        w[i] = w[i] - lr * g[i]
+
+
+cdef inline void _decay_loop(floating* w, const floating* g, Py_ssize_t n,
+                             floating lr, floating keep) noexcept nogil:
+    """w = (w - lr*grad) * keep,  keep = 1 - decay."""
+    cdef Py_ssize_t i
+    for i in range(n):
+        w[i] = (w[i] - lr * g[i]) * keep
+
+
+cdef inline void _sgd_loop(floating* w, floating* g, floating* buf, Py_ssize_t n,
+                           const Hyper* h, bint first) noexcept nogil:
+    """torch.optim.SGD's step, with the regularization rule of `h` (see l2decay.optim)."""
+    cdef Py_ssize_t i
+    cdef floating lr = <floating>h.lr, lam = <floating>h.lam, keep = <floating>h.keep
+    cdef floating mu = <floating>h.mu, damp1 = <floating>h.damp1
+    cdef floating gi, wi, bi
+    # flags in locals: read through `h` they could alias the arrays, which stops gcc from
+    # unswitching the branches and vectorizing
+    cdef bint use_momentum = h.mu != 0.0, l2 = h.l2, decoupled = h.decoupled, decay = h.decay
+    cdef bint nesterov = h.nesterov
+    for i in range(n):
+        gi = g[i]
+        wi = w[i]
+        if l2:
+            gi = gi + lam * wi
+            g[i] = gi
+        if decoupled:
+            wi = wi * keep
+        if use_momentum:
+            if first:
+                bi = gi
+            else:
+                bi = mu * buf[i] + damp1 * gi
+            buf[i] = bi
+            if nesterov:
+                gi = gi + mu * bi
+            else:
+                gi = bi
+        wi = wi - lr * gi
+        if decay:
+            wi = wi * keep
+        w[i] = wi
+
+
+cdef inline void _adam_loop(floating* w, floating* g, floating* m, floating* v, Py_ssize_t n,
+                            const Hyper* h) noexcept nogil:
+    """torch.optim.Adam's step, with the regularization rule of `h` (see l2decay.optim)."""
+    cdef Py_ssize_t i
+    cdef floating lam = <floating>h.lam, keep = <floating>h.keep
+    cdef floating b1 = <floating>h.b1, b2 = <floating>h.b2
+    cdef floating a1 = <floating>(1.0 - h.b1), a2 = <floating>(1.0 - h.b2)
+    cdef floating ss = <floating>h.step_size, bc2s = <floating>h.bc2_sqrt, eps = <floating>h.eps
+    cdef floating gi, wi, mi, vi, root
+    cdef bint l2 = h.l2, decoupled = h.decoupled, decay = h.decay   # locals: see _sgd_loop
+    for i in range(n):
+        gi = g[i]
+        wi = w[i]
+        if l2:
+            gi = gi + lam * wi
+            g[i] = gi
+        if decoupled:
+            wi = wi * keep
+        mi = b1 * m[i] + a1 * gi
+        vi = b2 * v[i] + a2 * (gi * gi)
+        m[i] = mi
+        v[i] = vi
+        if floating is float:
+            root = sqrtf(vi)
+        else:
+            root = sqrt(vi)
+        wi = wi - (ss * mi) / (root / bc2s + eps)
+        if decay:
+            wi = wi * keep
+        w[i] = wi
+
+
+cdef inline void _swap_loop(floating* w, floating* g, Py_ssize_t n) noexcept nogil:
+    """Stream loop (memory ceiling of the L2 rule's traffic): exchange w and g."""
+    cdef Py_ssize_t i
+    cdef floating t
+    for i in range(n):
+        t = w[i]
+        w[i] = g[i]
+        g[i] = t
+
+
+cdef inline void _axpy_loop(floating* w, const floating* g, Py_ssize_t n,
+                            floating a) noexcept nogil:
+    """Stream loop (memory ceiling of the decay rule's traffic): w += a*g."""
+    cdef Py_ssize_t i
+    for i in range(n):
+        w[i] = w[i] + a * g[i]
+
+
+cdef void _block(Rule rule, const Task* t, const Hyper* h,
+                 Py_ssize_t a, Py_ssize_t b) noexcept nogil:
+    """Run `rule` on elements [a, b) of task `t`."""
+    if t.is_double:
+        if rule == RULE_L2:
+            _l2_loop(<double*>t.w + a, <double*>t.g + a, b - a, h.lr, h.lam)
+        elif rule == RULE_DECAY:
+            _decay_loop(<double*>t.w + a, <double*>t.g + a, b - a, h.lr, h.keep)
+        elif rule == RULE_SGD:
+            _sgd_loop(<double*>t.w + a, <double*>t.g + a, <double*>t.s1 + a, b - a, h, t.first)
+        elif rule == RULE_ADAM:
+            _adam_loop(<double*>t.w + a, <double*>t.g + a, <double*>t.s1 + a,
+                       <double*>t.s2 + a, b - a, h)
+        elif rule == RULE_SWAP:
+            _swap_loop(<double*>t.w + a, <double*>t.g + a, b - a)
+        else:
+            _axpy_loop(<double*>t.w + a, <double*>t.g + a, b - a, h.lr)
+    else:
+        if rule == RULE_L2:
+            _l2_loop(<float*>t.w + a, <float*>t.g + a, b - a, <float>h.lr, <float>h.lam)
+        elif rule == RULE_DECAY:
+            _decay_loop(<float*>t.w + a, <float*>t.g + a, b - a, <float>h.lr, <float>h.keep)
+        elif rule == RULE_SGD:
+            _sgd_loop(<float*>t.w + a, <float*>t.g + a, <float*>t.s1 + a, b - a, h, t.first)
+        elif rule == RULE_ADAM:
+            _adam_loop(<float*>t.w + a, <float*>t.g + a, <float*>t.s1 + a,
+                       <float*>t.s2 + a, b - a, h)
+        elif rule == RULE_SWAP:
+            _swap_loop(<float*>t.w + a, <float*>t.g + a, b - a)
+        else:
+            _axpy_loop(<float*>t.w + a, <float*>t.g + a, b - a, <float>h.lr)
+
+
+# The module's one export: its `_block`, wrapped so that _kernels can call it without the GIL.
+BLOCK = PyCapsule_New(<void*>_block, "l2decay._block", NULL)
+# The widest vector extension the C compiler was allowed to use for this module (a check that
+# the module's flags took effect).
+COMPILED_FOR = L2D_SIMD.decode("ascii")

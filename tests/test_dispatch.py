@@ -1,0 +1,179 @@
+"""SIMD dispatch and threading: every instruction-set level and thread count gives the same bits.
+
+The loops are compiled once per level (l2decay._simd_<level>); which one runs is picked at
+import from the CPU's features, or by L2DECAY_SIMD.  Each test runs the same updates at every
+level available on this machine and under several thread counts and compares results bit for bit.
+"""
+import contextlib
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import l2decay
+from l2decay import _kernels
+
+import numpy_reference as ref
+
+DTYPES = [np.float32, np.float64]
+LEVELS = _kernels.simd_available()
+SIZES = [0, 1, 7, 16, 33, 1000, 16385]
+
+
+@contextlib.contextmanager
+def configured(level=None, threads=None, threshold=None):
+    old = (_kernels.get_simd(), _kernels.get_parallel_threshold())
+    try:
+        if level is not None:
+            _kernels.set_simd(level)
+        if threads is not None:
+            l2decay.set_num_threads(threads)
+        if threshold is not None:
+            _kernels.set_parallel_threshold(threshold)
+        yield
+    finally:
+        _kernels.set_simd(old[0])
+        _kernels.set_parallel_threshold(old[1])
+        l2decay.set_num_threads(0)
+
+
+def arrays(n, dtype, count, seed):
+    rng = np.random.default_rng(seed)
+    return [(rng.standard_normal(n) * 2).astype(dtype) for _ in range(count)]
+
+
+def run_rules(n, dtype):
+    """Every kernel once on fresh copies of the same inputs; returns all arrays they wrote."""
+    out = []
+    w, g = arrays(n, dtype, 2, seed=n)
+    l2decay.l2_step(w, g, lr=0.05, lam=0.3)
+    out += [w, g]
+    w, g = arrays(n, dtype, 2, seed=n + 1)
+    l2decay.decay_step(w, g, lr=0.05, decay=0.02)
+    out.append(w)
+    for reg in (None, l2decay.L2(0.1), l2decay.Decoupled(0.1), l2decay.Decay(0.01)):
+        for cls, kw in ((l2decay.SGD, dict(lr=0.05, momentum=0.9, nesterov=True)),
+                        (l2decay.SGD, dict(lr=0.05, momentum=0.5, dampening=0.3)),
+                        (l2decay.Adam, dict(lr=0.01))):
+            w, = arrays(n, dtype, 1, seed=n + 2)
+            opt = cls([w], reg=reg, **kw)
+            for step in range(3):
+                g, = arrays(n, dtype, 1, seed=step)
+                opt.step([g])
+            out.append(w)
+    return out
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+@pytest.mark.parametrize("n", SIZES)
+def test_every_simd_level_gives_the_same_bits(dtype, n):
+    results = {}
+    for level in LEVELS:
+        with configured(level=level):
+            results[level] = run_rules(n, dtype)
+    base = results[LEVELS[0]]
+    for level, arrs in results.items():
+        for k, (a, b) in enumerate(zip(arrs, base)):
+            np.testing.assert_array_equal(a, b, err_msg=f"{level} vs {LEVELS[0]}, array {k}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+def test_levels_and_threads_match_the_numpy_reference_to_the_bit(dtype):
+    # 3 blocks and an odd tail, split over threads by a lowered threshold
+    n = 3 * 32768 + 5
+    w0, g0 = arrays(n, dtype, 2, seed=11)
+    w_ref, g_ref = w0.copy(), g0.copy()
+    ref.l2_step(w_ref, g_ref, 0.05, 0.3)
+    ref.decay_step(w_ref, g_ref, 0.05, 0.02)
+    for level in LEVELS:
+        for threads in (1, 2, 3):
+            with configured(level=level, threads=threads, threshold=1024):
+                w, g = w0.copy(), g0.copy()
+                l2decay.l2_step(w, g, lr=0.05, lam=0.3)
+                l2decay.decay_step(w, g, lr=0.05, decay=0.02)
+            np.testing.assert_array_equal(w, w_ref, err_msg=f"{level}, {threads} threads")
+            np.testing.assert_array_equal(g, g_ref, err_msg=f"{level}, {threads} threads")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+def test_many_small_tensors_in_parallel_equal_serial(dtype):
+    # below the threshold one by one, above it together: the call spreads them over threads
+    shapes = [(300,), (17,), (40, 25), (1,), (0,), (999,)] * 5
+    rng = np.random.default_rng(5)
+    ws = [rng.standard_normal(s).astype(dtype) for s in shapes]
+    gs = [rng.standard_normal(s).astype(dtype) for s in shapes]
+    expected = []
+    for w, g in zip(ws, gs):
+        w, g = w.copy(), g.copy()
+        ref.l2_step(w, g, 0.1, 0.2)
+        ref.decay_step(w, g, 0.1, 0.05)
+        expected.append((w, g))
+    with configured(threads=2, threshold=2000):
+        l2decay.l2_step(ws, gs, lr=0.1, lam=0.2)
+        l2decay.decay_step(ws, gs, lr=0.1, decay=0.05)
+    for k, ((w, g), (we, ge)) in enumerate(zip(zip(ws, gs), expected)):
+        np.testing.assert_array_equal(w, we, err_msg=f"tensor {k}")
+        np.testing.assert_array_equal(g, ge, err_msg=f"tensor {k}")
+
+
+def test_each_level_module_was_compiled_for_its_level():
+    expect = {"baseline": None, "avx2": "avx2", "avx512": "avx512f"}
+    for level in _kernels.simd_built():
+        module = __import__(f"l2decay._simd_{level}", fromlist=["COMPILED_FOR"])
+        if expect[level] is not None:
+            assert module.COMPILED_FOR == expect[level], level
+        elif sys.platform != "win32":
+            # baseline: no AVX of any kind, whatever the machine building it had
+            assert not module.COMPILED_FOR.startswith("avx"), module.COMPILED_FOR
+
+
+def test_auto_picks_the_widest_level_the_cpu_runs():
+    info = l2decay.build_info()
+    assert "baseline" in info["simd_built"]
+    assert info["simd_available"] == [lv for lv in info["simd_built"] if lv in LEVELS]
+    if not os.environ.get("L2DECAY_SIMD"):
+        assert info["simd"] == LEVELS[-1]
+    features = _kernels._cpu_features()
+    if "avx512" in info["simd_available"]:
+        assert features["AVX512F"] and features["AVX512VL"]
+    if "avx2" in info["simd_available"]:
+        assert features["AVX2"]
+
+
+def test_set_simd_refuses_an_unknown_level():
+    before = _kernels.get_simd()
+    with pytest.raises(ValueError, match="'sse9' is not available here"):
+        _kernels.set_simd("sse9")
+    assert _kernels.get_simd() == before
+
+
+def run_python(code, **env):
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, **env})
+
+
+def test_environment_variable_overrides_the_choice():
+    proc = run_python("import l2decay; print(l2decay.build_info()['simd'])", L2DECAY_SIMD="baseline")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "baseline"
+
+
+def test_environment_variable_with_a_bad_level_fails_clearly():
+    proc = run_python("import l2decay", L2DECAY_SIMD="avx9000")
+    assert proc.returncode != 0
+    assert "L2DECAY_SIMD='avx9000'" in proc.stderr
+    assert "choose one of" in proc.stderr
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+@pytest.mark.parametrize("n", SIZES)
+def test_stream_loops_match_numpy(dtype, n):
+    w, g = arrays(n, dtype, 2, seed=3)
+    w0, g0 = w.copy(), g.copy()
+    _kernels.stream_swap(w, g)
+    np.testing.assert_array_equal(w, g0)
+    np.testing.assert_array_equal(g, w0)
+    _kernels.stream_axpy(w, g, 0.25)
+    np.testing.assert_array_equal(w, g0 + dtype(0.25) * w0)
