@@ -170,16 +170,16 @@ class BuildExt(build_ext):
 
 
 class BuildPy(build_py):
-    """Ship the public .pxd (kept in kernels/ beside its .pyx) inside the package."""
+    """Ship the public _kernels.pxd (kept in kernels/ beside its .pyx) inside the package."""
 
     def run(self):
         super().run()
         src = os.path.join(KERNELS, "l2decay")
         dst = os.path.join(self.build_lib, "l2decay")
         os.makedirs(dst, exist_ok=True)
-        for name in os.listdir(src):
-            if name.endswith(".pxd"):
-                shutil.copy2(os.path.join(src, name), os.path.join(dst, name))
+        # only the public API: a shipped private .pxd (_common) would shadow the source one
+        # in later no-isolation rebuilds, since Cython also searches sys.path
+        shutil.copy2(os.path.join(src, "_kernels.pxd"), os.path.join(dst, "_kernels.pxd"))
 
 
 setup(

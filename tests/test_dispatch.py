@@ -53,6 +53,9 @@ def run_rules(n, dtype):
     w, g = arrays(n, dtype, 2, seed=n + 1)
     l2decay.decay_step(w, g, lr=0.05, decay=0.02)
     out.append(w)
+    w, g = arrays(n, dtype, 2, seed=n + 3)
+    l2decay.l2_step(w, g, lr=0.05, lam=0.3, write_grad=False)
+    out.append(w)
     for reg in (None, l2decay.L2(0.1), l2decay.Decoupled(0.1), l2decay.Decay(0.01)):
         for cls, kw in ((l2decay.SGD, dict(lr=0.05, momentum=0.9, nesterov=True)),
                         (l2decay.SGD, dict(lr=0.05, momentum=0.5, dampening=0.3)),

@@ -188,3 +188,24 @@ def test_build_info_says_what_was_built():
     assert info["num_threads"] >= 1
     if not info["openmp"]:
         assert info["num_threads"] == 1
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_l2_without_writing_grad_gives_the_same_weights(dtype, shape):
+    w, g = make(shape, dtype, seed=9)
+    w_ref, g_ref = w.copy(), g.copy()
+    g0 = g.copy()
+    g.flags.writeable = False  # only read: a read-only gradient is accepted
+    l2decay.l2_step(w, g, lr=0.05, lam=0.3, write_grad=False)
+    ref.l2_step(w_ref, g_ref, 0.05, 0.3)
+    np.testing.assert_array_equal(w, w_ref)
+    np.testing.assert_array_equal(g, g0)
+
+
+def test_write_grad_must_be_a_bool():
+    w, g = make((5,), np.float64)
+    w0 = w.copy()
+    with pytest.raises(TypeError, match="write_grad must be True or False, got 'no'"):
+        l2decay.l2_step(w, g, lr=0.1, lam=0.1, write_grad="no")
+    np.testing.assert_array_equal(w, w0)

@@ -18,6 +18,7 @@ cdef enum Rule:
     RULE_ADAM = 3
     RULE_SWAP = 4     # w[i], g[i] = g[i], w[i]: reads 2 arrays, writes 2, like the L2 rule
     RULE_AXPY = 5     # w[i] += lr * g[i]: reads 2 arrays, writes 1, like the decay rule
+    RULE_L2_KEEP = 6  # the L2 rule leaving grad unwritten: w -= lr*(grad + lam*w)
 
 # One tensor of a call.
 cdef struct Task:

@@ -19,7 +19,7 @@ from libc.stdlib cimport malloc, free
 cimport numpy as cnp
 
 from l2decay._common cimport (Hyper, Rule, Task, block_fn, RULE_L2, RULE_DECAY, RULE_SGD,
-                              RULE_ADAM, RULE_SWAP, RULE_AXPY)
+                              RULE_ADAM, RULE_SWAP, RULE_AXPY, RULE_L2_KEEP)
 
 from l2decay import _validate
 
@@ -312,7 +312,7 @@ cdef int _apply(Rule rule, object w, object grad, const Hyper* h) except -1:
 
 
 # ------------------------------------------------------------------ Python entries ---------
-def l2_step(w, grad, *, lr, lam):
+def l2_step(w, grad, *, lr, lam, write_grad=True):
     """L2 regularization step, in place: ``grad += lam*w; w -= lr*grad``.
 
     Parameters
@@ -324,14 +324,22 @@ def l2_step(w, grad, *, lr, lam):
         Learning rate, finite, >= 0.
     lam : float
         L2 strength, finite, >= 0.
+    write_grad : bool, default True
+        True: ``grad`` is left holding the regularized gradient (4 array passes per element).
+        False: ``grad`` is only read and may be read-only; ``w`` gets the same bits
+        (``w -= lr*(grad + lam*w)``, 3 passes: what torch's SGD ``weight_decay`` does).
 
-    Both ``w`` and ``grad`` are updated; ``grad`` is left holding the regularized gradient.
     Returns None.  On bad input raises TypeError/ValueError and modifies nothing.
     """
     cdef Hyper h
     h.lr = _real("lr", lr)
     h.lam = _real("lam", lam)
-    _apply(RULE_L2, w, grad, &h)
+    if write_grad is True:
+        _apply(RULE_L2, w, grad, &h)
+    elif write_grad is False:
+        _apply(RULE_L2_KEEP, w, grad, &h)
+    else:
+        raise TypeError(f"write_grad must be True or False, got {write_grad!r}")
 
 
 def decay_step(w, grad, *, lr, decay):

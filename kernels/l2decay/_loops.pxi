@@ -30,7 +30,7 @@ cdef extern from *:
     const char* L2D_SIMD
 
 from l2decay._common cimport (Hyper, Rule, Task, block_fn, RULE_L2, RULE_DECAY, RULE_SGD,
-                              RULE_ADAM, RULE_SWAP, RULE_AXPY)
+                              RULE_ADAM, RULE_SWAP, RULE_AXPY, RULE_L2_KEEP)
 
 
 cdef inline void _l2_loop(floating* w, floating* g, Py_ssize_t n,
@@ -40,6 +40,16 @@ cdef inline void _l2_loop(floating* w, floating* g, Py_ssize_t n,
     for i in range(n):
         g[i] = g[i] + lam * w[i]
         w[i] = w[i] - lr * g[i]
+
+
+cdef inline void _l2_keep_loop(floating* w, const floating* g, Py_ssize_t n,
+                               floating lr, floating lam) noexcept nogil:
+    """w -= lr*(grad + lam*w), grad not written: the same w, to the bit, as _l2_loop."""
+    cdef Py_ssize_t i
+    cdef floating gi
+    for i in range(n):
+        gi = g[i] + lam * w[i]
+        w[i] = w[i] - lr * gi
 
 
 cdef inline void _decay_loop(floating* w, const floating* g, Py_ssize_t n,
@@ -150,6 +160,8 @@ cdef void _block(Rule rule, const Task* t, const Hyper* h,
                        <double*>t.s2 + a, b - a, h)
         elif rule == RULE_SWAP:
             _swap_loop(<double*>t.w + a, <double*>t.g + a, b - a)
+        elif rule == RULE_L2_KEEP:
+            _l2_keep_loop(<double*>t.w + a, <double*>t.g + a, b - a, h.lr, h.lam)
         else:
             _axpy_loop(<double*>t.w + a, <double*>t.g + a, b - a, h.lr)
     else:
@@ -164,6 +176,8 @@ cdef void _block(Rule rule, const Task* t, const Hyper* h,
                        <float*>t.s2 + a, b - a, h)
         elif rule == RULE_SWAP:
             _swap_loop(<float*>t.w + a, <float*>t.g + a, b - a)
+        elif rule == RULE_L2_KEEP:
+            _l2_keep_loop(<float*>t.w + a, <float*>t.g + a, b - a, <float>h.lr, <float>h.lam)
         else:
             _axpy_loop(<float*>t.w + a, <float*>t.g + a, b - a, <float>h.lr)
 

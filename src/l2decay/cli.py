@@ -15,14 +15,20 @@ RULE_FLAGS = (("l2", "LAMBDA", "L2 regularization: grad += LAMBDA*w before the o
               ("decoupled", "LAMBDA", "decoupled decay: w *= 1 - lr*LAMBDA before each step (AdamW)"))
 
 
-def _positive_int(text):
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
-    return v
+def _int_at_least(low):
+    def parse(text):
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}") from None
+        if v < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {v}")
+        return v
+    return parse
+
+
+_positive_int = _int_at_least(1)
+_nonneg_int = _int_at_least(0)
 
 
 def _nonneg_float(text):
@@ -93,7 +99,29 @@ def _parser():
         p.add_argument(f"--{name}", type=_fraction if name == "decay" else _nonneg_float, metavar=metavar,
                        default=DEFAULT_STRENGTH[name], help=f"{help_}; default {DEFAULT_STRENGTH[name]:g}")
     p.set_defaults(func=_cmd_compare)
+    p = sub.add_parser("bench", help="time the update rules against numpy, torch, a native C loop "
+                                     "and the memory ceiling (see README, Performance)")
+    p.add_argument("--quick", action="store_true", help="4 sizes, fewer repeats: under 30 s")
+    p.add_argument("--sizes", type=_sizes, metavar="N,N,...", help="element counts to sweep (overrides --quick's)")
+    p.add_argument("--dtype", choices=("float32", "float64", "both"), default="both")
+    p.add_argument("--threads", type=_nonneg_int, default=0,
+                   help="threads for every implementation alike (l2decay, torch, native C); 0: all cores")
+    p.add_argument("--repeats", type=_positive_int, help="timings per case, median reported (default 7, quick 5)")
+    p.add_argument("--json", metavar="PATH", help='write {"machine": {...}, "results": [...]}')
+    p.add_argument("--plot", metavar="PATH.png", help="ns/element against n, log-log, caches marked (needs matplotlib)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines, no tables")
+    p.set_defaults(func=_cmd_bench)
     return parser
+
+
+def _sizes(text):
+    try:
+        sizes = tuple(int(s.replace("_", "")) for s in text.split(","))
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"expected element counts like 1000,16384, got {text!r}")
+    return sizes
 
 
 def _config(args, **extra):
@@ -157,6 +185,34 @@ def _cmd_compare(args):
     _report(args, cfg, runs)
 
 
+def _cmd_bench(args):
+    from . import bench
+
+    quick = args.quick
+    sizes = args.sizes or (bench.QUICK_SIZES if quick else bench.SIZES)
+    dtypes = bench.DTYPES if args.dtype == "both" else (args.dtype,)
+    repeats = args.repeats or (5 if quick else 7)
+    say = None if args.quiet else (lambda msg: print(f"  measured {msg}", file=sys.stderr, flush=True))
+    machine = bench.machine_info(args.threads)
+    if not args.quiet:
+        b = machine["build_info"]
+        print(f"{machine['cpu']}, {machine['cores']} cores, {machine['threads']} threads; l2decay SIMD "
+              f"{b['simd']} (available {', '.join(b['simd_available'])}), OpenMP {b['openmp']}, "
+              f"parallel above {b['parallel_threshold']:,} elements; numpy {machine['numpy']}, "
+              f"torch {machine['torch'] or 'not installed'}; native C: "
+              f"{machine['native_reference'] or 'no C compiler'}", flush=True)
+    results = bench.sweep(sizes=sizes, dtypes=dtypes, threads=args.threads, repeats=repeats,
+                          optimizer_sizes=(1_000,) if quick else (1_000, 1_048_576), progress=say)
+    if not args.quiet:
+        print(bench.tables(results))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": machine, "results": results}, f, indent=1)
+    if args.plot:
+        from .plot import plot_bench
+        plot_bench(results, machine, args.plot)
+
+
 def _tty(args):
     return not args.quiet and sys.stderr.isatty()
 
@@ -174,7 +230,8 @@ def main(argv=None):
             require_matplotlib()
         except ImportError as exc:
             parser.error(str(exc))
-    if args.data not in datasets.EMBEDDED and not os.path.exists(args.data) and not args.data.endswith((".csv", ".gz")):
+    if args.command != "bench" and args.data not in datasets.EMBEDDED and not os.path.exists(args.data) \
+            and not args.data.endswith((".csv", ".gz")):
         parser.error(f"argument --data: unknown data set {args.data!r} "
                      f"(embedded: {', '.join(datasets.EMBEDDED)}; or a path to a .csv file)")
     try:

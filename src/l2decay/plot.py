@@ -39,3 +39,42 @@ def plot_runs(runs, path):
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_bench(results, machine, path):
+    """ns/element against n (log-log) per rule and implementation, one panel per dtype, with
+    the cache sizes of cpu0 marked where the L2 rule's two arrays fill them."""
+    require_matplotlib()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    rows = [r for r in results if r["kind"] == "rule"]
+    dtypes = sorted({r["dtype"] for r in rows})
+    rules = sorted({r["rule"] for r in rows}, key=["l2", "l2-keep", "decay"].index)
+    impls = ["l2decay", "numpy", "torch", "native", "stream"]
+    styles = {"l2": "-", "l2-keep": ":", "decay": "--"}
+    fig, axes = plt.subplots(1, len(dtypes), figsize=(6.5 * len(dtypes), 5), squeeze=False)
+    for ax, dtype in zip(axes[0], dtypes):
+        itemsize = np.dtype(dtype).itemsize
+        for k, impl in enumerate(impls):
+            for rule in rules:
+                pts = sorted((r["n"], r["ns_per_element"]) for r in rows
+                             if r["dtype"] == dtype and r["impl"] == impl and r["rule"] == rule)
+                if pts:
+                    x, y = zip(*pts)
+                    ax.plot(x, y, styles[rule], marker="o", ms=3, color=f"C{k}", label=f"{impl} {rule}")
+        for name, size in machine.get("caches", {}).items():
+            n = size / (2 * itemsize)  # two arrays (w, grad) of n elements fill the cache
+            ax.axvline(n, color="0.6", lw=0.8)
+            ax.text(n, 1.0, f" {name} {size // 1024}K", rotation=90, va="top", fontsize=8,
+                    color="0.4", transform=ax.get_xaxis_transform())
+        ax.set_ylim(top=ax.get_ylim()[1] * 3)  # room for the cache labels
+        ax.set(xscale="log", yscale="log", xlabel="n (elements per array)", ylabel="ns per element",
+               title=f"{dtype}, {machine.get('threads')} threads, {machine.get('cpu')}")
+        ax.legend(fontsize=7, ncol=3, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

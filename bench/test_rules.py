@@ -1,0 +1,17 @@
+"""The update rules at every size, side by side with numpy, torch, a -march=native C loop and
+the stream-loop memory ceiling (see l2decay.bench for what each implementation is)."""
+import pytest
+
+from l2decay import bench
+from benchutil import SIZES, itemsize, skip_unless
+
+
+@pytest.mark.parametrize("impl", bench.IMPLS)
+@pytest.mark.parametrize("rule", bench.RULES)
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("dtype", bench.DTYPES)
+def test_rule(run_case, dtype, n, rule, impl):
+    # native: one update per call (ctypes' call cost included), so the table compares like with
+    # like; `l2decay bench` times it with the repetitions inside C instead
+    case = skip_unless(bench.rule_case(rule, impl, dtype, n, native_reps=1), impl)
+    run_case(case, f"{dtype} n={n}", n, bench.PASSES[rule], itemsize(dtype))

@@ -1,0 +1,552 @@
+"""Benchmark cases shared by ``l2decay bench`` and the pytest-benchmark suite in bench/.
+
+A weight update does almost no arithmetic per byte, so its speed limit is memory bandwidth:
+the L2 rule reads w and grad and writes both (4 array passes per element), the decay rule reads
+both and writes w (3 passes), and "l2-keep" (``l2_step(write_grad=False)``, what torch's SGD
+``weight_decay`` does) reads both and writes only w (3 passes).  Each case here is a zero-argument callable doing one update in
+place, built outside any timed region, for one implementation:
+
+- ``l2decay``: this package's kernels;
+- ``numpy``:   the best in-place numpy expression of the same rule (ufuncs into a preallocated
+               scratch array, no temporaries), single-threaded as numpy is;
+- ``torch``:   PyTorch CPU, ``torch.optim.SGD(weight_decay=lam, fused=True)`` for L2 (it does
+               not write grad back, so it is l2-keep's true peer) and ``add_``/``mul_`` for
+               decay (None when torch is not installed);
+- ``native``:  the same loop in plain C compiled here with ``-O3 -march=native -fopenmp``
+               (_native_ref.c; None without a C compiler), the yardstick of issue 6;
+- ``stream``:  the memory ceiling: a plain compiled stream loop of the extension with the
+               rule's traffic (swap for L2, axpy for decay and l2-keep), same dispatch and
+               threads.
+
+Constants keep values away from subnormals however often a case repeats: under the decay rule
+w converges to -lr*g*keep/(1-keep) (about -g), and under L2 (g += lam*w; w -= lr*g) w and g
+oscillate with constant amplitude (a symplectic step, lr*lam < 4).  `check_values` verifies it.
+"""
+import ctypes
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+
+import numpy as np
+
+from . import _kernels
+from ._config import build_info, set_num_threads
+from .optim import SGD, Adam, Decay, Decoupled, L2
+from .steps import decay_step, l2_step
+
+RULES = ("l2", "l2-keep", "decay")
+DTYPES = ("float32", "float64")
+IMPLS = ("l2decay", "numpy", "torch", "native", "stream")
+# Sizes from L1 to DRAM on a typical core (48K L1d, 1M L2, 32M L3 here).
+SIZES = (100, 1_000, 16_384, 131_072, 1_048_576, 4_194_304, 33_554_432)
+QUICK_SIZES = (1_000, 16_384, 1_048_576, 8_388_608)
+# array passes per element (reads + writes), times the itemsize = bytes moved per element
+PASSES = {"l2": 4, "l2-keep": 3, "decay": 3, "sgd-l2": 6, "sgd-decay": 5, "adam-l2": 8, "adamw": 7}
+HYPER = {"l2": dict(lr=1e-2, lam=1e-2), "l2-keep": dict(lr=1e-2, lam=1e-2), "decay": dict(lr=1e-2, decay=1e-2)}
+OPTIMIZERS = ("sgd-l2", "sgd-decay", "adam-l2", "adamw")
+# Parameter shapes of real MLPs for the multi-tensor case.
+MLP_SHAPES = {
+    "iris 4-16-3": [(4, 16), (16,), (16, 3), (3,)],
+    "digits 64-100-10": [(64, 100), (100,), (100, 10), (10,)],
+    "mnist 784-128-64-10": [(784, 128), (128,), (128, 64), (64,), (64, 10), (10,)],
+    "deep 12x(32-32)": [(32, 32), (32,)] * 12,
+}
+
+
+def inputs(n, dtype, count=2, seed=0):
+    """Arrays of n values with |x| in [0.5, 1.5] and random sign: far from subnormal."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(count):
+        x = rng.uniform(0.5, 1.5, n) * rng.choice([-1.0, 1.0], n)
+        out.append(x.astype(dtype))
+    return out
+
+
+def check_values(*arrays):
+    """Raise if any array holds a non-finite or subnormal value (a benchmark that drifted)."""
+    for a in arrays:
+        if a.size == 0:
+            continue
+        tiny = np.finfo(a.dtype).tiny
+        mag = np.abs(a)
+        if not np.all(np.isfinite(a)) or np.any((mag > 0) & (mag < tiny)):
+            raise AssertionError("benchmark inputs drifted to non-finite or subnormal values")
+
+
+# ----------------------------------------------------------------------------- torch ------
+def torch_module():
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+# ---------------------------------------------------------------------------- native ------
+_NATIVE = {}
+
+
+def native_library():
+    """_native_ref.c compiled with -O3 -march=native -fopenmp into a temporary directory, once
+    per process; None when there is no working C compiler."""
+    if "lib" in _NATIVE:
+        return _NATIVE["lib"]
+    _NATIVE["lib"] = None
+    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    if shutil.which(cc) is None:
+        return None
+    src = os.path.join(os.path.dirname(__file__), "_native_ref.c")
+    out = os.path.join(tempfile.mkdtemp(prefix="l2decay-native-"), "native_ref.so")
+    cmd = [cc, "-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", src, "-o", out]
+    if subprocess.run(cmd, capture_output=True).returncode != 0:
+        return None
+    lib = ctypes.CDLL(out)
+    for name in ("native_l2_f32", "native_l2_f64", "native_l2keep_f32", "native_l2keep_f64",
+                 "native_decay_f32", "native_decay_f64"):
+        getattr(lib, name).restype = None
+        getattr(lib, name).argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_long, ctypes.c_double,
+                                       ctypes.c_double, ctypes.c_int, ctypes.c_long]
+    _NATIVE["lib"] = lib
+    _NATIVE["cmd"] = " ".join(cmd[:5])
+    return lib
+
+
+def threads_in_use(threads):
+    return threads or os.cpu_count() or 1
+
+
+# ----------------------------------------------------------------------------- cases ------
+class Case:
+    """One implementation of one update on prepared arrays: ``run()`` does one update;
+    ``reps`` > 1 means one call already does that many updates (native loops repeat in C)."""
+
+    def __init__(self, run, arrays, reps=1, note=""):
+        self.run, self.arrays, self.reps, self.note = run, arrays, reps, note
+
+
+def rule_case(rule, impl, dtype, n, *, threads=0, native_threads=None, native_reps=None):
+    """A Case for `rule` by `impl`, or None if that implementation is not available here.
+
+    The native loop repeats `native_reps` times per call (default: enough for 64K elements, so
+    ctypes' ~0.3 us call cost is amortized); 1 makes its calls directly comparable to the
+    others' in a pytest-benchmark table, call cost included."""
+    dtype = np.dtype(dtype)
+    w, g = inputs(n, dtype)
+    h = HYPER[rule]
+    if impl == "l2decay":
+        if rule == "l2":
+            return Case(lambda: l2_step(w, g, lr=h["lr"], lam=h["lam"]), (w, g))
+        if rule == "l2-keep":
+            return Case(lambda: l2_step(w, g, lr=h["lr"], lam=h["lam"], write_grad=False), (w, g))
+        return Case(lambda: decay_step(w, g, lr=h["lr"], decay=h["decay"]), (w, g))
+    if impl == "stream":
+        if rule == "l2":
+            return Case(lambda: _kernels.stream_swap(w, g), (w, g))
+        return Case(lambda: _kernels.stream_axpy(w, g, 0.5), (w, g))
+    if impl == "numpy":
+        tmp = np.empty_like(w)
+        mul, add, sub = np.multiply, np.add, np.subtract
+        if rule in ("l2", "l2-keep"):
+            lr, lam = dtype.type(h["lr"]), dtype.type(h["lam"])
+            reg = g if rule == "l2" else tmp  # where the regularized gradient goes
+
+            def run():
+                mul(w, lam, out=tmp)
+                add(g, tmp, out=reg)
+                mul(reg, lr, out=tmp)
+                sub(w, tmp, out=w)
+        else:
+            lr, keep = dtype.type(h["lr"]), dtype.type(1 - h["decay"])
+
+            def run():
+                mul(g, lr, out=tmp)
+                sub(w, tmp, out=w)
+                mul(w, keep, out=w)
+        return Case(run, (w, g))
+    if impl == "torch":
+        torch = torch_module()
+        if torch is None:
+            return None
+        p = torch.nn.Parameter(torch.from_numpy(w))
+        p.grad = torch.from_numpy(g)
+        if rule in ("l2", "l2-keep"):
+            opt = torch.optim.SGD([p], lr=h["lr"], weight_decay=h["lam"], fused=True)
+            return Case(opt.step, (w, g), note="SGD(weight_decay, fused=True)")
+        keep = 1 - h["decay"]
+
+        def run():
+            with torch.no_grad():
+                p.add_(p.grad, alpha=-h["lr"])
+                p.mul_(keep)
+        return Case(run, (w, g), note="add_/mul_")
+    if impl == "native":
+        lib = native_library()
+        if lib is None:
+            return None
+        fn = getattr(lib, f"native_{rule.replace('-', '')}_{'f64' if dtype == np.float64 else 'f32'}")
+        # small sizes repeat inside C so that ctypes' call cost does not count
+        reps = max(1, 65_536 // max(n, 1)) if native_reps is None else native_reps
+        nt = threads_in_use(threads) if native_threads is None else native_threads
+        a, b = w.ctypes.data, g.ctypes.data
+        second = h["decay"] if rule == "decay" else h["lam"]
+        return Case(lambda: fn(a, b, n, h["lr"], second, nt, reps), (w, g), reps=reps,
+                    note=f"{nt} thread(s)")
+    raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
+
+
+def many_case(rule, impl, dtype, shapes):
+    """Update every tensor of an MLP's parameter list: impl "one call" or "loop" of single calls."""
+    dtype = np.dtype(dtype)
+    ws = [inputs(int(np.prod(s)), dtype, 1, seed=k)[0].reshape(s) for k, s in enumerate(shapes)]
+    gs = [inputs(int(np.prod(s)), dtype, 1, seed=100 + k)[0].reshape(s) for k, s in enumerate(shapes)]
+    h = HYPER[rule]
+    step = l2_step if rule == "l2" else decay_step
+    kw = {"lr": h["lr"], "lam": h["lam"]} if rule == "l2" else {"lr": h["lr"], "decay": h["decay"]}
+    pairs = list(zip(ws, gs))
+    if impl == "one call":
+        return Case(lambda: step(ws, gs, **kw), ws + gs)
+    if impl == "loop":
+        def run():
+            for w, g in pairs:
+                step(w, g, **kw)
+        return Case(run, ws + gs)
+    raise ValueError(f"impl must be 'one call' or 'loop', got {impl!r}")
+
+
+RESET_EVERY = 8192
+
+
+def optimizer_case(kind, impl, dtype, n):
+    """One optimizer step (SGD momentum 0.9, Adam) with a rule, by l2decay, numpy or torch.
+
+    With L2 the gradient array accumulates lam*w at every step, and under momentum that loop
+    slowly grows without bound, so those cases (every implementation alike) restore w and grad
+    every RESET_EVERY steps; the counter costs all of them the same few tens of ns per step.
+    """
+    case = _optimizer_case(kind, impl, np.dtype(dtype), n)
+    if case is None or not kind.endswith("l2"):
+        return case
+    w, g = case.arrays[:2]
+    w0, g0 = w.copy(), g.copy()
+    run, count = case.run, [0]
+
+    def run_with_reset():
+        run()
+        count[0] += 1
+        if count[0] == RESET_EVERY:
+            count[0] = 0
+            np.copyto(w, w0)
+            np.copyto(g, g0)
+    case.run = run_with_reset
+    return case
+
+
+def _optimizer_case(kind, impl, dtype, n):
+    w, g = inputs(n, dtype)
+    lr, lam, mu = 1e-3, 1e-2, 0.9
+    if impl == "l2decay":
+        reg = {"sgd-l2": L2(lam), "sgd-decay": Decay(lam * lr), "adam-l2": L2(lam), "adamw": Decoupled(lam)}[kind]
+        opt = SGD([w], lr=lr, momentum=mu, reg=reg) if kind.startswith("sgd") else Adam([w], lr=lr, reg=reg)
+        return Case(lambda: opt.step([g]), (w, g))
+    if impl == "numpy":
+        return _numpy_optimizer(kind, w, g, lr, lam, mu)
+    if impl == "torch":
+        torch = torch_module()
+        if torch is None:
+            return None
+        p = torch.nn.Parameter(torch.from_numpy(w))
+        p.grad = torch.from_numpy(g)
+        if kind == "sgd-l2":
+            opt = torch.optim.SGD([p], lr=lr, momentum=mu, weight_decay=lam, fused=True)
+            return Case(opt.step, (w, g), note="SGD(momentum, weight_decay, fused=True)")
+        if kind == "sgd-decay":
+            opt = torch.optim.SGD([p], lr=lr, momentum=mu, fused=True)
+            keep = 1 - lam * lr
+
+            def run():
+                opt.step()
+                with torch.no_grad():
+                    p.mul_(keep)
+            return Case(run, (w, g), note="SGD(momentum, fused=True) + mul_")
+        if kind == "adam-l2":
+            opt = torch.optim.Adam([p], lr=lr, weight_decay=lam, fused=True)
+            return Case(opt.step, (w, g), note="Adam(weight_decay, fused=True)")
+        opt = torch.optim.AdamW([p], lr=lr, weight_decay=lam, fused=True)
+        return Case(opt.step, (w, g), note="AdamW(fused=True)")
+    raise ValueError(f"impl must be l2decay, numpy or torch, got {impl!r}")
+
+
+def _numpy_optimizer(kind, w, g, lr, lam, mu):
+    c = w.dtype.type
+    tmp, buf = np.empty_like(w), np.zeros_like(w)
+    m, v = np.zeros_like(w), np.zeros_like(w)
+    mul, add, sub, div = np.multiply, np.add, np.subtract, np.divide
+    state = {"t": 0}
+    if kind.startswith("sgd"):
+        keep = c(1 - lam * lr)
+
+        def run():
+            if kind == "sgd-l2":
+                mul(w, c(lam), out=tmp)
+                add(g, tmp, out=g)
+            mul(buf, c(mu), out=buf)
+            add(buf, g, out=buf)
+            mul(buf, c(lr), out=tmp)
+            sub(w, tmp, out=w)
+            if kind == "sgd-decay":
+                mul(w, keep, out=w)
+        return Case(run, (w, g, buf))
+    b1, b2, eps = 0.9, 0.999, 1e-8
+
+    def run():
+        state["t"] += 1
+        t = state["t"]
+        if kind == "adam-l2":
+            mul(w, c(lam), out=tmp)
+            add(g, tmp, out=g)
+        else:
+            mul(w, c(1 - lr * lam), out=w)
+        mul(m, c(b1), out=m)
+        mul(g, c(1 - b1), out=tmp)
+        add(m, tmp, out=m)
+        mul(v, c(b2), out=v)
+        mul(g, g, out=tmp)
+        mul(tmp, c(1 - b2), out=tmp)
+        add(v, tmp, out=v)
+        np.sqrt(v, out=tmp)
+        div(tmp, c(np.sqrt(1 - b2 ** t)), out=tmp)
+        add(tmp, c(eps), out=tmp)
+        div(m, tmp, out=tmp)
+        mul(tmp, c(lr / (1 - b1 ** t)), out=tmp)
+        sub(w, tmp, out=w)
+    return Case(run, (w, g, m, v))
+
+
+# ---------------------------------------------------------------------------- timing ------
+def measure(case, *, repeats=7, min_time=2e-3):
+    """Median seconds per update: `repeats` timings of a loop calibrated to last >= min_time."""
+    run = case.run
+    run()  # warm up: first-touch page faults, lazy init
+    number = 1
+    while True:
+        t0 = time.perf_counter()
+        for _ in range(number):
+            run()
+        elapsed = time.perf_counter() - t0
+        if elapsed >= min_time or number >= 1 << 24:
+            break
+        number = max(number * 2, int(number * min_time / max(elapsed, 1e-9) * 1.2))
+    times = [elapsed]
+    for _ in range(repeats - 1):
+        t0 = time.perf_counter()
+        for _ in range(number):
+            run()
+        times.append(time.perf_counter() - t0)
+    check_values(*case.arrays)
+    return float(np.median(times)) / (number * case.reps)
+
+
+def machine_info(threads=0):
+    """What the numbers were measured on."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    torch = torch_module()
+    native = native_library()
+    return {
+        "cpu": cpu,
+        "machine": platform.machine(),
+        "cores": os.cpu_count(),
+        "threads": threads_in_use(threads),
+        "caches": cache_sizes(),
+        "python": sys.version.split()[0],
+        "numpy": np.__version__,
+        "torch": torch.__version__ if torch is not None else None,
+        "native_reference": _NATIVE.get("cmd") if native is not None else None,
+        "build_info": build_info(),
+    }
+
+
+def cache_sizes():
+    """{"L1d": bytes, "L2": bytes, "L3": bytes} of cpu0, from sysfs (empty if unknown)."""
+    out = {}
+    base = "/sys/devices/system/cpu/cpu0/cache"
+    try:
+        entries = sorted(os.listdir(base))
+    except OSError:
+        return out
+    for entry in entries:
+        try:
+            with open(os.path.join(base, entry, "level")) as f:
+                level = f.read().strip()
+            with open(os.path.join(base, entry, "type")) as f:
+                kind = f.read().strip()
+            with open(os.path.join(base, entry, "size")) as f:
+                size = f.read().strip()
+        except OSError:
+            continue
+        if kind == "Instruction":
+            continue
+        mult = {"K": 1024, "M": 1024 ** 2, "G": 1024 ** 3}.get(size[-1:], 1)
+        out[f"L{level}{'d' if kind == 'Data' else ''}"] = int(size.rstrip("KMG")) * mult
+    return out
+
+
+def apply_threads(threads):
+    """Pin every implementation to `threads` (0: all cores) alike."""
+    set_num_threads(threads)
+    torch = torch_module()
+    if torch is not None:
+        torch.set_num_threads(threads_in_use(threads))
+
+
+# ----------------------------------------------------------------------------- sweep ------
+def _record(kind, rule, dtype, n, impl, seconds, note=""):
+    itemsize = np.dtype(dtype).itemsize
+    return {
+        "kind": kind, "rule": rule, "dtype": dtype, "n": n, "impl": impl,
+        "seconds": seconds,
+        "ns_per_element": seconds / max(n, 1) * 1e9,
+        "gb_per_s": PASSES.get(rule, 0) * itemsize * n / seconds / 1e9 if seconds > 0 else None,
+        "note": note,
+    }
+
+
+def sweep(*, sizes=SIZES, dtypes=DTYPES, threads=0, repeats=7, optimizer_sizes=(1_000, 1_048_576),
+          progress=None):
+    """Measure every rule x dtype x size x implementation, the multi-tensor call and the
+    optimizer steps; returns a list of result dicts (see README, Performance)."""
+    apply_threads(threads)
+    nt = threads_in_use(threads)
+    results = []
+    todo = [(dt, n) for dt in dtypes for n in sizes]
+    for dtype, n in todo:
+        for rule in RULES:
+            rows = {}
+            for impl in IMPLS:
+                if impl == "native":
+                    # the best a hand-written native loop does here: serial or on every thread
+                    best = None
+                    for t in sorted({1, nt}):
+                        case = rule_case(rule, impl, dtype, n, native_threads=t)
+                        if case is None:
+                            break
+                        s = measure(case, repeats=repeats)
+                        if best is None or s < best[0]:
+                            best = (s, case.note)
+                    if best is not None:
+                        rows[impl] = _record("rule", rule, dtype, n, impl, best[0], best[1])
+                    continue
+                case = rule_case(rule, impl, dtype, n, threads=threads)
+                if case is None:
+                    continue
+                rows[impl] = _record("rule", rule, dtype, n, impl, measure(case, repeats=repeats), case.note)
+                del case
+            ceiling = rows["stream"]["gb_per_s"]
+            for r in rows.values():
+                r["fraction_of_ceiling"] = r["gb_per_s"] / ceiling if ceiling else None
+            results.extend(rows.values())
+            if progress:
+                progress(f"{dtype} n={n:,} {rule}")
+    for dtype in dtypes:
+        for label, shapes in MLP_SHAPES.items():
+            n = int(sum(np.prod(s) for s in shapes))
+            for rule in ("l2", "decay"):
+                for impl in ("one call", "loop"):
+                    s = measure(many_case(rule, impl, dtype, shapes), repeats=repeats)
+                    rec = _record("many", rule, dtype, n, impl, s, f"{label}, {len(shapes)} tensors")
+                    rec["shapes"] = label
+                    results.append(rec)
+        if progress:
+            progress(f"{dtype} multi-tensor")
+        for n in optimizer_sizes:
+            for kind in OPTIMIZERS:
+                for impl in ("l2decay", "numpy", "torch"):
+                    case = optimizer_case(kind, impl, dtype, n)
+                    if case is not None:
+                        results.append(_record("optimizer", kind, dtype, n, impl,
+                                               measure(case, repeats=repeats), case.note))
+            if progress:
+                progress(f"{dtype} optimizers n={n:,}")
+    return results
+
+
+def _find(results, **key):
+    for r in results:
+        if all(r.get(k) == v for k, v in key.items()):
+            return r
+    return None
+
+
+def _ratio(a, b):
+    return f"{b['seconds'] / a['seconds']:.2f}x" if a and b else "-"
+
+
+def _us(r):
+    return f"{r['seconds'] * 1e6:.2f}" if r else "-"
+
+
+def _section(title, head, rows):
+    return [title, head, "-" * len(head), *rows, ""] if rows else []
+
+
+def tables(results):
+    """The sweep as plain-text tables: one per dtype for the rules, then multi-tensor and
+    optimizer tables.  Speed-ups are time(peer) / time(l2decay): > 1 means l2decay is faster."""
+    out = []
+    for dtype in DTYPES:
+        rows = [r for r in results if r["kind"] == "rule" and r["dtype"] == dtype]
+        if not rows:
+            continue
+        out.append(f"{dtype}: ns/element (GB/s), l2decay vs peers, fraction of the stream-loop ceiling")
+        head = (f"{'n':>11} {'rule':<7} {'l2decay':>15} {'ceiling':>7} {'numpy':>8} {'torch':>8} "
+                f"{'native':>8} {'x numpy':>8} {'x torch':>8} {'x native':>8} {'L2/decay':>8}")
+        out.append(head)
+        out.append("-" * len(head))
+        for n in sorted({r["n"] for r in rows}):
+            for rule in RULES:
+                get = lambda impl: _find(rows, n=n, rule=rule, impl=impl)  # noqa: E731
+                me = get("l2decay")
+                if me is None:
+                    continue
+                ns = lambda r: f"{r['ns_per_element']:.3f}" if r else "-"  # noqa: E731
+                l2, dec = _find(rows, n=n, rule="l2", impl="l2decay"), _find(rows, n=n, rule="decay", impl="l2decay")
+                ratio = f"{l2['seconds'] / dec['seconds']:.2f}" if rule == "l2" and l2 and dec else ""
+                frac = f"{me['fraction_of_ceiling']:.0%}" if me.get("fraction_of_ceiling") else "-"
+                out.append(
+                    f"{n:>11,} {rule:<7} {ns(me):>7} ({me['gb_per_s']:5.1f}) {frac:>7} {ns(get('numpy')):>8} "
+                    f"{ns(get('torch')):>8} {ns(get('native')):>8} {_ratio(me, get('numpy')):>8} "
+                    f"{_ratio(me, get('torch')):>8} {_ratio(me, get('native')):>8} {ratio:>8}"
+                )
+        out.append("")
+    many = [r for r in results if r["kind"] == "many"]
+    out += _section(
+        "many tensors: one call vs a Python loop of single calls (us per update of all)",
+        f"{'dtype':<8} {'MLP':<22} {'params':>8} {'rule':<6} {'one call':>9} {'loop':>9} {'speed-up':>9}",
+        [f"{r['dtype']:<8} {r['shapes']:<22} {r['n']:>8,} {r['rule']:<6} {_us(r):>9} {_us(loop):>9} "
+         f"{_ratio(r, loop):>9}"
+         for r in many if r["impl"] == "one call"
+         for loop in [_find(many, dtype=r["dtype"], shapes=r["shapes"], rule=r["rule"], impl="loop")]],
+    )
+    opt = [r for r in results if r["kind"] == "optimizer"]
+    out += _section(
+        "optimizer steps, one tensor (us per step; momentum 0.9 for SGD)",
+        f"{'dtype':<8} {'n':>10} {'step':<10} {'l2decay':>9} {'numpy':>9} {'torch':>9} {'x numpy':>8} {'x torch':>8}",
+        [f"{r['dtype']:<8} {r['n']:>10,} {r['rule']:<10} {_us(r):>9} {_us(npy):>9} {_us(tor):>9} "
+         f"{_ratio(r, npy):>8} {_ratio(r, tor):>8}"
+         for r in opt if r["impl"] == "l2decay"
+         for npy, tor in [[_find(opt, impl=i, dtype=r["dtype"], n=r["n"], rule=r["rule"]) for i in ("numpy", "torch")]]],
+    )
+    return "\n".join(out)
