@@ -70,3 +70,17 @@ def test_check_values_catches_subnormals():
     import numpy as np
     with pytest.raises(AssertionError, match="subnormal"):
         bench.check_values(np.array([1.0, 1e-310]))
+
+
+def test_crossover_measures_serial_and_parallel_and_restores_the_threshold(tmp_path, capsys):
+    from l2decay import _kernels
+    before = _kernels.get_parallel_threshold()
+    path = tmp_path / "cross.json"
+    assert main(["bench", "--crossover", "--sizes", "1000,3000", "--dtype", "float64", "--repeats", "1",
+                 "--json", str(path)]) == 0
+    assert "parallel speed-up" in capsys.readouterr().out
+    rows = json.loads(path.read_text())["results"]
+    assert {(r["n"], r["kind"]) for r in rows} == {(n, k) for n in (1000, 3000) for k in ("l2", "decay", "sgd-l2", "adamw")}
+    assert all(r["serial_seconds"] > 0 and r["parallel_seconds"] > 0 for r in rows)
+    assert rows[0]["bytes_per_array"] == 8000
+    assert _kernels.get_parallel_threshold() == before

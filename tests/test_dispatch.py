@@ -84,7 +84,7 @@ def test_every_simd_level_gives_the_same_bits(dtype, n):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
 def test_levels_and_threads_match_the_numpy_reference_to_the_bit(dtype):
-    # 3 blocks and an odd tail, split over threads by a lowered threshold
+    # many blocks and an odd tail, split over threads by a lowered threshold (bytes per array)
     n = 3 * 32768 + 5
     w0, g0 = arrays(n, dtype, 2, seed=11)
     w_ref, g_ref = w0.copy(), g0.copy()
@@ -113,7 +113,8 @@ def test_many_small_tensors_in_parallel_equal_serial(dtype):
         ref.l2_step(w, g, 0.1, 0.2)
         ref.decay_step(w, g, 0.1, 0.05)
         expected.append((w, g))
-    with configured(threads=2, threshold=2000):
+    # (40, 25) float64 is 8000 bytes: every tensor below 10000, their total above
+    with configured(threads=2, threshold=10_000):
         l2decay.l2_step(ws, gs, lr=0.1, lam=0.2)
         l2decay.decay_step(ws, gs, lr=0.1, decay=0.05)
     for k, ((w, g), (we, ge)) in enumerate(zip(zip(ws, gs), expected)):
@@ -161,6 +162,15 @@ def test_environment_variable_overrides_the_choice():
     proc = run_python("import l2decay; print(l2decay.build_info()['simd'])", L2DECAY_SIMD="baseline")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "baseline"
+
+
+def test_environment_variable_sets_the_parallel_threshold():
+    code = "import l2decay; print(l2decay.build_info()['parallel_threshold_bytes'])"
+    proc = run_python(code, L2DECAY_PARALLEL_THRESHOLD="65536")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "65536"
+    proc = run_python(code, L2DECAY_PARALLEL_THRESHOLD="-5")
+    assert proc.returncode != 0 and "L2DECAY_PARALLEL_THRESHOLD must be a number of bytes" in proc.stderr
 
 
 def test_environment_variable_with_a_bad_level_fails_clearly():

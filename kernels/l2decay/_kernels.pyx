@@ -106,13 +106,22 @@ def get_simd():
 # Blocks of BLOCK elements are the unit of parallel work: each runs the serial (vectorized)
 # loop, so the per-element operation order, and every bit of the result, is the same for any
 # thread count.
-cdef Py_ssize_t BLOCK = 1 << 15
-cdef int _num_threads = 0                      # 0: OpenMP's default (all cores)
-cdef Py_ssize_t _parallel_threshold = 1 << 18  # elements; smaller tensors stay serial
+#
+# The threshold is in bytes per array, measured with `l2decay bench --crossover` (README): on
+# this machine (2 cores, 1 MiB L2 each) one thread wins while a tensor's arrays fit one core's L2
+# and two threads win once they do not.  At 256 KiB per array two threads are 0.6-1.25x of one,
+# at 384 KiB 0.9-1.4x (decay the loser), at 512 KiB 1.2-1.5x for every kernel and both dtypes.
+cdef Py_ssize_t BLOCK = 1 << 13
+cdef int _num_threads = 0                           # 0: OpenMP's default (all cores)
+cdef Py_ssize_t _parallel_threshold = 384 * 1024    # bytes per array; smaller tensors stay serial
 
 
-cdef inline int _threads_for(Py_ssize_t n) noexcept nogil:
-    if not L2D_HAVE_OPENMP or n < _parallel_threshold:
+cdef inline Py_ssize_t _nbytes(const Task* t) noexcept nogil:
+    return t.n * (8 if t.is_double else 4)
+
+
+cdef inline int _threads_for(Py_ssize_t nbytes) noexcept nogil:
+    if not L2D_HAVE_OPENMP or nbytes < _parallel_threshold:
         return 1
     if _num_threads > 0:
         return _num_threads
@@ -120,7 +129,7 @@ cdef inline int _threads_for(Py_ssize_t n) noexcept nogil:
 
 
 cdef void _run(Rule rule, const Task* t, const Hyper* h) noexcept nogil:
-    cdef int nt = _threads_for(t.n)
+    cdef int nt = _threads_for(_nbytes(t))
     cdef Py_ssize_t nblocks, k, start
     if nt <= 1:
         _block(rule, t, h, 0, t.n)
@@ -137,18 +146,18 @@ cdef void _run_all(Rule rule, const Task* tasks, Py_ssize_t m, const Hyper* h) n
     cdef Py_ssize_t k, small = 0
     cdef int nt
     for k in range(m):
-        if tasks[k].n >= _parallel_threshold:
+        if _nbytes(&tasks[k]) >= _parallel_threshold:
             _run(rule, &tasks[k], h)
         else:
-            small += tasks[k].n
+            small += _nbytes(&tasks[k])
     nt = _threads_for(small)
     if nt <= 1:
         for k in range(m):
-            if tasks[k].n < _parallel_threshold:
+            if _nbytes(&tasks[k]) < _parallel_threshold:
                 _block(rule, &tasks[k], h, 0, tasks[k].n)
         return
     for k in prange(m, schedule="dynamic", num_threads=nt):
-        if tasks[k].n < _parallel_threshold:
+        if _nbytes(&tasks[k]) < _parallel_threshold:
             _block(rule, &tasks[k], h, 0, tasks[k].n)
 
 
@@ -556,13 +565,16 @@ def set_num_threads(int n):
 
 
 def get_parallel_threshold():
+    """Bytes per array from which a tensor is split over threads."""
     return _parallel_threshold
 
 
-def set_parallel_threshold(Py_ssize_t n):
-    """Tensors of at least `n` elements are split over threads."""
+def set_parallel_threshold(Py_ssize_t nbytes):
+    """Split tensors whose arrays hold at least `nbytes` bytes each over threads."""
     global _parallel_threshold
-    _parallel_threshold = n
+    if nbytes < 0:
+        raise ValueError(f"nbytes must be >= 0, got {nbytes}")
+    _parallel_threshold = nbytes
 
 
 def _select_from_environment():
@@ -571,6 +583,14 @@ def _select_from_environment():
         set_simd(level)
     except ValueError as exc:
         raise ImportError(f"L2DECAY_SIMD={level!r}: {exc}") from None
+    threshold = os.environ.get("L2DECAY_PARALLEL_THRESHOLD", "").strip()
+    if threshold:
+        try:
+            set_parallel_threshold(int(threshold))
+        except (ValueError, OverflowError):
+            raise ImportError(
+                f"L2DECAY_PARALLEL_THRESHOLD must be a number of bytes >= 0, got {threshold!r}"
+            ) from None
 
 
 _select_from_environment()

@@ -12,12 +12,14 @@ except ImportError:  # built by something other than this project's setup.py
 
 
 def build_info():
-    """A dict describing the compiled kernels: Cython version, compiler flags, OpenMP, SIMD,
-    the thread count and parallel threshold now in force, and the numpy versions."""
+    """A dict describing the compiled kernels: Cython version, compiler flags, OpenMP, the SIMD
+    level in use (``simd``; L2DECAY_SIMD overrides it) with those built and available, the
+    thread count (L2DECAY_NUM_THREADS) and the parallel threshold in bytes per array
+    (L2DECAY_PARALLEL_THRESHOLD) now in force, and the numpy versions."""
     info = dict(_BUILD)
     info.update(_kernels.compiled_features())
     info["num_threads"] = _kernels.get_num_threads()
-    info["parallel_threshold"] = _kernels.get_parallel_threshold()
+    info["parallel_threshold_bytes"] = _kernels.get_parallel_threshold()
     info["numpy_version"] = np.__version__
     return info
 

@@ -483,6 +483,46 @@ def sweep(*, sizes=SIZES, dtypes=DTYPES, threads=0, repeats=7, optimizer_sizes=(
     return results
 
 
+CROSSOVER_SIZES = (8_192, 16_384, 32_768, 49_152, 65_536, 98_304, 131_072, 262_144, 1_048_576)
+
+
+def crossover(*, sizes=CROSSOVER_SIZES, dtypes=DTYPES, threads=0, repeats=9, progress=None):
+    """l2decay's kernels on one thread against all `threads` at each size, to place the
+    parallel threshold: returns result dicts with serial and parallel seconds."""
+    apply_threads(threads)
+    old = _kernels.get_parallel_threshold()
+    out = []
+    try:
+        for dtype in dtypes:
+            for n in sizes:
+                for kind in ("l2", "decay", "sgd-l2", "adamw"):
+                    case = (rule_case(kind, "l2decay", dtype, n) if kind in RULES
+                            else optimizer_case(kind, "l2decay", dtype, n))
+                    _kernels.set_parallel_threshold(1 << 62)
+                    serial = measure(case, repeats=repeats)
+                    _kernels.set_parallel_threshold(0)
+                    parallel = measure(case, repeats=repeats)
+                    out.append({"kind": kind, "dtype": dtype, "n": n, "bytes_per_array": n * np.dtype(dtype).itemsize,
+                                "serial_seconds": serial, "parallel_seconds": parallel,
+                                "threads": threads_in_use(threads)})
+                if progress:
+                    progress(f"{dtype} n={n:,} serial vs parallel")
+    finally:
+        _kernels.set_parallel_threshold(old)
+    return out
+
+
+def crossover_table(rows):
+    head = f"{'dtype':<8} {'n':>10} {'KiB/array':>9}" + "".join(f" {k:>9}" for k in ("l2", "decay", "sgd-l2", "adamw"))
+    lines = ["parallel speed-up (time on 1 thread / time on all threads; > 1: threads pay)", head, "-" * len(head)]
+    for dtype in DTYPES:
+        for n in sorted({r["n"] for r in rows if r["dtype"] == dtype}):
+            cells = [_find(rows, dtype=dtype, n=n, kind=k) for k in ("l2", "decay", "sgd-l2", "adamw")]
+            lines.append(f"{dtype:<8} {n:>10,} {cells[0]['bytes_per_array'] // 1024:>9,}" + "".join(
+                f" {c['serial_seconds'] / c['parallel_seconds']:>8.2f}x" for c in cells))
+    return "\n".join(lines)
+
+
 def _find(results, **key):
     for r in results:
         if all(r.get(k) == v for k, v in key.items()):

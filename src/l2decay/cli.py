@@ -109,6 +109,9 @@ def _parser():
     p.add_argument("--repeats", type=_positive_int, help="timings per case, median reported (default 7, quick 5)")
     p.add_argument("--json", metavar="PATH", help='write {"machine": {...}, "results": [...]}')
     p.add_argument("--plot", metavar="PATH.png", help="ns/element against n, log-log, caches marked (needs matplotlib)")
+    p.add_argument("--crossover", action="store_true",
+                   help="instead of the sweep: one thread against all, per size, to place the parallel "
+                        "threshold (L2DECAY_PARALLEL_THRESHOLD)")
     p.add_argument("--quiet", action="store_true", help="no progress lines, no tables")
     p.set_defaults(func=_cmd_bench)
     return parser
@@ -198,17 +201,23 @@ def _cmd_bench(args):
         b = machine["build_info"]
         print(f"{machine['cpu']}, {machine['cores']} cores, {machine['threads']} threads; l2decay SIMD "
               f"{b['simd']} (available {', '.join(b['simd_available'])}), OpenMP {b['openmp']}, "
-              f"parallel above {b['parallel_threshold']:,} elements; numpy {machine['numpy']}, "
+              f"parallel from {b['parallel_threshold_bytes'] // 1024:,} KiB per array; numpy {machine['numpy']}, "
               f"torch {machine['torch'] or 'not installed'}; native C: "
               f"{machine['native_reference'] or 'no C compiler'}", flush=True)
-    results = bench.sweep(sizes=sizes, dtypes=dtypes, threads=args.threads, repeats=repeats,
-                          optimizer_sizes=(1_000,) if quick else (1_000, 1_048_576), progress=say)
+    if args.crossover:
+        results = bench.crossover(sizes=args.sizes or bench.CROSSOVER_SIZES, dtypes=dtypes,
+                                  threads=args.threads, repeats=args.repeats or 9, progress=say)
+        text = bench.crossover_table(results)
+    else:
+        results = bench.sweep(sizes=sizes, dtypes=dtypes, threads=args.threads, repeats=repeats,
+                              optimizer_sizes=(1_000,) if quick else (1_000, 1_048_576), progress=say)
+        text = bench.tables(results)
     if not args.quiet:
-        print(bench.tables(results))
+        print(text)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"machine": machine, "results": results}, f, indent=1)
-    if args.plot:
+    if args.plot and not args.crossover:
         from .plot import plot_bench
         plot_bench(results, machine, args.plot)
 
