@@ -10,7 +10,7 @@ raises the precise TypeError/ValueError (it is the one place that words error me
 import importlib
 import os
 
-from cpython.list cimport PyList_Check
+from cpython.list cimport PyList_Check, PyList_CheckExact
 from cpython.tuple cimport PyTuple_Check, PyTuple_CheckExact
 from cpython.pycapsule cimport PyCapsule_GetPointer
 from cython.parallel cimport prange
@@ -277,43 +277,61 @@ cdef enum:
     _STACK_TASKS = 8   # tensors per call handled without a malloc
 
 
+# Calls touching fewer bytes than this keep the GIL: releasing and taking it back costs about as
+# much as updating that much memory (numpy has a similar cut-off).
+cdef Py_ssize_t _NOGIL_BYTES = 16384
+
+
+cdef inline object _item(object seq, Py_ssize_t k):
+    if PyList_CheckExact(seq):
+        return (<list>seq)[k]
+    if PyTuple_CheckExact(seq):
+        return (<tuple>seq)[k]
+    return seq[k]
+
+
 cdef int _apply(Rule rule, object w, object grad, const Hyper* h) except -1:
     """Check `w`/`grad` (one array each, or equal-length lists/tuples of them) completely,
-    then run `rule` on every pair with the GIL released."""
+    then run `rule` on every pair, with the GIL released unless the call is tiny."""
     cdef bint writes_g = rule == RULE_L2 or rule == RULE_SWAP
     cdef Task stack[_STACK_TASKS]
     cdef Task* tasks = stack
-    cdef Py_ssize_t k, m
-    cdef tuple ws, gs
+    cdef Py_ssize_t k, m, total = 0
     if cnp.PyArray_Check(w):
         if not _pair_ok(w, grad, writes_g):
             w, grad = _validate.tensors(w, grad, writes_g)   # raises the worded error
             w, grad = w[0], grad[0]
         _task(&stack[0], w, grad)
-        with nogil:
+        if _nbytes(&stack[0]) < _NOGIL_BYTES:
             _run(rule, &stack[0], h)
+        else:
+            with nogil:
+                _run(rule, &stack[0], h)
         return 0
     if not ((PyList_Check(w) or PyTuple_Check(w)) and (PyList_Check(grad) or PyTuple_Check(grad))
             and len(w) == len(grad)):
-        ws, gs = _validate.tensors(w, grad, writes_g)
+        w, grad = _validate.tensors(w, grad, writes_g)
     else:
-        # tuples hold references to the arrays while the GIL is released
-        ws = w if PyTuple_CheckExact(w) else tuple(w)
-        gs = grad if PyTuple_CheckExact(grad) else tuple(grad)
-        for k in range(len(ws)):
-            if not _pair_ok(ws[k], gs[k], writes_g):
-                ws, gs = _validate.tensors(ws, gs, writes_g)
+        for k in range(len(w)):
+            if not _pair_ok(_item(w, k), _item(grad, k), writes_g):
+                w, grad = _validate.tensors(w, grad, writes_g)
                 break
-    m = len(ws)
+    m = len(w)
     if m > _STACK_TASKS:
         tasks = <Task*>malloc(m * sizeof(Task))
         if tasks == NULL:
             raise MemoryError()
     try:
         for k in range(m):
-            _task(&tasks[k], ws[k], gs[k])
-        with nogil:
+            _task(&tasks[k], _item(w, k), _item(grad, k))
+            total += _nbytes(&tasks[k])
+        if total < _NOGIL_BYTES:
             _run_all(rule, tasks, m, h)
+        else:
+            # tuples hold references to the arrays while the GIL is released
+            refs = (w if PyTuple_CheckExact(w) else tuple(w), grad if PyTuple_CheckExact(grad) else tuple(grad))
+            with nogil:
+                _run_all(rule, tasks, m, h)
     finally:
         if tasks != stack:
             free(tasks)
@@ -511,22 +529,25 @@ cdef class StepPlan:
             self.steps[i] = <object>value
         return True
 
+    cdef void _run_groups(self) noexcept nogil:
+        cdef Py_ssize_t i
+        for i in range(self.ngroups):
+            _run_all(self.rule, &self.tasks[self.starts[i]], self.starts[i + 1] - self.starts[i],
+                     &self.hypers[i])
+
     def run(self, list groups, grads):
         """Check everything, then update every parameter and state array in place; True when
         done, False (nothing touched) when the plan is stale or an argument is bad."""
-        cdef Py_ssize_t i, k
-        cdef tuple gs
+        cdef Py_ssize_t i, k, total = 0
         cdef Hyper* h
         cdef long long t
         if not (PyList_Check(grads) or PyTuple_Check(grads)) or len(grads) != self.m:
             return False
         if not self._unchanged(groups):
             return False
-        # tuples hold references to the gradients while the GIL is released
-        gs = grads if PyTuple_CheckExact(grads) else tuple(grads)
         for i in range(self.ngroups):
             for k in range(self.starts[i], self.starts[i + 1]):
-                if not _pair_ok(self.params[k], gs[k], self.hypers[i].l2):
+                if not _pair_ok(self.params[k], _item(grads, k), self.hypers[i].l2):
                     return False
         for i in range(self.ngroups):
             t = self.steps[i] + 1
@@ -535,12 +556,16 @@ cdef class StepPlan:
                 h.step_size = h.lr / (1.0 - h.b1 ** t)
                 h.bc2_sqrt = sqrt(1.0 - h.b2 ** t)
             for k in range(self.starts[i], self.starts[i + 1]):
-                self.tasks[k].g = cnp.PyArray_BYTES(<cnp.ndarray>gs[k])
+                self.tasks[k].g = cnp.PyArray_BYTES(<cnp.ndarray>_item(grads, k))
                 self.tasks[k].first = t == 1
-        with nogil:
-            for i in range(self.ngroups):
-                _run_all(self.rule, &self.tasks[self.starts[i]], self.starts[i + 1] - self.starts[i],
-                         &self.hypers[i])
+                total += _nbytes(&self.tasks[k])
+        if total < _NOGIL_BYTES:
+            self._run_groups()
+        else:
+            # a tuple holds references to the gradients while the GIL is released
+            refs = grads if PyTuple_CheckExact(grads) else tuple(grads)
+            with nogil:
+                self._run_groups()
         for i in range(self.ngroups):
             groups[i][self.step_key] = self.steps[i] + 1
         return True
