@@ -329,9 +329,8 @@ def _numpy_optimizer(kind, w, g, lr, lam, mu):
 
 
 # ---------------------------------------------------------------------------- timing ------
-def measure(case, *, repeats=7, min_time=2e-3):
-    """Median seconds per update: `repeats` timings of a loop calibrated to last >= min_time."""
-    run = case.run
+def _calibrate(run, min_time):
+    """Calls of `run` per timing so that one timing lasts >= min_time."""
     run()  # warm up: first-touch page faults, lazy init
     number = 1
     while True:
@@ -340,16 +339,30 @@ def measure(case, *, repeats=7, min_time=2e-3):
             run()
         elapsed = time.perf_counter() - t0
         if elapsed >= min_time or number >= 1 << 24:
-            break
+            return number
         number = max(number * 2, int(number * min_time / max(elapsed, 1e-9) * 1.2))
-    times = [elapsed]
-    for _ in range(repeats - 1):
-        t0 = time.perf_counter()
-        for _ in range(number):
-            run()
-        times.append(time.perf_counter() - t0)
-    check_values(*case.arrays)
-    return float(np.median(times)) / (number * case.reps)
+
+
+def measure_together(cases, *, repeats=7, min_time=2e-3):
+    """Median seconds per update of each case, timed in interleaved rounds (one timing of each
+    case per round), so that a slow moment of a shared machine hits every case alike."""
+    numbers = [_calibrate(c.run, min_time) for c in cases]
+    times = [[] for _ in cases]
+    for _ in range(repeats):
+        for case, number, out in zip(cases, numbers, times):
+            run = case.run
+            t0 = time.perf_counter()
+            for _ in range(number):
+                run()
+            out.append(time.perf_counter() - t0)
+    for case in cases:
+        check_values(*case.arrays)
+    return [float(np.median(t)) / (number * c.reps) for c, number, t in zip(cases, numbers, times)]
+
+
+def measure(case, *, repeats=7, min_time=2e-3):
+    """Median seconds per update: `repeats` timings of a loop calibrated to last >= min_time."""
+    return measure_together([case], repeats=repeats, min_time=min_time)[0]
 
 
 def machine_info(threads=0):
@@ -434,26 +447,19 @@ def sweep(*, sizes=SIZES, dtypes=DTYPES, threads=0, repeats=7, optimizer_sizes=(
     todo = [(dt, n) for dt in dtypes for n in sizes]
     for dtype, n in todo:
         for rule in RULES:
-            rows = {}
+            labelled = []
             for impl in IMPLS:
-                if impl == "native":
-                    # the best a hand-written native loop does here: serial or on every thread
-                    best = None
-                    for t in sorted({1, nt}):
-                        case = rule_case(rule, impl, dtype, n, native_threads=t)
-                        if case is None:
-                            break
-                        s = measure(case, repeats=repeats)
-                        if best is None or s < best[0]:
-                            best = (s, case.note)
-                    if best is not None:
-                        rows[impl] = _record("rule", rule, dtype, n, impl, best[0], best[1])
-                    continue
-                case = rule_case(rule, impl, dtype, n, threads=threads)
-                if case is None:
-                    continue
-                rows[impl] = _record("rule", rule, dtype, n, impl, measure(case, repeats=repeats), case.note)
-                del case
+                # native twice: the best a hand-written loop does here, serial or on every thread
+                for t in (sorted({1, nt}) if impl == "native" else [None]):
+                    case = rule_case(rule, impl, dtype, n, threads=threads, native_threads=t)
+                    if case is not None:
+                        labelled.append((impl, case))
+            seconds = measure_together([c for _, c in labelled], repeats=repeats)
+            rows = {}
+            for (impl, case), sec in zip(labelled, seconds):
+                if impl not in rows or sec < rows[impl]["seconds"]:
+                    rows[impl] = _record("rule", rule, dtype, n, impl, sec, case.note)
+            del labelled
             ceiling = rows["stream"]["gb_per_s"]
             for r in rows.values():
                 r["fraction_of_ceiling"] = r["gb_per_s"] / ceiling if ceiling else None
