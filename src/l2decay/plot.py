@@ -56,7 +56,7 @@ def plot_bench(results, machine, path):
     rules = sorted({r["rule"] for r in rows}, key=["l2", "l2-keep", "decay"].index)
     impls = ["l2decay", "numpy", "torch", "native", "stream"]
     styles = {"l2": "-", "l2-keep": ":", "decay": "--"}
-    fig, axes = plt.subplots(1, len(dtypes), figsize=(6.5 * len(dtypes), 5), squeeze=False)
+    fig, axes = plt.subplots(1, len(dtypes), figsize=(6.5 * len(dtypes), 6), squeeze=False)
     for ax, dtype in zip(axes[0], dtypes):
         itemsize = np.dtype(dtype).itemsize
         for k, impl in enumerate(impls):
@@ -71,10 +71,12 @@ def plot_bench(results, machine, path):
             ax.axvline(n, color="0.6", lw=0.8)
             ax.text(n, 1.0, f" {name} {size // 1024}K", rotation=90, va="top", fontsize=8,
                     color="0.4", transform=ax.get_xaxis_transform())
-        ax.set_ylim(top=ax.get_ylim()[1] * 3)  # room for the cache labels
-        ax.set(xscale="log", yscale="log", xlabel="n (elements per array)", ylabel="ns per element",
+        ys = [r["ns_per_element"] for r in rows if r["dtype"] == dtype]
+        ax.set(xscale="log", yscale="log", ylim=(min(ys) / 1.5, max(ys) * 4),  # room for labels
+               xlabel="n (elements per array)", ylabel="ns per element",
                title=f"{dtype}, {machine.get('threads')} threads, {machine.get('cpu')}")
-        ax.legend(fontsize=7, ncol=3, loc="lower left")
-    fig.tight_layout()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=5, fontsize=8)
+    fig.tight_layout(rect=(0, 0.16, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
