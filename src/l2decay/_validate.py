@@ -1,7 +1,10 @@
-"""The boundary of l2decay: every argument is checked here, once, before any kernel runs.
+"""The rules for l2decay's arguments, and the one place that words their errors.
 
-Kernels trust what passes these checks.  A multi-tensor call is validated whole before the
-first tensor is touched, so a bad argument anywhere leaves every array unmodified.
+The compiled entry points (kernels/l2decay/_kernels.pyx) check the same rules at C level and
+call these functions only for what their fast checks refuse, so every TypeError/ValueError
+comes from here.  The optimizers use them directly when a group is added or a step's compiled
+plan is refused.  A multi-tensor call is validated whole before the first tensor is touched, so
+a bad argument anywhere leaves every array unmodified.
 """
 import math
 import numbers
