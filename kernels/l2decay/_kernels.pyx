@@ -162,16 +162,21 @@ cdef void _run_all(Rule rule, const Task* tasks, Py_ssize_t m, const Hyper* h) n
 
 
 # --------------------------------------------------------------- public C API (.pxd) -------
-cdef inline void _single(Rule rule, void* w, void* g, Py_ssize_t n, bint is_double,
-                         const Hyper* h) noexcept nogil:
-    cdef Task t
+cdef inline void _init_task(Task* t, void* w, void* g, void* s1, void* s2, Py_ssize_t n,
+                            bint is_double) noexcept nogil:
     t.w = <char*>w
     t.g = <char*>g
-    t.s1 = NULL
-    t.s2 = NULL
+    t.s1 = <char*>s1
+    t.s2 = <char*>s2
     t.n = n
     t.is_double = is_double
     t.first = False
+
+
+cdef inline void _single(Rule rule, void* w, void* g, Py_ssize_t n, bint is_double,
+                         const Hyper* h) noexcept nogil:
+    cdef Task t
+    _init_task(&t, w, g, NULL, NULL, n, is_double)
     _run(rule, &t, h)
 
 
@@ -264,13 +269,10 @@ cdef inline bint _pair_ok(object w, object g, bint writes_g) noexcept:
 
 
 cdef inline void _task(Task* t, object w, object g) noexcept:
-    t.w = cnp.PyArray_BYTES(<cnp.ndarray>w)
-    t.g = cnp.PyArray_BYTES(<cnp.ndarray>g)
-    t.s1 = NULL
-    t.s2 = NULL
-    t.n = cnp.PyArray_SIZE(<cnp.ndarray>w)
-    t.is_double = cnp.PyArray_TYPE(<cnp.ndarray>w) == cnp.NPY_DOUBLE
-    t.first = False
+    """A task for a checked pair (g may be None: filled in later)."""
+    _init_task(t, cnp.PyArray_BYTES(<cnp.ndarray>w),
+               cnp.PyArray_BYTES(<cnp.ndarray>g) if g is not None else NULL, NULL, NULL,
+               cnp.PyArray_SIZE(<cnp.ndarray>w), cnp.PyArray_TYPE(<cnp.ndarray>w) == cnp.NPY_DOUBLE)
 
 
 cdef enum:
@@ -494,13 +496,9 @@ cdef class StepPlan:
                 h.eps = spec[5]
         for k in range(self.m):
             p = <cnp.ndarray?>self.params[k]
-            self.tasks[k].w = cnp.PyArray_BYTES(p)
-            self.tasks[k].g = NULL
+            _task(&self.tasks[k], p, None)   # grads are filled in by each run
             self.tasks[k].s1 = cnp.PyArray_BYTES(<cnp.ndarray?>s1[k])
             self.tasks[k].s2 = cnp.PyArray_BYTES(<cnp.ndarray?>s2[k]) if s2 is not None else NULL
-            self.tasks[k].n = cnp.PyArray_SIZE(p)
-            self.tasks[k].is_double = cnp.PyArray_TYPE(p) == cnp.NPY_DOUBLE
-            self.tasks[k].first = False
 
     cdef bint _unchanged(self, list groups):
         cdef Py_ssize_t i, j, k
