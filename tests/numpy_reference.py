@@ -24,11 +24,14 @@ def decay_step(w, grad, lr, decay):
 
 
 def regularize_before(w, g, rule, s, lr):
-    """The part of each rule that runs before the optimizer's step (L2, Decoupled)."""
+    """The part of each rule that runs before the optimizer's step (L2, Decoupled); returns the
+    gradient to use (a new array: the caller's is never written).  `s` is the rule's coef
+    (for Decoupled(lam, lr_max): lam/lr_max)."""
     if rule == "l2":
-        g += _c(s, w.dtype) * w
+        g = g + _c(s, w.dtype) * w
     if rule == "decoupled":
         w *= _c(1.0 - lr * s, w.dtype)
+    return g
 
 
 def regularize_after(w, rule, s):
@@ -38,47 +41,74 @@ def regularize_after(w, rule, s):
 
 
 class SGD:
-    """torch.optim.SGD written from the formulas, with the rule given as (name, strength)."""
+    """torch.optim.SGD written from the formulas, with the rule given as (name, coef);
+    momentum_form "keras" is Keras' / scikit-learn's velocity form.  A tensor's buffer is born
+    from its gradient at its first step with momentum (torch)."""
 
-    def __init__(self, params, lr, momentum=0.0, dampening=0.0, nesterov=False, reg=("none", 0.0)):
+    def __init__(self, params, lr, momentum=0.0, dampening=0.0, nesterov=False, reg=("none", 0.0),
+                 maximize=False, momentum_form="torch"):
         self.params, self.lr, self.mu, self.damp, self.nesterov = params, lr, momentum, dampening, nesterov
         self.rule, self.s = reg
+        self.maximize, self.form = maximize, momentum_form
         self.bufs = [None] * len(params)
 
     def step(self, grads):
         for k, (w, g) in enumerate(zip(self.params, grads)):
             c = lambda x: _c(x, w.dtype)  # noqa: E731
-            regularize_before(w, g, self.rule, self.s, self.lr)
-            d = g
-            if self.mu != 0:
+            g = -g if self.maximize else g
+            g = regularize_before(w, g, self.rule, self.s, self.lr)
+            if self.mu == 0:
+                w -= c(self.lr) * g
+            elif self.form == "keras":
+                if self.bufs[k] is None:
+                    self.bufs[k] = -(c(self.lr) * g)
+                else:
+                    self.bufs[k] = c(self.mu) * self.bufs[k] - c(self.lr) * g
+                if self.nesterov:
+                    w += c(self.mu) * self.bufs[k] - c(self.lr) * g
+                else:
+                    w += self.bufs[k]
+            else:
                 if self.bufs[k] is None:
                     self.bufs[k] = g.copy()
                 else:
                     self.bufs[k] = c(self.mu) * self.bufs[k] + c(1.0 - self.damp) * g
                 d = g + c(self.mu) * self.bufs[k] if self.nesterov else self.bufs[k]
-            w -= c(self.lr) * d
+                w -= c(self.lr) * d
             regularize_after(w, self.rule, self.s)
 
 
 class Adam:
-    """torch.optim.Adam (AdamW with reg=("decoupled", lam)) written from the formulas."""
+    """torch.optim.Adam (AdamW with reg=("decoupled", lam)) written from the formulas; eps_form
+    "keras" is Keras' / scikit-learn's / thinc's: eps added to sqrt(v), the bias correction in
+    the step size."""
 
-    def __init__(self, params, lr, betas=(0.9, 0.999), eps=1e-8, reg=("none", 0.0)):
+    def __init__(self, params, lr, betas=(0.9, 0.999), eps=1e-8, reg=("none", 0.0), amsgrad=False,
+                 maximize=False, eps_form="torch"):
         self.params, self.lr, self.betas, self.eps = params, lr, betas, eps
         self.rule, self.s = reg
+        self.amsgrad, self.maximize, self.form = amsgrad, maximize, eps_form
         self.m = [np.zeros_like(p) for p in params]
         self.v = [np.zeros_like(p) for p in params]
+        self.vmax = [np.zeros_like(p) for p in params]
         self.t = 0
 
     def step(self, grads):
         self.t += 1
         b1, b2 = self.betas
-        step_size = self.lr / (1 - b1 ** self.t)
-        bc2_sqrt = np.sqrt(1 - b2 ** self.t)
+        bc1, bc2 = 1 - b1 ** self.t, 1 - b2 ** self.t
         for k, (w, g) in enumerate(zip(self.params, grads)):
             c = lambda x: _c(x, w.dtype)  # noqa: E731
-            regularize_before(w, g, self.rule, self.s, self.lr)
+            g = -g if self.maximize else g
+            g = regularize_before(w, g, self.rule, self.s, self.lr)
             self.m[k] = c(b1) * self.m[k] + c(1 - b1) * g
             self.v[k] = c(b2) * self.v[k] + c(1 - b2) * (g * g)
-            w -= (c(step_size) * self.m[k]) / (np.sqrt(self.v[k]) / c(bc2_sqrt) + c(self.eps))
+            v = self.v[k]
+            if self.amsgrad:
+                self.vmax[k] = np.maximum(self.vmax[k], v)
+                v = self.vmax[k]
+            if self.form == "keras":
+                w -= (c(self.lr * np.sqrt(bc2) / bc1) * self.m[k]) / (np.sqrt(v) + c(self.eps))
+            else:
+                w -= (c(self.lr / bc1) * self.m[k]) / (np.sqrt(v) / c(np.sqrt(bc2)) + c(self.eps))
             regularize_after(w, self.rule, self.s)

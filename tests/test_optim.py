@@ -9,7 +9,8 @@ import numpy_reference as ref
 from l2decay import SGD, Adam, Decay, Decoupled, L2
 
 SHAPES = [(7, 5), (5,), (1,), (0,), (300,)]
-RULES = {"none": None, "l2": L2(0.05), "decoupled": Decoupled(0.05), "decay": Decay(0.01)}
+RULES = {"none": None, "l2": L2(0.05), "decoupled": Decoupled(0.05), "decay": Decay(0.01),
+         "decoupled-lr_max": Decoupled(0.05, lr_max=0.2)}
 RTOL = {np.float32: 1e-4, np.float64: 1e-11}
 
 
@@ -36,7 +37,7 @@ def run(opt_params, opt, problem, steps):
 
 
 def reg_tuple(reg):
-    return ("none", 0.0) if reg is None else (reg.name, reg.strength)
+    return ("none", 0.0) if reg is None else (reg.name, reg.coef)
 
 
 SGD_CONFIGS = [
@@ -44,12 +45,29 @@ SGD_CONFIGS = [
     dict(momentum=0.9),
     dict(momentum=0.9, dampening=0.3),
     dict(momentum=0.8, nesterov=True),
+    dict(maximize=True),
+    dict(momentum=0.9, dampening=0.3, maximize=True),
+    dict(momentum=0.8, nesterov=True, maximize=True),
 ]
+# Keras' / scikit-learn's velocity form (no dampening there); torch has no such option
+SGD_KERAS_CONFIGS = [
+    dict(momentum=0.9, momentum_form="keras"),
+    dict(momentum=0.8, nesterov=True, momentum_form="keras"),
+    dict(momentum=0.9, momentum_form="keras", maximize=True),
+]
+ADAM_CONFIGS = [
+    dict(),
+    dict(betas=(0.5, 0.9), eps=1e-3),
+    dict(amsgrad=True),
+    dict(maximize=True),
+    dict(amsgrad=True, maximize=True, betas=(0.8, 0.99)),
+]
+ADAM_KERAS_CONFIGS = [dict(eps_form="keras", eps=1e-3), dict(eps_form="keras", amsgrad=True, eps=1e-7)]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: d.__name__)
 @pytest.mark.parametrize("rule", sorted(RULES))
-@pytest.mark.parametrize("cfg", SGD_CONFIGS, ids=str)
+@pytest.mark.parametrize("cfg", SGD_CONFIGS + SGD_KERAS_CONFIGS, ids=str)
 def test_sgd_matches_reference(dtype, rule, cfg):
     problem = Problem(dtype)
     p1, p2 = problem.params(), problem.params()
@@ -61,7 +79,7 @@ def test_sgd_matches_reference(dtype, rule, cfg):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: d.__name__)
 @pytest.mark.parametrize("rule", sorted(RULES))
-@pytest.mark.parametrize("cfg", [dict(), dict(betas=(0.5, 0.9), eps=1e-3)], ids=str)
+@pytest.mark.parametrize("cfg", ADAM_CONFIGS + ADAM_KERAS_CONFIGS, ids=str)
 def test_adam_matches_reference(dtype, rule, cfg):
     problem = Problem(dtype)
     p1, p2 = problem.params(), problem.params()
@@ -71,16 +89,22 @@ def test_adam_matches_reference(dtype, rule, cfg):
         np.testing.assert_allclose(a, b, rtol=RTOL[dtype], atol=RTOL[dtype], err_msg=f"tensor {k} {rule} {cfg}")
 
 
-def test_l2_writes_grads_and_other_rules_do_not():
+@pytest.mark.parametrize("reg", [None, L2(0.1), Decoupled(0.1), Decay(0.1)], ids=repr)
+@pytest.mark.parametrize("cls,kw", [(SGD, {}), (SGD, dict(momentum=0.9)), (SGD, dict(momentum=0.9, momentum_form="keras")),
+                                    (Adam, {}), (Adam, dict(amsgrad=True, maximize=True))], ids=str)
+def test_optimizers_never_write_the_gradients(cls, kw, reg):
     problem = Problem(np.float64)
-    for reg, written in ((L2(0.1), True), (Decoupled(0.1), False), (Decay(0.1), False), (None, False)):
-        for cls in (SGD, Adam):
-            p = problem.params()
-            g = problem.grads(p)
-            g0 = [x.copy() for x in g]
-            cls(p, lr=0.01, reg=reg).step(g)
-            changed = any(not np.array_equal(a, b) for a, b in zip(g, g0))
-            assert changed == written, (cls.__name__, reg)
+    p = problem.params()
+    g = problem.grads(p)
+    for x in g:
+        x.flags.writeable = False     # a write would raise inside numpy, a kernel write would not
+    g0 = [x.copy() for x in g]
+    opt = cls(p, lr=0.01, reg=reg, **kw)
+    opt.step(g)
+    opt.step(g)
+    for a, b in zip(g, g0):
+        np.testing.assert_array_equal(a, b)
+    assert any(not np.array_equal(a, b) for a, b in zip(p, problem.params()))
 
 
 # ---- torch (optional extra): the same conventions as torch.optim ----------------------------
@@ -95,27 +119,57 @@ def _torch_run(torch_opt_factory, problem, steps):
     return [p.numpy() for p in params]
 
 
+@pytest.mark.parametrize("wd", [0.0, 0.05])
 @pytest.mark.parametrize("cfg", SGD_CONFIGS, ids=str)
-def test_sgd_l2_equals_torch_sgd_weight_decay(cfg):
+def test_sgd_equals_torch_sgd(cfg, wd):
     torch = pytest.importorskip("torch")
     problem = Problem(np.float64)
-    expected = _torch_run(lambda ps: torch.optim.SGD(ps, lr=0.05, weight_decay=0.05, **cfg), problem, 40)
+    expected = _torch_run(lambda ps: torch.optim.SGD(ps, lr=0.05, weight_decay=wd, **cfg), problem, 40)
     p = problem.params()
-    run(p, SGD(p, lr=0.05, reg=L2(0.05), **cfg), problem, 40)
+    run(p, SGD(p, lr=0.05, reg=L2(wd) if wd else None, **cfg), problem, 40)
     for a, b in zip(p, expected):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("torch_name,reg", [("Adam", L2(0.05)), ("AdamW", Decoupled(0.05))])
-def test_adam_equals_torch(torch_name, reg):
+@pytest.mark.parametrize("cfg", ADAM_CONFIGS, ids=str)
+@pytest.mark.parametrize("torch_name,torch_kw,reg", [
+    ("Adam", {}, None),
+    ("Adam", dict(weight_decay=0.05), L2(0.05)),
+    ("AdamW", dict(weight_decay=0.05), Decoupled(0.05)),
+    ("Adam", dict(weight_decay=0.05, decoupled_weight_decay=True), Decoupled(0.05)),
+], ids=["adam", "adam-wd", "adamw", "adam-decoupled"])
+def test_adam_equals_torch(torch_name, torch_kw, reg, cfg):
     torch = pytest.importorskip("torch")
     problem = Problem(np.float64)
     cls = getattr(torch.optim, torch_name)
-    expected = _torch_run(lambda ps: cls(ps, lr=0.01, weight_decay=0.05), problem, 40)
+    expected = _torch_run(lambda ps: cls(ps, lr=0.01, **torch_kw, **cfg), problem, 40)
     p = problem.params()
-    run(p, Adam(p, lr=0.01, reg=reg), problem, 40)
+    run(p, Adam(p, lr=0.01, reg=reg, **cfg), problem, 40)
     for a, b in zip(p, expected):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_schedules_and_momentum_switched_on_midway_equal_torch():
+    # lr schedule (torch's StepLR-like decay, set through param_groups as schedulers do), and
+    # momentum switched on after 3 steps with dampening: torch births the buffer from the raw
+    # gradient whenever it is born
+    torch = pytest.importorskip("torch")
+    problem = Problem(np.float64, seed=6)
+    tparams = [torch.tensor(w.copy()) for w in problem.w0]
+    topt = torch.optim.SGD(tparams, lr=0.05, weight_decay=0.01)
+    p = problem.params()
+    opt = SGD(p, lr=0.05, reg=L2(0.01))
+    for step in range(12):
+        lr = 0.05 * 0.9 ** step
+        momentum, dampening = (0.0, 0.0) if step < 3 else (0.9, 0.5)
+        for g in (topt.param_groups[0], opt.param_groups[0]):
+            g["lr"], g["momentum"], g["dampening"] = lr, momentum, dampening
+        for tp, g in zip(tparams, problem.grads([t.numpy() for t in tparams])):
+            tp.grad = torch.from_numpy(g)
+        topt.step()
+        opt.step(problem.grads(p))
+    for a, b in zip(p, tparams):
+        np.testing.assert_allclose(a, b.numpy(), rtol=1e-10, atol=1e-12)
 
 
 # ---- equivalences (plain SGD) and divergences (momentum, Adam) ------------------------------
@@ -233,26 +287,27 @@ def test_changing_hyperparameters_between_steps_takes_effect(dtype):
         refopt.lr, (refopt.rule, refopt.s) = lr, reg_tuple(reg)
         opt.step(problem.grads(p1))
         refopt.step(problem.grads(p2))
-    assert opt.param_groups[0]["step"] == 12
     for a, b in zip(p1, p2):
         np.testing.assert_allclose(a, b, rtol=RTOL[dtype], atol=RTOL[dtype])
 
 
 def test_adam_step_count_set_by_hand_is_used():
-    # bias correction depends on the step count; resetting it restarts the correction
+    # bias correction depends on the step count (per param, as torch's); resetting it and the
+    # moments restarts Adam
     problem = Problem(np.float64, seed=5, shapes=[(6,)])
     p1 = problem.params()
     opt = Adam(p1, lr=0.1)
     run(p1, opt, problem, 3)
-    opt.param_groups[0]["step"] = 0
+    assert opt.state[0]["step"] == 3
+    opt.state[0]["step"] = 0
     opt.state[0]["exp_avg"][:] = 0
     opt.state[0]["exp_avg_sq"][:] = 0
     p2 = [p.copy() for p in p1]
     refopt = ref.Adam(p2, lr=0.1)
     run(p1, opt, problem, 2)
     run(p2, refopt, problem, 2)
-    np.testing.assert_allclose(p1[0], p2[0], rtol=1e-12)
-    assert opt.param_groups[0]["step"] == 2
+    np.testing.assert_array_equal(p1[0], p2[0])
+    assert opt.state[0]["step"] == 2
 
 
 def test_params_swapped_or_frozen_after_construction_are_refused():
@@ -264,8 +319,121 @@ def test_params_swapped_or_frozen_after_construction_are_refused():
         opt.step([np.ones(4)])
     opt.param_groups[0]["params"][0] = w
     w.flags.writeable = False
-    with pytest.raises(ValueError, match=r"w\[0\] is read-only"):
+    with pytest.raises(ValueError, match=r"^params\[0\] is read-only"):
         opt.step([np.ones(4)])
     w.flags.writeable = True
     opt.step([np.ones(4)])
     np.testing.assert_allclose(w, 0.8)
+
+
+# -- state and groups are read afresh at every step --------------------------------------------
+@pytest.mark.parametrize("key", ["momentum_buffer", "velocity"])
+def test_a_replaced_momentum_buffer_is_used_and_saved(key):
+    form = "keras" if key == "velocity" else "torch"
+    w = np.zeros(3)
+    opt = SGD([w], lr=0.1, momentum=0.5, momentum_form=form)
+    opt.step([np.ones(3)])
+    new = np.full(3, 10.0)
+    opt.state[0][key] = new
+    before = w.copy()
+    opt.step([np.ones(3)])
+    expected_buf = 0.5 * 10.0 + 1.0 if form == "torch" else 0.5 * 10.0 - 0.1
+    np.testing.assert_array_equal(new, expected_buf)           # the new array was updated in place
+    step = -0.1 * expected_buf if form == "torch" else expected_buf
+    np.testing.assert_allclose(w, before + step, rtol=1e-15)
+    np.testing.assert_array_equal(opt.state_dict()[f"state.0.{key}"], new)
+
+
+def test_replaced_adam_moments_are_used():
+    w = np.zeros(2)
+    opt = Adam([w], lr=0.1)
+    opt.step([np.ones(2)])
+    m, v = np.array([2.0, -2.0]), np.array([4.0, 4.0])
+    opt.state[0]["exp_avg"], opt.state[0]["exp_avg_sq"] = m, v
+    p2 = [w.copy()]
+    r = ref.Adam(p2, lr=0.1)
+    r.t, r.m, r.v = 1, [np.array([2.0, -2.0])], [np.array([4.0, 4.0])]
+    opt.step([np.ones(2)])
+    r.step([np.ones(2)])
+    np.testing.assert_array_equal(w, p2[0])
+    np.testing.assert_array_equal(m, r.m[0])
+
+
+def test_edited_betas_list_and_params_tuple_take_effect():
+    problem = Problem(np.float64, seed=7, shapes=[(5,), (3, 2)])
+    p1, p2 = problem.params(), problem.params()
+    opt = Adam([{"params": p1, "betas": [0.9, 0.999]}], lr=0.01)
+    refopt = ref.Adam(p2, lr=0.01)
+    run(p1, opt, problem, 2)
+    run(p2, refopt, problem, 2)
+    opt.param_groups[0]["betas"] = [0.5, 0.999]   # a list, as a user might set it
+    opt.param_groups[0]["params"] = tuple(p1)     # the same arrays in a tuple
+    refopt.betas = (0.5, 0.999)
+    run(p1, opt, problem, 2)
+    run(p2, refopt, problem, 2)
+    opt.param_groups[0]["betas"][0] = 0.7         # edited in place
+    refopt.betas = (0.7, 0.999)
+    run(p1, opt, problem, 2)
+    run(p2, refopt, problem, 2)
+    for a, b in zip(p1, p2):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_decay_schedule_and_lr_following_decay():
+    # a decay schedule: the rule replaced before each step; Decoupled(lam, lr_max) follows the
+    # lr schedule but not the base lr: w *= 1 - lam * lr_t / lr_max
+    w = np.ones(4)
+    opt = SGD([w], lr=0.2, reg=Decoupled(0.1, lr_max=0.2))
+    expected = 1.0
+    for t in range(5):
+        lr = 0.2 * 0.5 ** t
+        opt.param_groups[0]["lr"] = lr
+        opt.step([np.zeros(4)])
+        expected *= 1 - lr * (0.1 / 0.2)
+    np.testing.assert_allclose(w, expected, rtol=1e-15)
+    for t in range(3):
+        lam = 0.01 * (t + 1)
+        opt.param_groups[0]["reg"] = Decoupled(lam)
+        opt.param_groups[0]["lr"] = 0.1
+        opt.step([np.zeros(4)])
+        expected *= 1 - 0.1 * lam
+    np.testing.assert_allclose(w, expected, rtol=1e-15)
+
+
+def test_exclude_1d_keeps_the_users_order_of_gradients():
+    rng = np.random.default_rng(8)
+    shapes = [(8, 3), (3,), (3, 2), (2,)]
+    p = [rng.standard_normal(s) for s in shapes]
+    p_ref = [x.copy() for x in p]
+    groups = l2decay.exclude_1d(p, L2(0.1), names=["W1", "b1", "W2", "b2"], verbose=False)
+    opt = SGD(groups, lr=0.1, momentum=0.5)
+    assert [x.shape for x in opt.params] == shapes
+    on = ref.SGD(p_ref[0::2], lr=0.1, momentum=0.5, reg=("l2", 0.1))
+    off = ref.SGD(p_ref[1::2], lr=0.1, momentum=0.5)
+    for _ in range(3):
+        grads = [rng.standard_normal(s) for s in shapes]   # in the user's order
+        opt.step(grads)
+        on.step(grads[0::2])
+        off.step(grads[1::2])
+    for a, b in zip(p, p_ref):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match=r"grads\[1\] has shape \(3, 2\) but params\[1\] has shape "
+                                         r"\(3,\).*order of opt.params.*\(8, 3\), \(3,\), \(3, 2\), \(2,\)"):
+        opt.step([grads[0], grads[2], grads[1], grads[3]])
+
+
+def test_optimizers_pickle_and_deepcopy_after_steps():
+    import copy
+    import pickle
+    problem = Problem(np.float64, seed=9)
+    for cls, kw in ((SGD, dict(momentum=0.9, reg=L2(0.01))), (Adam, dict(amsgrad=True, reg=Decoupled(0.1, lr_max=0.1)))):
+        p = problem.params()
+        opt = cls(l2decay.exclude_1d(p, kw.pop("reg"), verbose=False), lr=0.01, **kw)
+        run(p, opt, problem, 3)
+        for make_clone in (copy.deepcopy, lambda o: pickle.loads(pickle.dumps(o))):
+            clone = make_clone(opt)
+            assert all(a is not b for a, b in zip(clone.params, p))
+            run(p, opt, problem, 2)
+            run(clone.params, clone, problem, 2)
+            for a, b in zip(p, clone.params):
+                np.testing.assert_array_equal(a, b)

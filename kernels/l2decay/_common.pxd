@@ -1,35 +1,44 @@
-# Types shared by the dispatcher (_kernels.pyx) and the per-instruction-set loop modules
-# (_simd_*.pyx, all compiled from _loops.pxi).  Private: not part of the cimport API.
+# Types shared by the dispatcher (_kernels.pyx and its .pxi parts) and the per-instruction-set
+# loop modules (_simd_*.pyx, all compiled from _loops.pxi).  Private: not part of the cimport API.
 
-# Hyperparameters of one call, shared by every tensor of it.  Rule flags select branches that
-# are loop-invariant, so gcc -O3 unswitches them into separate vectorized loops.
+# Hyperparameters of one parameter group (or one call), shared by all its tensors.  The flags
+# select branches that are loop-invariant, so gcc -O3 unswitches them into separate vectorized
+# loops.
 cdef struct Hyper:
-    double lr, lam, keep          # keep = 1 - decay (decay rule) or 1 - lr*lam (decoupled)
-    bint l2, decoupled, decay     # which regularization rule: at most one is set
+    double lr
+    double lam                    # L2: lam*w is added to the gradient
+    double factor                 # Decoupled: 1 - lr*lam (before the step); Decay: 1 - d (after)
+    bint l2, decoupled, decay     # the regularization: at most one is set
+    double sign                   # -1.0 with maximize (the gradient is negated), else +1.0
     double mu, damp1              # SGD: momentum, 1 - dampening
     bint nesterov
-    double b1, b2, step_size, bc2_sqrt, eps   # Adam; step_size = lr / (1 - b1**t)
+    bint velocity                 # SGD: the buffer holds the velocity -lr*g (Keras, scikit-learn)
+    double b1, b2, eps            # Adam
+    bint amsgrad
 
-# What a loop does.  The last two are the plain stream loops that measure the memory ceiling.
-cdef enum Rule:
-    RULE_L2 = 0
-    RULE_DECAY = 1
-    RULE_SGD = 2
-    RULE_ADAM = 3
-    RULE_SWAP = 4     # w[i], g[i] = g[i], w[i]: reads 2 arrays, writes 2, like the L2 rule
-    RULE_AXPY = 5     # w[i] += lr * g[i]: reads 2 arrays, writes 1, like the decay rule
-    RULE_L2_KEEP = 6  # the L2 rule leaving grad unwritten: w -= lr*(grad + lam*w)
+# What a loop does.  The stream loops only measure the memory ceiling (l2decay bench).
+cdef enum Op:
+    OP_L2 = 0             # l2_step: grad += lam*w; w -= lr*grad
+    OP_L2_KEEP = 1        # l2_step(write_grad=False): w -= lr*(grad + lam*w), grad kept
+    OP_DECAY = 2          # decay_step: w = (w - lr*grad) * factor
+    OP_SGD = 3            # one SGD step (sgd_step)
+    OP_ADAM = 4           # one Adam step (adam_step)
+    OP_STREAM_SWAP = 5    # bench only: w[i], g[i] = g[i], w[i] (L2's traffic)
+    OP_STREAM_AXPY = 6    # bench only: w[i] += lr*g[i] (decay's traffic)
 
-# One tensor of a call.
+# One tensor of a call: its arrays, and the hyperparameters it is updated with.
 cdef struct Task:
     char* w
     char* g
-    char* s1          # SGD momentum buffer, or Adam exp_avg
+    char* s1          # SGD momentum buffer (or velocity); Adam exp_avg
     char* s2          # Adam exp_avg_sq
+    char* s3          # Adam max_exp_avg_sq (amsgrad)
     Py_ssize_t n
     bint is_double
-    bint first        # SGD: the momentum buffer is initialised from this step's gradient
+    bint first        # SGD: the momentum buffer is born from this step's gradient
+    double step_size  # Adam: lr / (1 - beta1**t) ...
+    double bc2_sqrt   # ... and sqrt(1 - beta2**t), for this tensor's step t
+    const Hyper* h
 
-# Runs `rule` on elements [a, b) of a task; one such function per instruction set.
-ctypedef void (*block_fn)(Rule rule, const Task* t, const Hyper* h,
-                          Py_ssize_t a, Py_ssize_t b) noexcept nogil
+# Runs `op` on elements [a, b) of a task; one such function per instruction set.
+ctypedef void (*chunk_fn)(Op op, const Task* t, Py_ssize_t a, Py_ssize_t b) noexcept nogil

@@ -1,7 +1,7 @@
 # The update loops of l2decay, compiled once per instruction set: _simd_baseline.pyx,
 # _simd_avx2.pyx and _simd_avx512.pyx each `include` this file and setup.py gives each its own
 # -m flags.  _kernels picks one module at import (l2decay.build_info()["simd"]) and calls its
-# `_block` through the capsule `BLOCK`.
+# `_chunk` through the capsule `CHUNK`.
 #
 # Every loop is a plain serial loop over raw pointers, fused over float/double.  The build uses
 # -ffp-contract=off and no fast-math, and the per-element operation order is the same in every
@@ -29,8 +29,8 @@ cdef extern from *:
     """
     const char* L2D_SIMD
 
-from l2decay._common cimport (Hyper, Rule, Task, block_fn, RULE_L2, RULE_DECAY, RULE_SGD,
-                              RULE_ADAM, RULE_SWAP, RULE_AXPY, RULE_L2_KEEP)
+from l2decay._common cimport (Hyper, Op, Task, chunk_fn, OP_L2, OP_L2_KEEP, OP_DECAY, OP_SGD,
+                              OP_ADAM, OP_STREAM_SWAP, OP_STREAM_AXPY)
 
 
 cdef inline void _l2_loop(floating* w, floating* g, Py_ssize_t n,
@@ -53,33 +53,46 @@ cdef inline void _l2_keep_loop(floating* w, const floating* g, Py_ssize_t n,
 
 
 cdef inline void _decay_loop(floating* w, const floating* g, Py_ssize_t n,
-                             floating lr, floating keep) noexcept nogil:
-    """w = (w - lr*grad) * keep,  keep = 1 - decay."""
+                             floating lr, floating factor) noexcept nogil:
+    """w = (w - lr*grad) * factor,  factor = 1 - decay."""
     cdef Py_ssize_t i
     for i in range(n):
-        w[i] = (w[i] - lr * g[i]) * keep
+        w[i] = (w[i] - lr * g[i]) * factor
 
 
-cdef inline void _sgd_loop(floating* w, floating* g, floating* buf, Py_ssize_t n,
+cdef inline void _sgd_loop(floating* w, const floating* g, floating* buf, Py_ssize_t n,
                            const Hyper* h, bint first) noexcept nogil:
-    """torch.optim.SGD's step, with the regularization rule of `h` (see l2decay.optim)."""
+    """One SGD step (l2decay.sgd_step documents the formulas); g is only read."""
     cdef Py_ssize_t i
-    cdef floating lr = <floating>h.lr, lam = <floating>h.lam, keep = <floating>h.keep
-    cdef floating mu = <floating>h.mu, damp1 = <floating>h.damp1
+    cdef floating lr = <floating>h.lr, lam = <floating>h.lam, factor = <floating>h.factor
+    cdef floating sign = <floating>h.sign, mu = <floating>h.mu, damp1 = <floating>h.damp1
     cdef floating gi, wi, bi
     # flags in locals: read through `h` they could alias the arrays, which stops gcc from
     # unswitching the branches and vectorizing
     cdef bint use_momentum = h.mu != 0.0, l2 = h.l2, decoupled = h.decoupled, decay = h.decay
-    cdef bint nesterov = h.nesterov
+    cdef bint nesterov = h.nesterov, velocity = h.velocity
     for i in range(n):
-        gi = g[i]
+        gi = sign * g[i]          # exact: a multiplication by +-1
         wi = w[i]
         if l2:
             gi = gi + lam * wi
-            g[i] = gi
         if decoupled:
-            wi = wi * keep
-        if use_momentum:
+            wi = wi * factor
+        if not use_momentum:
+            wi = wi - lr * gi
+        elif velocity:
+            # Keras / scikit-learn: v = mu*v - lr*g; w += v (nesterov: w += mu*v - lr*g)
+            if first:
+                bi = -(lr * gi)
+            else:
+                bi = mu * buf[i] - lr * gi
+            buf[i] = bi
+            if nesterov:
+                wi = wi + (mu * bi - lr * gi)
+            else:
+                wi = wi + bi
+        else:
+            # torch: b = mu*b + (1 - dampening)*g (b = g when born); w -= lr*(g + mu*b or b)
             if first:
                 bi = gi
             else:
@@ -89,44 +102,52 @@ cdef inline void _sgd_loop(floating* w, floating* g, floating* buf, Py_ssize_t n
                 gi = gi + mu * bi
             else:
                 gi = bi
-        wi = wi - lr * gi
+            wi = wi - lr * gi
         if decay:
-            wi = wi * keep
+            wi = wi * factor
         w[i] = wi
 
 
-cdef inline void _adam_loop(floating* w, floating* g, floating* m, floating* v, Py_ssize_t n,
-                            const Hyper* h) noexcept nogil:
-    """torch.optim.Adam's step, with the regularization rule of `h` (see l2decay.optim)."""
+cdef inline void _adam_loop(floating* w, const floating* g, floating* m, floating* v,
+                            floating* vmax, Py_ssize_t n, const Hyper* h,
+                            double step_size, double bc2_sqrt) noexcept nogil:
+    """One Adam step (l2decay.adam_step documents the formulas); g is only read."""
     cdef Py_ssize_t i
-    cdef floating lam = <floating>h.lam, keep = <floating>h.keep
+    cdef floating lam = <floating>h.lam, factor = <floating>h.factor, sign = <floating>h.sign
     cdef floating b1 = <floating>h.b1, b2 = <floating>h.b2
     cdef floating a1 = <floating>(1.0 - h.b1), a2 = <floating>(1.0 - h.b2)
-    cdef floating ss = <floating>h.step_size, bc2s = <floating>h.bc2_sqrt, eps = <floating>h.eps
+    cdef floating ss = <floating>step_size, bc2s = <floating>bc2_sqrt, eps = <floating>h.eps
     cdef floating gi, wi, mi, vi, root
     cdef bint l2 = h.l2, decoupled = h.decoupled, decay = h.decay   # locals: see _sgd_loop
+    cdef bint amsgrad = h.amsgrad
     for i in range(n):
-        gi = g[i]
+        gi = sign * g[i]
         wi = w[i]
         if l2:
             gi = gi + lam * wi
-            g[i] = gi
         if decoupled:
-            wi = wi * keep
+            wi = wi * factor
         mi = b1 * m[i] + a1 * gi
         vi = b2 * v[i] + a2 * (gi * gi)
         m[i] = mi
         v[i] = vi
+        if amsgrad:
+            if vmax[i] > vi:
+                vi = vmax[i]
+            vmax[i] = vi
         if floating is float:
             root = sqrtf(vi)
         else:
             root = sqrt(vi)
+        # eps_form "keras" folds sqrt(1 - beta2**t) into step_size and passes bc2_sqrt = 1
+        # (a division by 1 is exact)
         wi = wi - (ss * mi) / (root / bc2s + eps)
         if decay:
-            wi = wi * keep
+            wi = wi * factor
         w[i] = wi
 
 
+# ---- bench only: the memory ceiling of the rules' traffic (l2decay bench's "stream" column)
 cdef inline void _swap_loop(floating* w, floating* g, Py_ssize_t n) noexcept nogil:
     """Stream loop (memory ceiling of the L2 rule's traffic): exchange w and g."""
     cdef Py_ssize_t i
@@ -145,45 +166,47 @@ cdef inline void _axpy_loop(floating* w, const floating* g, Py_ssize_t n,
         w[i] = w[i] + a * g[i]
 
 
-cdef void _block(Rule rule, const Task* t, const Hyper* h,
-                 Py_ssize_t a, Py_ssize_t b) noexcept nogil:
-    """Run `rule` on elements [a, b) of task `t`."""
+cdef void _chunk(Op op, const Task* t, Py_ssize_t a, Py_ssize_t b) noexcept nogil:
+    """Run `op` on elements [a, b) of task `t`."""
+    cdef const Hyper* h = t.h
     if t.is_double:
-        if rule == RULE_L2:
-            _l2_loop(<double*>t.w + a, <double*>t.g + a, b - a, h.lr, h.lam)
-        elif rule == RULE_DECAY:
-            _decay_loop(<double*>t.w + a, <double*>t.g + a, b - a, h.lr, h.keep)
-        elif rule == RULE_SGD:
+        if op == OP_SGD:
             _sgd_loop(<double*>t.w + a, <double*>t.g + a, <double*>t.s1 + a, b - a, h, t.first)
-        elif rule == RULE_ADAM:
-            _adam_loop(<double*>t.w + a, <double*>t.g + a, <double*>t.s1 + a,
-                       <double*>t.s2 + a, b - a, h)
-        elif rule == RULE_SWAP:
-            _swap_loop(<double*>t.w + a, <double*>t.g + a, b - a)
-        elif rule == RULE_L2_KEEP:
+        elif op == OP_ADAM:
+            _adam_loop(<double*>t.w + a, <double*>t.g + a, <double*>t.s1 + a, <double*>t.s2 + a,
+                       <double*>t.s3 + a if t.s3 != NULL else NULL, b - a, h,
+                       t.step_size, t.bc2_sqrt)
+        elif op == OP_L2:
+            _l2_loop(<double*>t.w + a, <double*>t.g + a, b - a, h.lr, h.lam)
+        elif op == OP_L2_KEEP:
             _l2_keep_loop(<double*>t.w + a, <double*>t.g + a, b - a, h.lr, h.lam)
+        elif op == OP_DECAY:
+            _decay_loop(<double*>t.w + a, <double*>t.g + a, b - a, h.lr, h.factor)
+        elif op == OP_STREAM_SWAP:
+            _swap_loop(<double*>t.w + a, <double*>t.g + a, b - a)
         else:
             _axpy_loop(<double*>t.w + a, <double*>t.g + a, b - a, h.lr)
     else:
-        if rule == RULE_L2:
-            _l2_loop(<float*>t.w + a, <float*>t.g + a, b - a, <float>h.lr, <float>h.lam)
-        elif rule == RULE_DECAY:
-            _decay_loop(<float*>t.w + a, <float*>t.g + a, b - a, <float>h.lr, <float>h.keep)
-        elif rule == RULE_SGD:
+        if op == OP_SGD:
             _sgd_loop(<float*>t.w + a, <float*>t.g + a, <float*>t.s1 + a, b - a, h, t.first)
-        elif rule == RULE_ADAM:
-            _adam_loop(<float*>t.w + a, <float*>t.g + a, <float*>t.s1 + a,
-                       <float*>t.s2 + a, b - a, h)
-        elif rule == RULE_SWAP:
-            _swap_loop(<float*>t.w + a, <float*>t.g + a, b - a)
-        elif rule == RULE_L2_KEEP:
+        elif op == OP_ADAM:
+            _adam_loop(<float*>t.w + a, <float*>t.g + a, <float*>t.s1 + a, <float*>t.s2 + a,
+                       <float*>t.s3 + a if t.s3 != NULL else NULL, b - a, h,
+                       t.step_size, t.bc2_sqrt)
+        elif op == OP_L2:
+            _l2_loop(<float*>t.w + a, <float*>t.g + a, b - a, <float>h.lr, <float>h.lam)
+        elif op == OP_L2_KEEP:
             _l2_keep_loop(<float*>t.w + a, <float*>t.g + a, b - a, <float>h.lr, <float>h.lam)
+        elif op == OP_DECAY:
+            _decay_loop(<float*>t.w + a, <float*>t.g + a, b - a, <float>h.lr, <float>h.factor)
+        elif op == OP_STREAM_SWAP:
+            _swap_loop(<float*>t.w + a, <float*>t.g + a, b - a)
         else:
             _axpy_loop(<float*>t.w + a, <float*>t.g + a, b - a, <float>h.lr)
 
 
-# The module's one export: its `_block`, wrapped so that _kernels can call it without the GIL.
-BLOCK = PyCapsule_New(<void*>_block, "l2decay._block", NULL)
+# The module's one export: its `_chunk`, wrapped so that _kernels can call it without the GIL.
+CHUNK = PyCapsule_New(<void*>_chunk, "l2decay._chunk", NULL)
 # The widest vector extension the C compiler was allowed to use for this module (a check that
 # the module's flags took effect).
 COMPILED_FOR = L2D_SIMD.decode("ascii")

@@ -2,9 +2,9 @@
 
 The compiled entry points (kernels/l2decay/_kernels.pyx) check the same rules at C level and
 call these functions only for what their fast checks refuse, so every TypeError/ValueError
-comes from here.  The optimizers use them directly when a group is added or a step's compiled
-plan is refused.  A multi-tensor call is validated whole before the first tensor is touched, so
-a bad argument anywhere leaves every array unmodified.
+comes from here.  The optimizers use them when a group is added and when a step's fast checks
+refuse it.  A multi-tensor call is validated whole before the first tensor is touched, so a bad
+argument anywhere leaves every array unmodified.
 """
 import math
 import numbers
@@ -21,7 +21,10 @@ def real(name, value, *, low=0.0, high=math.inf, low_open=False, high_open=False
         not isinstance(value, numbers.Real) or isinstance(value, (bool, np.bool_))
     ):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    x = float(value)
+    try:
+        x = float(value)
+    except OverflowError:   # an int or Fraction beyond float's range
+        x = math.inf if value > 0 else -math.inf
     if not math.isfinite(x):
         raise ValueError(f"{name} must be finite, got {x!r}")
     if x < low or x > high or (low_open and x == low) or (high_open and x == high):
@@ -57,10 +60,11 @@ def _pair(wname, w, gname, g, writes_grad):
         raise ValueError(f"{wname} and {gname} share memory; they must be distinct arrays")
 
 
-def tensors(w, grad, writes_grad, *, offset=0):
+def tensors(w, grad, writes_grad, *, offset=0, across=False):
     """Validate `w`/`grad` (one array each, or equal-length sequences); return tuples of
     arrays ready for the kernels.  Sequence items are named from index `offset` on (a slice
-    of a longer list), so errors point at the caller's own index.
+    of a longer list), so errors point at the caller's own index.  `across`: also refuse
+    arrays of different pairs that overlap (the kernels check it; see `disjoint`).
     """
     if isinstance(w, np.ndarray):
         _pair("w", w, "grad", grad, writes_grad)
@@ -74,4 +78,160 @@ def tensors(w, grad, writes_grad, *, offset=0):
     ws, gs = tuple(w), tuple(grad)
     for k in range(len(ws)):
         _pair(f"w[{k + offset}]", ws[k], f"grad[{k + offset}]", gs[k], writes_grad)
+    if across:
+        disjoint([(f"w[{k + offset}]", a, True) for k, a in enumerate(ws)]
+                 + [(f"grad[{k + offset}]", a, writes_grad) for k, a in enumerate(gs)])
     return ws, gs
+
+
+def disjoint(named):
+    """Refuse two arrays of one call that overlap where either is written: `named` holds
+    (name, C-contiguous array, written).  Read-only arrays may be shared.  O(k log k)."""
+    spans = sorted((a.__array_interface__["data"][0], a.nbytes, name, written)
+                   for name, a, written in named if a.nbytes)
+    far = far_written = None   # (end, name) of the span reaching furthest, of any / written
+    for start, nbytes, name, written in spans:
+        for other in (far_written, far if written else None):
+            if other is not None and start < other[0]:
+                raise ValueError(f"{other[1]} and {name} share memory; the arrays of one call "
+                                 f"must be distinct (only read-only gradients may be shared)")
+        end = start + nbytes
+        if far is None or end > far[0]:
+            far = (end, name)
+        if written and (far_written is None or end > far_written[0]):
+            far_written = (end, name)
+
+
+def flag(name, value):
+    """`value` as a bool; only True/False (or numpy's bools) are accepted."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def choice(name, value, options):
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be one of {options}, got {type(value).__name__}")
+    if value not in options:
+        raise ValueError(f"{name} must be one of {options}, got {value!r}")
+    return value
+
+
+def reg(name, value):
+    from .rules import L2, Decay, Decoupled
+
+    if value is not None and type(value) not in (L2, Decoupled, Decay):
+        raise TypeError(f"{name} must be None, L2(...), Decoupled(...) or Decay(...), got {value!r}")
+    return value
+
+
+FORMS = ("torch", "keras")
+MAX_STEP = 2 ** 53   # step counts stay exact as doubles
+
+
+def step_count(name, value, low):
+    """A step count: an int in [low, 2**53] (state step counts, low 0, stop one short)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Integral, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    high, label = (MAX_STEP, "2**53") if low else (MAX_STEP - 1, "2**53 - 1")
+    if not low <= int(value) <= high:
+        raise ValueError(f"{name} must be an int in [{low}, {label}], got {value!r}")
+    return int(value)
+
+
+def sgd_hyper(h, where):
+    """SGD's hyperparameters in dict `h`, checked (names prefixed with `where`) and normalized."""
+    out = dict(h)
+    out["lr"] = real(f"{where}lr", h["lr"])
+    out["momentum"] = real(f"{where}momentum", h["momentum"], high=1.0, high_open=True)
+    out["dampening"] = real(f"{where}dampening", h["dampening"], high=1.0)
+    out["nesterov"] = flag(f"{where}nesterov", h["nesterov"])
+    out["maximize"] = flag(f"{where}maximize", h["maximize"])
+    out["reg"] = reg(f"{where}reg", h["reg"])
+    out["momentum_form"] = choice(f"{where}momentum_form", h["momentum_form"], FORMS)
+    if out["nesterov"] and (out["momentum"] == 0 or out["dampening"] != 0):
+        raise ValueError(f"{where}nesterov requires momentum > 0 and dampening == 0")
+    if out["momentum_form"] == "keras" and out["dampening"] != 0:
+        raise ValueError(f"{where}momentum_form 'keras' has no dampening; set dampening=0")
+    return out
+
+
+def adam_hyper(h, where):
+    """Adam's hyperparameters in dict `h`, checked (names prefixed with `where`) and normalized."""
+    out = dict(h)
+    out["lr"] = real(f"{where}lr", h["lr"])
+    betas = h["betas"]
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise TypeError(f"{where}betas must be a pair (beta1, beta2), got {betas!r}")
+    out["betas"] = (real(f"{where}betas[0]", betas[0], high=1.0, high_open=True),
+                    real(f"{where}betas[1]", betas[1], high=1.0, high_open=True))
+    out["eps"] = real(f"{where}eps", h["eps"], low_open=True)
+    out["amsgrad"] = flag(f"{where}amsgrad", h["amsgrad"])
+    out["maximize"] = flag(f"{where}maximize", h["maximize"])
+    out["reg"] = reg(f"{where}reg", h["reg"])
+    out["eps_form"] = choice(f"{where}eps_form", h["eps_form"], FORMS)
+    return out
+
+
+def _sequence(name, seq, n=None):
+    if not isinstance(seq, (list, tuple)):
+        raise TypeError(f"{name} must be a list or tuple of arrays, got {type(seq).__name__}")
+    if n is not None and len(seq) != n:
+        raise ValueError(f"{name} has {len(seq)} entries but params has {n}; one per param")
+    return tuple(seq)
+
+
+def state_array(name, a, pname, p):
+    """A state array (momentum buffer, Adam moment) of parameter `p`: like it, writeable."""
+    _array(name, a, True)
+    if a.dtype != p.dtype:
+        raise TypeError(f"{name} has dtype {a.dtype} but {pname} has dtype {p.dtype}; they must match")
+    if a.shape != p.shape:
+        raise ValueError(f"{name} has shape {a.shape} but {pname} has shape {p.shape}; they must match")
+
+
+def sgd_tensors(params, grads, buffers, uses_buffers):
+    """The arrays of l2decay.sgd_step; raises the worded error for the first bad one."""
+    ps = _sequence("params", params)
+    gs = _sequence("grads", grads, len(ps))
+    named = []
+    if uses_buffers:
+        if buffers is None:
+            raise ValueError("momentum_buffers is needed when momentum > 0 (None entries are born)")
+        bs = _sequence("momentum_buffers", buffers, len(ps))
+    for k, (p, g) in enumerate(zip(ps, gs)):
+        _pair(f"params[{k}]", p, f"grads[{k}]", g, False)
+        named += [(f"params[{k}]", p, True), (f"grads[{k}]", g, False)]
+        if uses_buffers and bs[k] is not None:
+            state_array(f"momentum_buffers[{k}]", bs[k], f"params[{k}]", p)
+            named.append((f"momentum_buffers[{k}]", bs[k], True))
+    disjoint(named)
+
+
+def adam_tensors(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, amsgrad, step):
+    """The arrays and steps of l2decay.adam_step; raises the worded error for the first bad one."""
+    ps = _sequence("params", params)
+    gs = _sequence("grads", grads, len(ps))
+    ms = _sequence("exp_avgs", exp_avgs, len(ps))
+    vs = _sequence("exp_avg_sqs", exp_avg_sqs, len(ps))
+    if amsgrad:
+        if max_exp_avg_sqs is None:
+            raise ValueError("max_exp_avg_sqs is needed with amsgrad (None entries are born)")
+        xs = _sequence("max_exp_avg_sqs", max_exp_avg_sqs, len(ps))
+    if isinstance(step, (list, tuple)):
+        steps = _sequence("step", step, len(ps))
+        for k, t in enumerate(steps):
+            step_count(f"step[{k}]", t, 1)
+    else:
+        step_count("step", step, 1)
+    named = []
+    for k, (p, g) in enumerate(zip(ps, gs)):
+        _pair(f"params[{k}]", p, f"grads[{k}]", g, False)
+        state_array(f"exp_avgs[{k}]", ms[k], f"params[{k}]", p)
+        state_array(f"exp_avg_sqs[{k}]", vs[k], f"params[{k}]", p)
+        named += [(f"params[{k}]", p, True), (f"grads[{k}]", g, False),
+                  (f"exp_avgs[{k}]", ms[k], True), (f"exp_avg_sqs[{k}]", vs[k], True)]
+        if amsgrad and xs[k] is not None:
+            state_array(f"max_exp_avg_sqs[{k}]", xs[k], f"params[{k}]", p)
+            named.append((f"max_exp_avg_sqs[{k}]", xs[k], True))
+    disjoint(named)

@@ -13,7 +13,7 @@ do not.  The functions below are exact for plain SGD and define what "the same s
 elsewhere.
 """
 from ._validate import real
-from .optim import L2, Decay, Decoupled
+from .rules import L2, Decay, Decoupled
 
 __all__ = [
     "decay_to_l2", "l2_to_decay", "l2_to_decoupled", "decoupled_to_l2",

@@ -203,9 +203,6 @@ def train(cfg=None, *, prepared=None, checkpoint=None, resume=False, progress=Fa
     start, history = 0, []
     if resume and checkpoint and os.path.exists(checkpoint):
         start, history = load_checkpoint(checkpoint, cfg, data, model, opt, rng)
-    # the optimizer holds the params grouped (regularized first): hand it grads in its order
-    position = {id(p): k for k, p in enumerate(model.params)}
-    to_opt = [position[id(p)] for p in opt.params]
     n = data.X_train.shape[0]
     bar = _progress(cfg.epochs, start, cfg.rule, progress)
     for epoch in range(start + 1, cfg.epochs + 1):
@@ -217,7 +214,7 @@ def train(cfg=None, *, prepared=None, checkpoint=None, resume=False, progress=Fa
             acts = model.forward(data.X_train[idx])
             grads = model.backward(acts, data.y_train[idx])
             t = time.perf_counter()
-            opt.step([grads[k] for k in to_opt])
+            opt.step(grads)   # in the model's order, which exclude_1d keeps
             update += time.perf_counter() - t
         train_acc, train_loss = model.evaluate(data.X_train, data.y_train)
         test_acc, test_loss = model.evaluate(data.X_test, data.y_test)

@@ -1,92 +1,38 @@
 """SGD (with momentum) and Adam on the compiled kernels, with the regularization rule explicit.
 
-Three rules, each exact (per step t, gradient g, weights w, learning rate lr):
-
-- ``L2(lam)``:        ``g += lam*w`` in place before anything else, so it flows into the
-                      momentum buffer / Adam moments (torch SGD and Adam ``weight_decay``).
-- ``Decoupled(lam)``: ``w *= 1 - lr*lam`` before the step, which uses the raw g
-                      (torch AdamW, Loshchilov & Hutter's SGDW/AdamW).
-- ``Decay(d)``:       the step with the raw g, then ``w *= 1 - d``; d is a per-step fraction,
-                      not scaled by lr (the seed's rule).
-
-SGD: with momentum mu, ``b = g`` on a tensor's first step, else ``b = mu*b + (1-dampening)*g``;
-then ``g = g + mu*b`` (nesterov) or ``g = b``; ``w -= lr*g``.  Same as torch.optim.SGD.
-Adam: ``m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g*g;
-w -= (lr/(1-b1**t)) * m / (sqrt(v)/sqrt(1-b2**t) + eps)``.  Same as torch.optim.Adam.
-
-Each (optimizer, rule) pair is one compiled fused pass per tensor, all tensors of a parameter
-group in one call.  A step validates every group and gradient first; a failed step modifies
-nothing.
+The rules are in :mod:`l2decay.rules`; the update formulas, option by option, in
+:func:`l2decay.sgd_step` and :func:`l2decay.adam_step`, which are these optimizers' steps as
+plain functions.  An optimizer holds param groups (dicts with ``params`` and hyperparameters,
+like torch.optim's) and per-param state, and reads both afresh at every step: change
+``param_groups[i]["lr"]`` or ``["reg"]`` (a schedule), or replace a state array, and the next
+step uses it, at no extra cost.  Gradients are given in the order the params were given, also
+through :func:`exclude_1d`; the optimizers never write them.  A step checks every group,
+gradient and state array before touching anything; a failed step modifies nothing.
 """
-from dataclasses import dataclass
-
 import numpy as np
 
 from . import _kernels
-from ._validate import _array, real, tensors
+from ._validate import _array, _pair, adam_hyper, disjoint, sgd_hyper, state_array, step_count
+from .rules import RULES, Decay, Decoupled, L2
 
-__all__ = ["L2", "Decoupled", "Decay", "SGD", "Adam", "exclude_1d"]
-
-
-@dataclass(frozen=True)
-class _Rule:
-    strength: float
-    code = 0
-    name = "none"
-
-    def __post_init__(self):
-        object.__setattr__(self, "strength", real(f"{type(self).__name__} strength", self.strength))
-
-    def __repr__(self):
-        return f"{type(self).__name__}({self.strength!r})"
+__all__ = ["L2", "Decoupled", "Decay", "SGD", "Adam", "exclude_1d", "ParamGroups"]
 
 
-class L2(_Rule):
-    """L2 regularization: ``g += lam*w`` before the optimizer sees g (strength >= 0)."""
+class ParamGroups(list):
+    """Param groups (what :func:`exclude_1d` returns) that remember the order the params had
+    before they were grouped: ``order[k] = (group index, index in the group)`` of param k.  An
+    optimizer built from them takes gradients in that order."""
 
-    code = 1
-    name = "l2"
-
-
-class Decoupled(_Rule):
-    """Decoupled weight decay: ``w *= 1 - lr*lam`` before the step (torch AdamW; strength >= 0)."""
-
-    code = 2
-    name = "decoupled"
-
-
-class Decay(_Rule):
-    """Multiplicative weight decay after the step: ``w *= 1 - d``, d in [0, 1), not scaled by lr."""
-
-    code = 3
-    name = "decay"
-
-    def __post_init__(self):
-        object.__setattr__(
-            self, "strength", real("Decay strength", self.strength, high=1.0, high_open=True)
-        )
-
-
-RULES = {cls.name: cls for cls in (L2, Decoupled, Decay)}
-
-
-def _rule_code(reg):
-    return (0, 0.0) if reg is None else (reg.code, reg.strength)
-
-
-def _check_reg(reg, where):
-    if reg is not None and not isinstance(reg, _Rule):
-        raise TypeError(f"{where}reg must be None, L2(...), Decoupled(...) or Decay(...), got {reg!r}")
-    return reg
+    def __init__(self, groups, order):
+        super().__init__(groups)
+        self.order = list(order)
 
 
 class _Optimizer:
-    """Parameter groups, validation, state (de)serialization; subclasses define the step."""
+    """Param groups, state and state dicts; subclasses name their hyperparameters and state."""
 
-    # hyperparameter name -> default; subclasses fill it
-    _defaults = {}
-    # state arrays kept per parameter (created zero-filled, like the parameter)
-    _state_names = ()
+    _defaults = {}     # hyperparameter name -> default
+    _adam = False      # which compiled step
 
     def __init__(self, params, **hyper):
         unknown = sorted(set(hyper) - set(self._defaults))
@@ -94,22 +40,26 @@ class _Optimizer:
             hint = " (use reg=L2(...), Decoupled(...) or Decay(...))" if "weight_decay" in unknown else ""
             raise TypeError(f"{type(self).__name__} got unexpected keyword arguments {unknown}{hint}")
         self.defaults = self._check_hyper(dict(self._defaults, **hyper), "")
-        self._plan = None  # compiled step (see step)
         self.param_groups = []
-        self.state = []  # per parameter, flat order: dict name -> array
-        self._owners = []  # the parameter each entry of state belongs to
+        self.state = []     # per param, in the order of self.params: dict name -> array / count
+        self._flat = []     # the params in the order the user gave them; grads and state follow it
+        self._slots = ()    # per group, the indices in _flat of its params
         if isinstance(params, np.ndarray):
             raise TypeError("params must be a list of arrays or of parameter-group dicts, not one array")
+        order = getattr(params, "order", None)
         params = list(params)
         if not params:
             raise ValueError("params is empty: the optimizer has nothing to update")
         groups = params if isinstance(params[0], dict) else [{"params": params}]
         for group in groups:
             self.add_param_group(group)
+        if order is not None:
+            self._reorder(order)
 
     # -- groups ------------------------------------------------------------------------------
     def add_param_group(self, group):
-        """Add a dict with ``params`` and optional per-group overrides of the defaults."""
+        """Add a dict with ``params`` and optional per-group overrides of the defaults; its
+        params come after all earlier ones in the order of gradients."""
         if not isinstance(group, dict) or "params" not in group:
             raise TypeError("a parameter group must be a dict with a 'params' list")
         where = f"param_groups[{len(self.param_groups)}]."
@@ -118,154 +68,207 @@ class _Optimizer:
             raise ValueError(f"{where[:-1]} has unknown keys {sorted(unknown)}; allowed: {sorted(self._defaults)}")
         params = group["params"]
         params = [params] if isinstance(params, np.ndarray) else list(params)
-        seen = {id(p) for g in self.param_groups for p in g["params"]}
+        seen = {id(p) for p in self._flat}
         for k, p in enumerate(params):
             _array(f"{where}params[{k}]", p, True)
             if id(p) in seen:
                 raise ValueError(f"{where}params[{k}] appears in more than one place")
             seen.add(id(p))
+        start = len(self._flat)
+        disjoint([(f"params[{k}]", p, True) for k, p in enumerate(self._flat + params)])
         hyper = self._check_hyper({**self.defaults, **{k: v for k, v in group.items() if k != "params"}}, where)
-        self.param_groups.append({"params": params, **hyper, "step": 0})
-        self._plan = None
-        self.state.extend({name: np.zeros_like(p) for name in self._state_names} for p in params)
-        self._owners.extend(params)
+        self.param_groups.append({"params": params, **hyper})
+        self._flat.extend(params)
+        self.state.extend(self._new_state(p, hyper) for p in params)
+        self._slots = self._slots + (tuple(range(start, start + len(params))),)
 
-    def _check_hyper(self, h, where):
-        h["lr"] = real(f"{where}lr", h["lr"])
-        _check_reg(h["reg"], where)
-        return h
+    def _reorder(self, order):
+        """Put the params (and their state) in the order the user gave them before grouping."""
+        where = [(i, j) for i, g in enumerate(self.param_groups) for j in range(len(g["params"]))]
+        if sorted(order) != where:
+            raise ValueError("params.order does not match its groups (was the ParamGroups list changed?)")
+        position = {ij: k for k, ij in enumerate(where)}
+        flat = [self.param_groups[i]["params"][j] for i, j in order]
+        state = [self.state[position[ij]] for ij in order]
+        new_index = {ij: k for k, ij in enumerate(order)}
+        self._flat, self.state = flat, state
+        self._slots = tuple(tuple(new_index[(i, j)] for j in range(len(g["params"])))
+                            for i, g in enumerate(self.param_groups))
 
     @property
     def params(self):
-        return [p for g in self.param_groups for p in g["params"]]
+        """Every param, in the order the gradients of :meth:`step` follow."""
+        return list(self._flat)
 
     # -- step --------------------------------------------------------------------------------
     def step(self, grads):
-        """Update every parameter in place from `grads` (arrays in the order of the params).
+        """Update every parameter in place from `grads`, one array per param, in the order of
+        :attr:`params` (the order the params were given in, also through exclude_1d).  The
+        gradient arrays are only read.  Checks everything before touching anything."""
+        if not _kernels._optimizer_step(self._adam, self.param_groups, self._slots, self._flat,
+                                        self.state, grads):
+            self._checked_step(grads)
 
-        Validates all groups and gradients before touching anything.  With ``L2`` the gradient
-        arrays are overwritten with the regularized gradient.
-        """
-        # Fast path: a compiled plan that checks, at C level, that the groups are as it was
-        # built from and that every gradient fits its parameter; it returns False, touching
-        # nothing, otherwise.  Changing a group's hyperparameters (a schedule) rebuilds it.
-        if self._plan is not None and self._plan.run(self.param_groups, grads):
-            return
-        specs = self._check_step(grads)
-        self._plan = _kernels.StepPlan(
-            self._kind, self.param_groups, tuple(self._defaults), specs,
-            *[tuple(s[name] for s in self.state) for name in self._state_names],
-            *[None] * (2 - len(self._state_names)),
-        )
-        if not self._plan.run(self.param_groups, grads):
-            raise RuntimeError("internal error: a step passed validation but its plan refused it")
-
-    def _check_step(self, grads):
-        """Validate every group and gradient (raising the worded error); return each group's
-        kernel arguments."""
-        params = self.params
+    def _checked_step(self, grads):
+        """The step when its fast checks refused something: raise the worded error, or step with
+        the values only the fast checks refuse (numpy scalars, say) normalized."""
+        flat = self._flat
         if not isinstance(grads, (list, tuple)):
-            raise TypeError(f"grads must be a list of arrays matching the params, got {type(grads).__name__}")
-        if len(grads) != len(params):
-            raise ValueError(f"grads has {len(grads)} arrays but the optimizer has {len(params)} params")
-        specs, start = [], 0
-        for i, group in enumerate(self.param_groups):
-            hyper = self._check_hyper(dict(group), f"param_groups[{i}].")
-            n = len(group["params"])
-            tensors(group["params"], list(grads[start:start + n]), type(hyper["reg"]) is L2, offset=start)
-            for k, p in enumerate(group["params"]):
-                if start + k >= len(self._owners) or p is not self._owners[start + k]:
-                    raise ValueError(f"param_groups[{i}].params changed after it was added; "
-                                     f"use add_param_group for new parameters")
-            if type(group["step"]) is not int or group["step"] < 0:
-                raise ValueError(f"param_groups[{i}].step must be a non-negative int, got {group['step']!r}")
-            specs.append(self._spec(hyper))
-            start += n
-        return tuple(specs)
+            raise TypeError(f"grads must be a list of arrays, one per param in the order of "
+                            f"opt.params, got {type(grads).__name__}")
+        grads = tuple(grads)
+        if len(grads) != len(flat):
+            raise ValueError(f"grads has {len(grads)} arrays but the optimizer has {len(flat)} params; "
+                             f"{self._order_hint()}")
+        if len(self.param_groups) != len(self._slots):
+            raise ValueError(f"param_groups has {len(self.param_groups)} groups but the optimizer was "
+                             f"given {len(self._slots)}; add groups with add_param_group, never remove them")
+        named = []
+        for k, (p, g) in enumerate(zip(flat, grads)):
+            _array(f"params[{k}]", p, True)
+            try:
+                _pair(f"params[{k}]", p, f"grads[{k}]", g, False)
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(f"{exc}; {self._order_hint()}") from None
+            named += [(f"params[{k}]", p, True), (f"grads[{k}]", g, False)]
+        groups = []
+        for i, (group, slot) in enumerate(zip(self.param_groups, self._slots)):
+            where = f"param_groups[{i}]."
+            if not isinstance(group, dict):
+                raise TypeError(f"param_groups[{i}] must be a dict, got {type(group).__name__}")
+            params = group.get("params")
+            if (not isinstance(params, (list, tuple)) or len(params) != len(slot)
+                    or any(p is not flat[k] for p, k in zip(params, slot))):
+                raise ValueError(f"{where}params changed after it was added; "
+                                 f"use add_param_group for new parameters")
+            missing = sorted(set(self._defaults) - set(group))
+            if missing:
+                raise ValueError(f"param_groups[{i}] is missing {missing}")
+            hyper = self._check_hyper(group, where)
+            groups.append(hyper)
+            for k in slot:
+                if not isinstance(self.state[k], dict):
+                    raise TypeError(f"state[{k}] must be a dict, got {type(self.state[k]).__name__}")
+                named += self._check_state(k, flat[k], self.state[k], hyper)
+        disjoint(named)
+        if self._adam:   # a numpy int step count, valid, becomes the plain int the kernels read
+            for st in self.state:
+                st["step"] = int(st["step"])
+        if not _kernels._optimizer_step(self._adam, groups, self._slots, flat, self.state, grads):
+            raise AssertionError("internal error: a step passed l2decay._validate but not the C checks")
 
-    def _spec(self, hyper):
+    def _order_hint(self):
+        shapes = [str(p.shape) for p in self._flat[:8]] + (["..."] if len(self._flat) > 8 else [])
+        return f"grads follow the order of opt.params (the order the params were given): {', '.join(shapes)}"
+
+    # -- subclasses --------------------------------------------------------------------------
+    def _check_hyper(self, h, where):
         raise NotImplementedError
 
-    # -- state -------------------------------------------------------------------------------
+    def _new_state(self, p, hyper):
+        raise NotImplementedError
+
+    def _check_state(self, k, p, st, hyper):
+        """Raise the worded error for a bad state entry of param k; return its arrays as
+        (name, array, written) for the overlap check."""
+        raise NotImplementedError
+
+    _state_arrays = ()      # names of the state arrays a state dict may hold
+    _state_required = ()    # ... and must hold
+
+    # -- state dicts -------------------------------------------------------------------------
     def state_dict(self):
         """A flat dict of numpy arrays, numbers and strings, savable with ``np.savez(f, **d)``."""
-        d = {"optimizer": type(self).__name__, "num_groups": len(self.param_groups)}
-        for i, g in enumerate(self.param_groups):
+        d = {"optimizer": type(self).__name__, "num_groups": len(self.param_groups),
+             "num_params": len(self._flat)}
+        for i, (g, slot) in enumerate(zip(self.param_groups, self._slots)):
             for key in self._defaults:
                 if key == "reg":
-                    d[f"group.{i}.reg"] = g["reg"].name if g["reg"] is not None else "none"
-                    d[f"group.{i}.reg_strength"] = _rule_code(g["reg"])[1]
+                    reg = g["reg"]
+                    d[f"group.{i}.reg"] = reg.name if reg is not None else "none"
+                    d[f"group.{i}.reg_strength"] = reg.strength if reg is not None else 0.0
+                    d[f"group.{i}.reg_lr_max"] = getattr(reg, "lr_max", None) or 0.0
                 else:
                     d[f"group.{i}.{key}"] = g[key]
-            d[f"group.{i}.step"] = g["step"]
-            d[f"group.{i}.num_params"] = len(g["params"])
-        for k, s in enumerate(self.state):
-            for name, arr in s.items():
-                d[f"state.{k}.{name}"] = arr.copy()
+            d[f"group.{i}.params"] = np.array(slot, dtype=np.int64)
+        for k, st in enumerate(self.state):
+            for name, value in st.items():
+                if value is not None:
+                    d[f"state.{k}.{name}"] = value.copy() if isinstance(value, np.ndarray) else value
         return d
 
     def load_state_dict(self, d):
-        """Restore hyperparameters, step counts and buffers; raises and changes nothing if `d`
-        does not match this optimizer's parameters or is corrupt."""
+        """Restore hyperparameters, step counts and buffers; raises ValueError and changes
+        nothing if `d` does not match this optimizer's parameters or is corrupt."""
         try:
-            new_groups, new_state = self._parse_state(d)
+            groups, states = self._parse_state(d)
         except KeyError as exc:
             raise ValueError(f"state dict is missing {exc.args[0]!r}") from None
-        except TypeError as exc:
+        except (TypeError, OverflowError) as exc:
             raise ValueError(f"state dict is corrupt: {exc}") from None
-        self._plan = None
-        for g, (hyper, step) in zip(self.param_groups, new_groups):
+        for g, hyper in zip(self.param_groups, groups):
             g.update(hyper)
-            g["step"] = step
-        for s, new in zip(self.state, new_state):
-            for name, arr in new.items():
-                np.copyto(s[name], arr)
+        for st, new in zip(self.state, states):
+            st.clear()
+            st.update(new)
 
     def _parse_state(self, d):
         kind = str(np.asarray(d["optimizer"]))
         if kind != type(self).__name__:
             raise ValueError(f"state dict is for {kind}, not {type(self).__name__}")
-        if int(np.asarray(d["num_groups"])) != len(self.param_groups):
-            raise ValueError(
-                f"state dict has {int(np.asarray(d['num_groups']))} parameter groups, this optimizer "
-                f"has {len(self.param_groups)}"
-            )
-        groups, k = [], 0
-        for i, g in enumerate(self.param_groups):
+        for key, have in (("num_groups", len(self.param_groups)), ("num_params", len(self._flat))):
+            value = np.asarray(d[key])
+            if value.ndim or value.dtype.kind not in "iu" or int(value) != have:
+                raise ValueError(f"state dict has {key} {value!r}; this optimizer has {have}")
+        groups = []
+        for i, slot in enumerate(self._slots):
             pre = f"group.{i}."
-            if int(np.asarray(d[pre + "num_params"])) != len(g["params"]):
-                raise ValueError(f"state dict group {i} has a different number of params")
+            if not np.array_equal(np.asarray(d[pre + "params"]), np.array(slot)):
+                raise ValueError(f"state dict group {i} holds other params than this optimizer's group {i}")
             hyper = {}
             for key in self._defaults:
                 if key == "reg":
                     name = str(np.asarray(d[pre + "reg"]))
                     if name == "none":
                         hyper["reg"] = None
-                    elif name in RULES:
-                        hyper["reg"] = RULES[name](float(np.asarray(d[pre + "reg_strength"])))
-                    else:
+                    elif name not in RULES:
                         raise ValueError(f"state dict group {i} has unknown reg {name!r}")
+                    elif name == "decoupled" and float(np.asarray(d[pre + "reg_lr_max"])) != 0.0:
+                        hyper["reg"] = Decoupled(float(np.asarray(d[pre + "reg_strength"])),
+                                                 float(np.asarray(d[pre + "reg_lr_max"])))
+                    else:
+                        hyper["reg"] = RULES[name](float(np.asarray(d[pre + "reg_strength"])))
                 else:
                     value = np.asarray(d[pre + key])
-                    hyper[key] = tuple(float(x) for x in value) if value.ndim else value.item()
-            hyper = self._check_hyper(hyper, f"state dict group {i}: ")
-            step = np.asarray(d[pre + "step"])
-            if step.ndim or step.dtype.kind not in "iu" or int(step) < 0:
-                raise ValueError(f"state dict group {i} has an invalid step count {step!r}")
-            groups.append((hyper, int(step)))
+                    hyper[key] = tuple(x.item() for x in value) if value.ndim else value.item()
+            groups.append(self._check_hyper(hyper, f"state dict group {i}: "))
+        prefix = "state."
+        names = {}
+        for key in d:
+            if key.startswith(prefix):
+                k, _, name = key[len(prefix):].partition(".")
+                if not k.isdigit() or int(k) >= len(self._flat) or name not in self._state_arrays + ("step",) * self._adam:
+                    raise ValueError(f"state dict has an unexpected entry {key!r}")
+                names.setdefault(int(k), []).append(name)
         states = []
-        for k, p in enumerate(self.params):
+        for k, p in enumerate(self._flat):
             new = {}
-            for name in self._state_names:
-                arr = np.asarray(d[f"state.{k}.{name}"])
-                if arr.shape != p.shape or arr.dtype != p.dtype:
-                    raise ValueError(
-                        f"state dict state.{k}.{name} has shape {arr.shape} and dtype {arr.dtype}; "
-                        f"the param has {p.shape} and {p.dtype}"
-                    )
-                if not np.all(np.isfinite(arr)):
+            for name in self._state_required:
+                if name not in names.get(k, ()):
+                    raise KeyError(f"state.{k}.{name}")
+            for name in names.get(k, ()):
+                value = np.asarray(d[f"state.{k}.{name}"])
+                if name == "step":
+                    if value.ndim or value.dtype.kind not in "iu":
+                        raise ValueError(f"state dict state.{k}.step must be an int, got {value!r}")
+                    new[name] = step_count(f"state dict state.{k}.step", int(value), 0)
+                    continue
+                if value.shape != p.shape or value.dtype != p.dtype:
+                    raise ValueError(f"state dict state.{k}.{name} has shape {value.shape} and dtype "
+                                     f"{value.dtype}; the param has {p.shape} and {p.dtype}")
+                if not np.all(np.isfinite(value)):
                     raise ValueError(f"state dict state.{k}.{name} holds non-finite values")
-                new[name] = arr
+                new[name] = np.array(value, order="C", copy=True)
             states.append(new)
         return groups, states
 
@@ -280,27 +283,32 @@ class SGD(_Optimizer):
     momentum : float in [0, 1)
     dampening : float in [0, 1]
     nesterov : bool (needs momentum > 0 and dampening == 0)
+    maximize : bool (step along +g, as torch's)
     reg : None, L2(lam), Decoupled(lam) or Decay(d)
+    momentum_form : "torch" (the buffer holds averaged gradients) or "keras" (it holds the
+        velocity -lr*g, as Keras and scikit-learn; differs from "torch" under an lr schedule)
+
+    State per param: ``momentum_buffer`` ("torch") or ``velocity`` ("keras"), born from the
+    gradient of the first step with momentum > 0, as torch's.
     """
 
-    _defaults = {"lr": 0.01, "momentum": 0.0, "dampening": 0.0, "nesterov": False, "reg": None}
-    _state_names = ("momentum_buffer",)
-    _kind = "sgd"
+    _defaults = {"lr": 0.01, "momentum": 0.0, "dampening": 0.0, "nesterov": False,
+                 "maximize": False, "reg": None, "momentum_form": "torch"}
+    _state_arrays = ("momentum_buffer", "velocity")
 
     def _check_hyper(self, h, where):
-        h = super()._check_hyper(h, where)
-        h["momentum"] = real(f"{where}momentum", h["momentum"], high=1.0, high_open=True)
-        h["dampening"] = real(f"{where}dampening", h["dampening"], high=1.0)
-        if not isinstance(h["nesterov"], (bool, np.bool_)):
-            raise TypeError(f"{where}nesterov must be a bool, got {h['nesterov']!r}")
-        h["nesterov"] = bool(h["nesterov"])
-        if h["nesterov"] and (h["momentum"] == 0 or h["dampening"] != 0):
-            raise ValueError(f"{where}nesterov requires momentum > 0 and dampening == 0")
-        return h
+        return sgd_hyper(h, where)
 
-    def _spec(self, h):
-        code, strength = _rule_code(h["reg"])
-        return (h["lr"], code, strength, h["momentum"], h["dampening"], h["nesterov"])
+    def _new_state(self, p, hyper):
+        return {}
+
+    def _check_state(self, k, p, st, hyper):
+        key = "velocity" if hyper["momentum_form"] == "keras" else "momentum_buffer"
+        buf = st.get(key)
+        if hyper["momentum"] == 0 or buf is None:
+            return []
+        state_array(f"state[{k}]['{key}']", buf, f"params[{k}]", p)
+        return [(f"state[{k}]['{key}']", buf, True)]
 
 
 class Adam(_Optimizer):
@@ -312,47 +320,63 @@ class Adam(_Optimizer):
     lr : float, >= 0
     betas : (float, float), each in [0, 1)
     eps : float, > 0
+    amsgrad : bool (torch's: the running maximum of v is used)
+    maximize : bool
     reg : None, L2(lam), Decoupled(lam) or Decay(d)
+    eps_form : "torch" (eps added to the bias-corrected sqrt(v)) or "keras" (eps added to
+        sqrt(v), the bias correction folded into the step size: Keras, scikit-learn, thinc)
+
+    State per param: ``step`` (the steps taken), ``exp_avg``, ``exp_avg_sq`` and, with amsgrad,
+    ``max_exp_avg_sq`` (born zero when amsgrad is first on), as torch's.
     """
 
-    _defaults = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "reg": None}
-    _state_names = ("exp_avg", "exp_avg_sq")
-    _kind = "adam"
+    _defaults = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "amsgrad": False,
+                 "maximize": False, "reg": None, "eps_form": "torch"}
+    _adam = True
+    _state_arrays = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+    _state_required = ("step", "exp_avg", "exp_avg_sq")
 
     def _check_hyper(self, h, where):
-        h = super()._check_hyper(h, where)
-        betas = h["betas"]
-        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-            raise TypeError(f"{where}betas must be a pair (beta1, beta2), got {betas!r}")
-        h["betas"] = (
-            real(f"{where}betas[0]", betas[0], high=1.0, high_open=True),
-            real(f"{where}betas[1]", betas[1], high=1.0, high_open=True),
-        )
-        h["eps"] = real(f"{where}eps", h["eps"], low_open=True)
-        return h
+        return adam_hyper(h, where)
 
-    def _spec(self, h):
-        code, strength = _rule_code(h["reg"])
-        return (h["lr"], code, strength, h["betas"][0], h["betas"][1], h["eps"])
+    def _new_state(self, p, hyper):
+        return {"step": 0, "exp_avg": np.zeros_like(p), "exp_avg_sq": np.zeros_like(p)}
+
+    def _check_state(self, k, p, st, hyper):
+        for name in self._state_required:
+            if name not in st:
+                raise ValueError(f"state[{k}] has no {name!r}")
+        step_count(f"state[{k}]['step']", st["step"], 0)
+        names = ["exp_avg", "exp_avg_sq"]
+        if hyper["amsgrad"] and st.get("max_exp_avg_sq") is not None:
+            names.append("max_exp_avg_sq")
+        for name in names:
+            state_array(f"state[{k}]['{name}']", st[name], f"params[{k}]", p)
+        return [(f"state[{k}]['{name}']", st[name], True) for name in names]
 
 
 def exclude_1d(params, reg, names=None, *, verbose=True):
     """Parameter groups that apply `reg` to weight matrices only, not to 1-D params (biases).
 
     Returns ``[{"params": [ndim >= 2], "reg": reg}, {"params": [ndim < 2], "reg": None}]``
-    (empty groups left out) and, if `verbose`, prints which tensors are regularized.
+    (empty groups left out) as a :class:`ParamGroups`, which remembers the params' order: an
+    optimizer built from it takes gradients in the order of `params`.  If `verbose`, prints
+    which tensors are regularized.
     """
     params = list(params)
     names = list(names) if names is not None else [f"params[{k}]" for k in range(len(params))]
     if len(names) != len(params):
         raise ValueError(f"names has {len(names)} entries but params has {len(params)}")
-    on = [(n, p) for n, p in zip(names, params) if p.ndim >= 2]
-    off = [(n, p) for n, p in zip(names, params) if p.ndim < 2]
-    groups = [g for g in ({"params": [p for _, p in on], "reg": reg},
-                          {"params": [p for _, p in off], "reg": None}) if g["params"]]
+    for k, p in enumerate(params):
+        _array(f"params[{k}]", p, True)
+    on = [k for k, p in enumerate(params) if p.ndim >= 2]
+    off = [k for k, p in enumerate(params) if p.ndim < 2]
+    parts = [(ks, r) for ks, r in ((on, reg), (off, None)) if ks]
+    groups = [{"params": [params[k] for k in ks], "reg": r} for ks, r in parts]
+    where = {k: (i, j) for i, (ks, _) in enumerate(parts) for j, k in enumerate(ks)}
     if verbose:
-        for label, items in ((f"regularized with {reg!r}", on), ("not regularized", off)):
-            total = sum(p.size for _, p in items)
-            shown = ", ".join(f"{n} {p.shape}" for n, p in items) or "-"
-            print(f"{label}: {len(items)} tensors, {total:,} weights: {shown}")
-    return groups
+        for label, ks in ((f"regularized with {reg!r}", on), ("not regularized", off)):
+            total = sum(params[k].size for k in ks)
+            shown = ", ".join(f"{names[k]} {params[k].shape}" for k in ks) or "-"
+            print(f"{label}: {len(ks)} tensors, {total:,} weights: {shown}")
+    return ParamGroups(groups, [where[k] for k in range(len(params))])

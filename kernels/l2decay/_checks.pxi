@@ -1,0 +1,195 @@
+# Part of _kernels.pyx: the C-level argument checks.  Each accepts exactly what l2decay._validate
+# accepts, or less; on a refusal the entry hands its arguments to _validate, which raises the
+# worded error (or, for a value only the fast check refuses, returns it normalized).
+
+cdef inline bint _real_ok(object value, double* out, double high=INFINITY, bint high_open=False,
+                          bint low_open=False) noexcept:
+    """A plain float/int, finite, in [0, high] (or the open variants)."""
+    cdef double x
+    if type(value) is float:
+        x = <double>value
+    elif type(value) is int and -(1 << 52) <= value <= (1 << 52):
+        x = <double>value
+    else:
+        return False
+    if not isfinite(x) or x < 0.0 or x > high or (high_open and x == high) or (low_open and x == 0.0):
+        return False
+    out[0] = x
+    return True
+
+
+cdef double _real(str name, object value, double high=INFINITY, bint high_open=False,
+                  bint low_open=False) except? -1.0:
+    cdef double x
+    if _real_ok(value, &x, high, high_open, low_open):
+        return x
+    return _validate.real(name, value, high=high, high_open=high_open, low_open=low_open)
+
+
+cdef inline bint _flag_ok(object value, bint* out) noexcept:
+    if value is True:
+        out[0] = True
+    elif value is False:
+        out[0] = False
+    else:
+        return False
+    return True
+
+
+cdef inline bint _array_ok(object a, bint writes) noexcept:
+    cdef cnp.ndarray arr
+    cdef int t
+    if not cnp.PyArray_Check(a):
+        return False
+    arr = <cnp.ndarray>a
+    t = cnp.PyArray_TYPE(arr)
+    return ((t == cnp.NPY_DOUBLE or t == cnp.NPY_FLOAT)
+            and cnp.PyArray_ISNOTSWAPPED(arr)
+            and cnp.PyArray_IS_C_CONTIGUOUS(arr)
+            and (not writes or cnp.PyArray_ISWRITEABLE(arr)))
+
+
+cdef inline bint _disjoint(cnp.ndarray a, cnp.ndarray b) noexcept:
+    """Both C-contiguous: their byte ranges do not intersect (what may_share_memory tests)."""
+    cdef char* pa = cnp.PyArray_BYTES(a)
+    cdef char* pb = cnp.PyArray_BYTES(b)
+    cdef Py_ssize_t na = cnp.PyArray_NBYTES(a), nb = cnp.PyArray_NBYTES(b)
+    return na == 0 or nb == 0 or pa + na <= pb or pb + nb <= pa
+
+
+cdef inline bint _like(cnp.ndarray a, cnp.ndarray b) noexcept:
+    return cnp.PyArray_TYPE(a) == cnp.PyArray_TYPE(b) and cnp.PyArray_SAMESHAPE(a, b)
+
+
+cdef inline bint _pair_ok(object w, object g, bint writes_g) noexcept:
+    return (_array_ok(w, True) and _array_ok(g, writes_g)
+            and _like(<cnp.ndarray>w, <cnp.ndarray>g)
+            and _disjoint(<cnp.ndarray>w, <cnp.ndarray>g))
+
+
+cdef inline bint _state_ok(object s, object w) noexcept:
+    """A state array of parameter `w`: writeable, C-contiguous, its dtype and shape, apart."""
+    return _array_ok(s, True) and _like(<cnp.ndarray>s, <cnp.ndarray>w) and _disjoint(<cnp.ndarray>s, <cnp.ndarray>w)
+
+
+cdef inline object _items(object seq):
+    """`seq` as an exact list or tuple whose items are fetched once: a subclass could return
+    another object on every access (after it was checked), so it is copied into a tuple."""
+    if PyList_CheckExact(seq) or PyTuple_CheckExact(seq):
+        return seq
+    if PyList_Check(seq) or PyTuple_Check(seq):
+        return tuple(seq)
+    return None
+
+
+cdef inline object _item(object seq, Py_ssize_t k):
+    """Item k of an exact list or tuple (see _items)."""
+    if PyList_CheckExact(seq):
+        return (<list>seq)[k]
+    return (<tuple>seq)[k]
+
+
+# -- no two arrays of one call may overlap where one of them is written: with several threads
+# the result would depend on their timing, and even on one thread it is not what a sequential
+# loop of calls gives.  A sweep over the byte ranges sorted by start finds any such pair in
+# O(k log k).
+cdef struct Range:
+    char* lo
+    char* hi
+    bint written
+
+
+cdef int _range_cmp(const void* a, const void* b) noexcept nogil:
+    cdef const Range* x = <const Range*>a
+    cdef const Range* y = <const Range*>b
+    return -1 if x.lo < y.lo else (1 if x.lo > y.lo else 0)
+
+
+cdef bint _no_overlap(const Task* tasks, Py_ssize_t m, bint writes_g) noexcept:
+    """No array of `tasks` overlaps another one where either is written (w and the state
+    arrays are; g is when `writes_g`).  Read-only arrays may be shared."""
+    cdef Range stack[32]
+    cdef Range* r = stack
+    cdef Py_ssize_t k, j, count = 0
+    cdef char* end_any = NULL
+    cdef char* end_written = NULL
+    cdef Py_ssize_t nb
+    cdef char* ptrs[5]
+    cdef bint ok = True
+    if m * 5 > 32:
+        r = <Range*>malloc(m * 5 * sizeof(Range))
+        if r == NULL:
+            return False
+    for k in range(m):
+        nb = _nbytes(&tasks[k])
+        if nb == 0:
+            continue
+        ptrs[0] = tasks[k].w
+        ptrs[1] = tasks[k].g
+        ptrs[2] = tasks[k].s1
+        ptrs[3] = tasks[k].s2
+        ptrs[4] = tasks[k].s3
+        for j in range(5):
+            if ptrs[j] != NULL:
+                r[count].lo = ptrs[j]
+                r[count].hi = ptrs[j] + nb
+                r[count].written = j != 1 or writes_g
+                count += 1
+    qsort(r, count, sizeof(Range), _range_cmp)
+    for k in range(count):
+        if r[k].lo < end_written or (r[k].written and r[k].lo < end_any):
+            ok = False
+            break
+        if r[k].hi > end_any:
+            end_any = r[k].hi
+        if r[k].written and r[k].hi > end_written:
+            end_written = r[k].hi
+    if r != stack:
+        free(r)
+    return ok
+
+
+# -- tasks
+cdef inline void _init_task(Task* t, void* w, void* g, Py_ssize_t n, bint is_double,
+                            const Hyper* h) noexcept nogil:
+    t.w = <char*>w
+    t.g = <char*>g
+    t.s1 = NULL
+    t.s2 = NULL
+    t.s3 = NULL
+    t.n = n
+    t.is_double = is_double
+    t.first = False
+    t.step_size = 0.0
+    t.bc2_sqrt = 1.0
+    t.h = h
+
+
+cdef inline void _task(Task* t, object w, object g, const Hyper* h) noexcept:
+    """A task for a checked pair."""
+    _init_task(t, cnp.PyArray_BYTES(<cnp.ndarray>w), cnp.PyArray_BYTES(<cnp.ndarray>g),
+               cnp.PyArray_SIZE(<cnp.ndarray>w), cnp.PyArray_TYPE(<cnp.ndarray>w) == cnp.NPY_DOUBLE, h)
+
+
+cdef inline char* _bytes(object a) noexcept:
+    return cnp.PyArray_BYTES(<cnp.ndarray>a)
+
+
+cdef enum:
+    _STACK_TASKS = 8   # tensors per call handled without a malloc
+
+
+cdef inline Task* _alloc_tasks(Py_ssize_t m, Task* stack) except NULL:
+    """`stack` (room for _STACK_TASKS) when m fits, else a heap array; free with _free_tasks."""
+    cdef Task* t
+    if m <= _STACK_TASKS:
+        return stack
+    t = <Task*>malloc(m * sizeof(Task))
+    if t == NULL:
+        raise MemoryError()
+    return t
+
+
+cdef inline void _free_tasks(Task* tasks, Task* stack) noexcept:
+    if tasks != stack:
+        free(tasks)

@@ -1,0 +1,493 @@
+# Part of _kernels.pyx: one SGD step and one Adam step over a list of tensors, as functional
+# entries (sgd_step, adam_step: every hyperparameter and state array an argument, as in
+# torch.optim's functional sgd()/adam()), their C API, and _optimizer_step, the same step over
+# the param groups and state of an l2decay.optim optimizer, read afresh at every call.
+
+# ------------------------------------------------------------- hyperparameters --------------
+cdef inline bint _reg_ok(Hyper* h, object reg) noexcept:
+    """The regularization rule (None or an l2decay.rules object) into `h`; h.lr must be set."""
+    cdef double coef
+    h.l2 = h.decoupled = h.decay = False
+    h.lam = 0.0
+    h.factor = 1.0
+    if reg is None:
+        return True
+    cls = type(reg)
+    if cls is not _L2 and cls is not _Decoupled and cls is not _Decay:
+        return False
+    if not _real_ok(getattr(reg, "coef"), &coef, 1.0 if cls is _Decay else INFINITY, cls is _Decay):
+        return False
+    if cls is _L2:
+        h.l2 = True
+        h.lam = coef
+    elif cls is _Decoupled:
+        h.decoupled = True
+        h.factor = 1.0 - h.lr * coef
+    else:
+        h.decay = True
+        h.factor = 1.0 - coef
+    return True
+
+
+cdef inline bint _form_ok(object form, bint* keras) noexcept:
+    if form == "torch" and type(form) is str:
+        keras[0] = False
+    elif form == "keras" and type(form) is str:
+        keras[0] = True
+    else:
+        return False
+    return True
+
+
+cdef bint _sgd_hyper(Hyper* h, object lr, object momentum, object dampening, object nesterov,
+                     object maximize, object reg, object momentum_form) noexcept:
+    """Fill `h` from SGD's hyperparameters; False (h undefined) if any fails its fast check."""
+    cdef double damp
+    cdef bint maxi
+    if not (_real_ok(lr, &h.lr) and _real_ok(momentum, &h.mu, 1.0, True)
+            and _real_ok(dampening, &damp, 1.0) and _flag_ok(nesterov, &h.nesterov)
+            and _flag_ok(maximize, &maxi) and _form_ok(momentum_form, &h.velocity)
+            and _reg_ok(h, reg)):
+        return False
+    if h.nesterov and (h.mu == 0.0 or damp != 0.0):
+        return False
+    if h.velocity and damp != 0.0:
+        return False
+    h.damp1 = 1.0 - damp
+    h.sign = -1.0 if maxi else 1.0
+    h.amsgrad = False
+    return True
+
+
+cdef bint _adam_hyper(Hyper* h, bint* keras, object lr, object betas, object eps, object amsgrad,
+                      object maximize, object reg, object eps_form) noexcept:
+    """Fill `h` from Adam's hyperparameters; False (h undefined) if any fails its fast check."""
+    cdef bint maxi
+    if not ((PyTuple_CheckExact(betas) or PyList_CheckExact(betas)) and len(betas) == 2):
+        return False
+    if not (_real_ok(lr, &h.lr) and _real_ok(_item(betas, 0), &h.b1, 1.0, True)
+            and _real_ok(_item(betas, 1), &h.b2, 1.0, True) and _real_ok(eps, &h.eps, INFINITY, False, True)
+            and _flag_ok(amsgrad, &h.amsgrad) and _flag_ok(maximize, &maxi)
+            and _form_ok(eps_form, keras) and _reg_ok(h, reg)):
+        return False
+    h.sign = -1.0 if maxi else 1.0
+    h.mu = 0.0
+    return True
+
+
+cdef inline void _bias_correction(Task* t, const Hyper* h, long long step, bint keras) noexcept nogil:
+    """Adam's step size and sqrt(1 - beta2**t) for this tensor's step t >= 1 (torch's formulas;
+    eps_form "keras" folds the second correction into the step size)."""
+    cdef double bc1 = 1.0 - h.b1 ** <double>step
+    cdef double bc2 = 1.0 - h.b2 ** <double>step
+    if keras:
+        t.step_size = h.lr * sqrt(bc2) / bc1
+        t.bc2_sqrt = 1.0
+    else:
+        t.step_size = h.lr / bc1
+        t.bc2_sqrt = sqrt(bc2)
+
+
+cdef long long MAX_STEP = (1LL << 53)   # step counts stay exact as doubles
+
+
+cdef inline long long _step_ok(object value, long long low) noexcept:
+    """A plain int in [low, MAX_STEP], or -1."""
+    if type(value) is not int or not low <= value <= MAX_STEP:
+        return -1
+    return <long long>value
+
+
+# ------------------------------------------------------------- one tensor's task ------------
+cdef inline bint _sgd_task(Task* t, const Hyper* h, object w, object g, object buf, list born) noexcept:
+    """Check one SGD tensor and fill its task.  A momentum buffer that is None is born now
+    (appended to `born`; None appended otherwise)."""
+    if not _pair_ok(w, g, False):
+        return False
+    _task(t, w, g, h)
+    if h.mu == 0.0:
+        born.append(None)
+        return True
+    if buf is None:
+        buf = cnp.PyArray_EMPTY(cnp.PyArray_NDIM(<cnp.ndarray>w), cnp.PyArray_DIMS(<cnp.ndarray>w),
+                              cnp.PyArray_TYPE(<cnp.ndarray>w), 0)
+        born.append(buf)
+        t.first = True
+    elif _state_ok(buf, w):
+        born.append(None)
+    else:
+        return False
+    t.s1 = _bytes(buf)
+    return True
+
+
+cdef inline bint _adam_task(Task* t, const Hyper* h, bint keras, object w, object g, object m,
+                            object v, object vmax, long long step, list born) noexcept:
+    """Check one Adam tensor (step t >= 1 is the step being taken) and fill its task.  With
+    amsgrad, a max_exp_avg_sq that is None is born now, zero (appended to `born`)."""
+    if not (_pair_ok(w, g, False) and _state_ok(m, w) and _state_ok(v, w)):
+        return False
+    _task(t, w, g, h)
+    t.s1 = _bytes(m)
+    t.s2 = _bytes(v)
+    if h.amsgrad:
+        if vmax is None:
+            vmax = cnp.PyArray_ZEROS(cnp.PyArray_NDIM(<cnp.ndarray>w), cnp.PyArray_DIMS(<cnp.ndarray>w),
+                                     cnp.PyArray_TYPE(<cnp.ndarray>w), 0)
+            born.append(vmax)
+        elif _state_ok(vmax, w):
+            born.append(None)
+        else:
+            return False
+        t.s3 = _bytes(vmax)
+    else:
+        born.append(None)
+    _bias_correction(t, h, step, keras)
+    return True
+
+
+# ---------------------------------------------------------------- functional entries --------
+cdef int _internal(str what) except -1:
+    raise AssertionError(f"internal error: {what} passed l2decay._validate but not the C checks")
+
+
+def sgd_step(params, grads, momentum_buffers=None, *, lr, momentum=0.0, dampening=0.0,
+             nesterov=False, maximize=False, reg=None, momentum_form="torch"):
+    """One SGD step over a list of tensors, in place; ``grads`` are only read.
+
+    Per tensor, with g its gradient (``-g`` when `maximize`) and b its momentum buffer:
+
+    - `reg`: ``L2(lam)``: ``g = g + lam*w`` (in registers);  ``Decoupled(lam)``:
+      ``w = w * (1 - lr*lam)`` first;  ``Decay(d)``: ``w = w * (1 - d)`` last.
+    - momentum_form "torch" (torch.optim.SGD): ``b = g`` when born, else
+      ``b = momentum*b + (1 - dampening)*g``; ``w = w - lr*(g + momentum*b)`` with `nesterov`,
+      else ``w = w - lr*b``.  Without momentum ``w = w - lr*g``.
+    - momentum_form "keras" (Keras, scikit-learn: the buffer holds a velocity): ``b = -lr*g``
+      when born, else ``b = momentum*b - lr*g``; ``w = w + momentum*b - lr*g`` with `nesterov`,
+      else ``w = w + b``.  The same as "torch" at a constant lr, not under a schedule.
+
+    Parameters
+    ----------
+    params, grads : list/tuple of numpy.ndarray
+        float32 or float64, C-contiguous, pairwise equal in dtype and shape; params writeable.
+    momentum_buffers : list of numpy.ndarray or None, optional
+        Needed when momentum > 0: one per param, like it and writeable; an entry that is None
+        is born from this step (a new array is put in its place in the list).
+    lr : float >= 0;  momentum : float in [0, 1);  dampening : float in [0, 1]
+    nesterov, maximize : bool
+    reg : None, L2, Decoupled or Decay
+    momentum_form : "torch" or "keras" (dampening must be 0 with "keras")
+
+    No array may share memory with another one of the call (grads may repeat).  Returns None.
+    On bad input raises TypeError/ValueError and modifies nothing.
+    """
+    cdef Hyper h
+    cdef Task stack[_STACK_TASKS]
+    cdef Task* tasks
+    cdef Py_ssize_t k, m
+    if not _sgd_hyper(&h, lr, momentum, dampening, nesterov, maximize, reg, momentum_form):
+        n = _validate.sgd_hyper(dict(lr=lr, momentum=momentum, dampening=dampening, nesterov=nesterov,
+                                     maximize=maximize, reg=reg, momentum_form=momentum_form), "")
+        if not _sgd_hyper(&h, n["lr"], n["momentum"], n["dampening"], n["nesterov"], n["maximize"],
+                          n["reg"], n["momentum_form"]):
+            _internal("sgd_step's hyperparameters")
+    ps, gs = _items(params), _items(grads)
+    bs = _items(momentum_buffers) if momentum_buffers is not None else None
+    ok = (ps is not None and gs is not None and len(ps) == len(gs)
+          and (h.mu == 0.0 or (bs is not None and len(bs) == len(ps))))
+    m = len(ps) if ok else 0
+    born = []
+    tasks = _alloc_tasks(m, stack)
+    try:
+        for k in range(m):
+            if not _sgd_task(&tasks[k], &h, _item(ps, k), _item(gs, k),
+                             _item(bs, k) if h.mu != 0.0 else None, born):
+                ok = False
+                break
+        if ok and m > 1 and not _no_overlap(tasks, m, False):
+            ok = False
+        if not ok:
+            _validate.sgd_tensors(params if ps is None else ps, grads if gs is None else gs,
+                                  momentum_buffers if bs is None else bs, h.mu != 0.0)
+            _internal("sgd_step's arrays")
+        if h.mu != 0.0 and any(b is not None for b in born) and not PyList_Check(momentum_buffers):
+            raise TypeError("momentum_buffers must be a list when an entry is None (a new buffer "
+                            "is put in its place)")
+        refs = (tuple(ps), tuple(gs), tuple(bs) if bs is not None else None, born)
+        _run_tasks(OP_SGD, tasks, m)
+    finally:
+        _free_tasks(tasks, stack)
+    for k in range(len(born)):
+        if born[k] is not None:
+            momentum_buffers[k] = born[k]
+
+
+def adam_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs=None, *, step, lr,
+              betas=(0.9, 0.999), eps=1e-8, amsgrad=False, maximize=False, reg=None,
+              eps_form="torch"):
+    """One Adam step over a list of tensors, in place; ``grads`` are only read.
+
+    Per tensor, with g its gradient (``-g`` when `maximize`), t its step (the one being taken,
+    >= 1), m, v its moments:
+
+    - `reg`: ``L2(lam)``: ``g = g + lam*w`` (in registers, so it enters m and v);
+      ``Decoupled(lam)``: ``w = w * (1 - lr*lam)`` first (torch's AdamW); ``Decay(d)``:
+      ``w = w * (1 - d)`` last.
+    - ``m = beta1*m + (1 - beta1)*g;  v = beta2*v + (1 - beta2)*g*g``; with `amsgrad`
+      ``vmax = max(vmax, v)`` is used for v below.
+    - eps_form "torch" (torch.optim.Adam):
+      ``w = w - (lr/(1 - beta1**t)) * m / (sqrt(v)/sqrt(1 - beta2**t) + eps)``.
+    - eps_form "keras" (Keras, scikit-learn, thinc):
+      ``w = w - (lr*sqrt(1 - beta2**t)/(1 - beta1**t)) * m / (sqrt(v) + eps)``.
+
+    Parameters
+    ----------
+    params, grads, exp_avgs, exp_avg_sqs : list/tuple of numpy.ndarray
+        float32 or float64, C-contiguous, equal in dtype and shape per tensor; all but grads
+        writeable.
+    max_exp_avg_sqs : list of numpy.ndarray or None
+        Needed with amsgrad: like exp_avgs; an entry that is None is born zero (a new array is
+        put in its place in the list).
+    step : int >= 1, or a list/tuple of them (one per tensor)
+    lr : float >= 0;  betas : pair of floats in [0, 1);  eps : float > 0
+    amsgrad, maximize : bool
+    reg : None, L2, Decoupled or Decay
+    eps_form : "torch" or "keras"
+
+    No array may share memory with another one of the call (grads may repeat).  Returns None.
+    On bad input raises TypeError/ValueError and modifies nothing.
+    """
+    cdef Hyper h
+    cdef bint keras
+    cdef Task stack[_STACK_TASKS]
+    cdef Task* tasks
+    cdef Py_ssize_t k, m
+    cdef long long t
+    if not _adam_hyper(&h, &keras, lr, betas, eps, amsgrad, maximize, reg, eps_form):
+        n = _validate.adam_hyper(dict(lr=lr, betas=betas, eps=eps, amsgrad=amsgrad, maximize=maximize,
+                                      reg=reg, eps_form=eps_form), "")
+        if not _adam_hyper(&h, &keras, n["lr"], n["betas"], n["eps"], n["amsgrad"], n["maximize"],
+                           n["reg"], n["eps_form"]):
+            _internal("adam_step's hyperparameters")
+    ps, gs, ms, vs = _items(params), _items(grads), _items(exp_avgs), _items(exp_avg_sqs)
+    xs = _items(max_exp_avg_sqs) if max_exp_avg_sqs is not None else None
+    steps = _items(step) if type(step) is not int else None
+    ok = (ps is not None and gs is not None and ms is not None and vs is not None
+          and len(gs) == len(ps) and len(ms) == len(ps) and len(vs) == len(ps)
+          and (not h.amsgrad or (xs is not None and len(xs) == len(ps)))
+          and (type(step) is int or (steps is not None and len(steps) == len(ps))))
+    m = len(ps) if ok else 0
+    born = []
+    tasks = _alloc_tasks(m, stack)
+    try:
+        for k in range(m):
+            t = _step_ok(step if steps is None else _item(steps, k), 1)
+            if t < 0 or not _adam_task(&tasks[k], &h, keras, _item(ps, k), _item(gs, k), _item(ms, k),
+                                       _item(vs, k), _item(xs, k) if h.amsgrad else None, t, born):
+                ok = False
+                break
+        if ok and m > 1 and not _no_overlap(tasks, m, False):
+            ok = False
+        if not ok:
+            _validate.adam_tensors(params if ps is None else ps, grads if gs is None else gs,
+                                   exp_avgs if ms is None else ms, exp_avg_sqs if vs is None else vs,
+                                   max_exp_avg_sqs if xs is None else xs, h.amsgrad, step)
+            _internal("adam_step's arrays")
+        if h.amsgrad and any(b is not None for b in born) and not PyList_Check(max_exp_avg_sqs):
+            raise TypeError("max_exp_avg_sqs must be a list when an entry is None (a new array "
+                            "is put in its place)")
+        refs = (tuple(ps), tuple(gs), tuple(ms), tuple(vs), tuple(xs) if xs is not None else None, born)
+        _run_tasks(OP_ADAM, tasks, m)
+    finally:
+        _free_tasks(tasks, stack)
+    for k in range(len(born)):
+        if born[k] is not None:
+            max_exp_avg_sqs[k] = born[k]
+
+
+# ---------------------------------------------------------------- optimizer step ------------
+cdef extern from "Python.h":
+    # borrowed reference, NULL if absent; never raises
+    void* PyDict_GetItem(object d, object key)
+
+
+cdef inline object _get(dict d, str key):
+    """d[key], or None when absent."""
+    cdef void* v = PyDict_GetItem(d, key)
+    return <object>v if v != NULL else None
+
+
+cdef enum:
+    _STACK_GROUPS = 4
+
+
+def _optimizer_step(bint adam, list groups, tuple slots, list flat, list state, grads):
+    """One step of an l2decay.optim optimizer, everything read afresh: `groups` its param_groups,
+    `flat` its params in the order the user gave them (grads and state follow that order),
+    slots[i] the indices in `flat` of group i's params.  Checks everything, then updates every
+    param and state array in place and stores new buffers and step counts in `state`; returns
+    True.  Returns False, having touched nothing, if any fast check fails: the optimizer then
+    words the error (or normalizes a value only the fast checks refuse)."""
+    cdef Py_ssize_t ngroups = len(groups), m = len(flat), i, j, k, idx, nt = 0
+    cdef Hyper hstack[_STACK_GROUPS]
+    cdef Hyper* hs = hstack
+    cdef Hyper* h
+    cdef Task stack[_STACK_TASKS]
+    cdef Task* tasks
+    cdef bint keras = False, ok = True
+    cdef long long t
+    cdef dict g, st
+    gs = _items(grads)
+    if gs is None or len(gs) != m or len(slots) != ngroups or len(state) != m:
+        return False
+    if ngroups > _STACK_GROUPS:
+        hs = <Hyper*>malloc(ngroups * sizeof(Hyper))
+        if hs == NULL:
+            raise MemoryError()
+    tasks = _alloc_tasks(m, stack)
+    born = []
+    keep = []      # every array and state dict, alive while the GIL is released
+    try:
+        for i in range(ngroups):
+            h = &hs[i]
+            if type(groups[i]) is not dict or type(slots[i]) is not tuple:
+                return False
+            g = <dict>groups[i]
+            slot = <tuple>slots[i]
+            params = _get(g, "params")
+            if not (PyList_CheckExact(params) or PyTuple_CheckExact(params)) or len(params) != len(slot):
+                return False
+            if adam:
+                ok = _adam_hyper(h, &keras, _get(g, "lr"), _get(g, "betas"), _get(g, "eps"),
+                                 _get(g, "amsgrad"), _get(g, "maximize"), _get(g, "reg"), _get(g, "eps_form"))
+            else:
+                ok = _sgd_hyper(h, _get(g, "lr"), _get(g, "momentum"), _get(g, "dampening"),
+                                _get(g, "nesterov"), _get(g, "maximize"), _get(g, "reg"),
+                                _get(g, "momentum_form"))
+                key = "velocity" if h.velocity else "momentum_buffer"
+            if not ok:
+                return False
+            for j in range(len(slot)):
+                idx = <Py_ssize_t>slot[j]
+                p = _item(params, j)
+                if not 0 <= idx < m or p is not flat[idx] or type(state[idx]) is not dict:
+                    return False
+                st = <dict>state[idx]
+                if adam:
+                    t = _step_ok(_get(st, "step"), 0)
+                    if t < 0 or t == MAX_STEP or not _adam_task(
+                            &tasks[nt], h, keras, p, _item(gs, idx), _get(st, "exp_avg"),
+                            _get(st, "exp_avg_sq"), _get(st, "max_exp_avg_sq"), t + 1, born):
+                        return False
+                elif not _sgd_task(&tasks[nt], h, p, _item(gs, idx), _get(st, key), born):
+                    return False
+                keep.append(st)
+                nt += 1
+        if nt != m or (m > 1 and not _no_overlap(tasks, m, False)):
+            return False
+        keep.append(tuple(gs))
+        for k in range(ngroups):
+            keep.append(tuple(groups[k]["params"]))
+        _run_tasks(OP_ADAM if adam else OP_SGD, tasks, m)
+        # publish: step counts and the buffers born in this step
+        nt = 0
+        for i in range(ngroups):
+            g = <dict>groups[i]
+            if not adam:
+                key = "velocity" if hs[i].velocity else "momentum_buffer"
+            for j in range(len(<tuple>slots[i])):
+                st = <dict>keep[nt]
+                if adam:
+                    st["step"] = <object>st["step"] + 1
+                    if born[nt] is not None:
+                        st["max_exp_avg_sq"] = born[nt]
+                elif born[nt] is not None:
+                    st[key] = born[nt]
+                nt += 1
+        return True
+    finally:
+        _free_tasks(tasks, stack)
+        if hs != hstack:
+            free(hs)
+
+
+# ---------------------------------------------------------------- C API (.pxd) -------------
+cdef inline void _c_reg(Hyper* h, int reg, double strength) noexcept nogil:
+    h.l2 = reg == REG_L2
+    h.decoupled = reg == REG_DECOUPLED
+    h.decay = reg == REG_DECAY
+    h.lam = strength if h.l2 else 0.0
+    h.factor = 1.0 - h.lr * strength if h.decoupled else (1.0 - strength if h.decay else 1.0)
+
+
+cdef inline void _c_sgd(void* w, const void* grad, void* buf, Py_ssize_t n, bint is_double,
+                        double lr, double momentum, double dampening, bint nesterov, bint maximize,
+                        int reg, double strength, bint first, bint velocity) noexcept nogil:
+    cdef Hyper h
+    cdef Task t
+    h.lr = lr
+    h.mu = momentum
+    h.damp1 = 1.0 - dampening
+    h.nesterov = nesterov
+    h.velocity = velocity
+    h.sign = -1.0 if maximize else 1.0
+    h.amsgrad = False
+    _c_reg(&h, reg, strength)
+    _init_task(&t, w, <void*>grad, n, is_double, &h)
+    t.s1 = <char*>buf
+    t.first = first
+    _run(OP_SGD, &t)
+
+
+cdef void sgd_step_f32(float* w, const float* grad, float* momentum_buffer, Py_ssize_t n,
+                       double lr, double momentum, double dampening, bint nesterov,
+                       bint maximize, int reg, double strength, bint first,
+                       bint velocity) noexcept nogil:
+    _c_sgd(w, grad, momentum_buffer, n, False, lr, momentum, dampening, nesterov, maximize, reg,
+           strength, first, velocity)
+
+
+cdef void sgd_step_f64(double* w, const double* grad, double* momentum_buffer, Py_ssize_t n,
+                       double lr, double momentum, double dampening, bint nesterov,
+                       bint maximize, int reg, double strength, bint first,
+                       bint velocity) noexcept nogil:
+    _c_sgd(w, grad, momentum_buffer, n, True, lr, momentum, dampening, nesterov, maximize, reg,
+           strength, first, velocity)
+
+
+cdef inline void _c_adam(void* w, const void* grad, void* m, void* v, void* vmax, Py_ssize_t n,
+                         bint is_double, long long step, double lr, double beta1, double beta2,
+                         double eps, bint maximize, int reg, double strength,
+                         bint keras) noexcept nogil:
+    cdef Hyper h
+    cdef Task t
+    h.lr = lr
+    h.b1 = beta1
+    h.b2 = beta2
+    h.eps = eps
+    h.mu = 0.0
+    h.amsgrad = vmax != NULL
+    h.sign = -1.0 if maximize else 1.0
+    _c_reg(&h, reg, strength)
+    _init_task(&t, w, <void*>grad, n, is_double, &h)
+    t.s1 = <char*>m
+    t.s2 = <char*>v
+    t.s3 = <char*>vmax
+    _bias_correction(&t, &h, step, keras)
+    _run(OP_ADAM, &t)
+
+
+cdef void adam_step_f32(float* w, const float* grad, float* exp_avg, float* exp_avg_sq,
+                        float* max_exp_avg_sq, Py_ssize_t n, long long step, double lr,
+                        double beta1, double beta2, double eps, bint maximize, int reg,
+                        double strength, bint keras) noexcept nogil:
+    _c_adam(w, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, n, False, step, lr, beta1, beta2, eps,
+            maximize, reg, strength, keras)
+
+
+cdef void adam_step_f64(double* w, const double* grad, double* exp_avg, double* exp_avg_sq,
+                        double* max_exp_avg_sq, Py_ssize_t n, long long step, double lr,
+                        double beta1, double beta2, double eps, bint maximize, int reg,
+                        double strength, bint keras) noexcept nogil:
+    _c_adam(w, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, n, True, step, lr, beta1, beta2, eps,
+            maximize, reg, strength, keras)
