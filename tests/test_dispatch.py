@@ -59,7 +59,10 @@ def run_rules(n, dtype):
     for reg in (None, l2decay.L2(0.1), l2decay.Decoupled(0.1), l2decay.Decay(0.01)):
         for cls, kw in ((l2decay.SGD, dict(lr=0.05, momentum=0.9, nesterov=True)),
                         (l2decay.SGD, dict(lr=0.05, momentum=0.5, dampening=0.3)),
-                        (l2decay.Adam, dict(lr=0.01))):
+                        (l2decay.SGD, dict(lr=0.05, momentum=0.9, nesterov=True, momentum_form="keras",
+                                           maximize=True)),
+                        (l2decay.Adam, dict(lr=0.01)),
+                        (l2decay.Adam, dict(lr=0.01, amsgrad=True, eps_form="keras", maximize=True))):
             w, = arrays(n, dtype, 1, seed=n + 2)
             opt = cls([w], reg=reg, **kw)
             for step in range(3):
@@ -98,6 +101,34 @@ def test_levels_and_threads_match_the_numpy_reference_to_the_bit(dtype):
                 l2decay.decay_step(w, g, lr=0.05, decay=0.02)
             np.testing.assert_array_equal(w, w_ref, err_msg=f"{level}, {threads} threads")
             np.testing.assert_array_equal(g, g_ref, err_msg=f"{level}, {threads} threads")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+@pytest.mark.parametrize("cls,kw,ref_cls", [
+    (l2decay.SGD, dict(momentum=0.9, dampening=0.2, maximize=True), ref.SGD),
+    (l2decay.SGD, dict(momentum=0.9, nesterov=True, momentum_form="keras"), ref.SGD),
+    (l2decay.Adam, dict(amsgrad=True), ref.Adam),
+    (l2decay.Adam, dict(eps_form="keras", maximize=True), ref.Adam),
+], ids=["sgd", "sgd-keras", "adam-amsgrad", "adam-keras"])
+def test_optimizer_steps_on_every_level_and_thread_count_match_the_reference(dtype, cls, kw, ref_cls):
+    # one large tensor split over threads, and small ones spread over threads together
+    shapes = [(3 * 8192 + 5,), (300,), (17, 3), (0,), (999,)]
+    rng = np.random.default_rng(12)
+    w0 = [rng.standard_normal(s).astype(dtype) for s in shapes]
+    grads = [[rng.standard_normal(s).astype(dtype) for s in shapes] for _ in range(3)]
+    expected = [w.copy() for w in w0]
+    r = ref_cls(expected, lr=0.01, reg=("l2", 0.1), **kw)
+    for g in grads:
+        r.step(g)
+    for level in LEVELS:
+        for threads in (1, 2, 3):
+            with configured(level=level, threads=threads, threshold=1024):
+                ws = [w.copy() for w in w0]
+                opt = cls(ws, lr=0.01, reg=l2decay.L2(0.1), **kw)
+                for g in grads:
+                    opt.step(g)
+            for k, (a, b) in enumerate(zip(ws, expected)):
+                np.testing.assert_array_equal(a, b, err_msg=f"{level}, {threads} threads, tensor {k}")
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)

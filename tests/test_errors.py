@@ -1,4 +1,6 @@
 """Bad input: a clear TypeError/ValueError naming the argument, and nothing modified."""
+import re
+
 import numpy as np
 import pytest
 
@@ -86,6 +88,37 @@ def test_shared_memory(rule):
     assert_refused(step, w, w, ValueError, r"w and grad share memory", **hyper)
     buf = np.arange(12, dtype=np.float64)
     assert_refused(step, buf[:6], buf[3:9], ValueError, r"share memory", **hyper)
+
+
+@pytest.mark.parametrize("rule", sorted(STEPS))
+def test_arrays_overlapping_across_pairs_are_refused(rule):
+    # with threads the result would depend on their timing; sequentially it would differ from a
+    # loop of single calls.  Each case names both arrays; nothing is modified.
+    step, hyper = STEPS[rule]
+    buf = np.arange(20, dtype=np.float64)
+    a, b, c, d = (np.arange(10.0) + k for k in range(4))
+    for ws, gs, names in [
+        ([buf[:10], buf[5:15]], [a, b], ("w[0]", "w[1]")),
+        ([a, b], [c, a], ("w[0]", "grad[1]")),
+        ([a, a], [c, d], ("w[0]", "w[1]")),
+        ([a, b], [c, c], ("grad[0]", "grad[1]")) if rule == "l2" else (None, None, None),
+    ]:
+        if ws is None:
+            continue
+        before = [x.copy() for x in ws + gs]
+        pattern = rf"({re.escape(names[0])} and {re.escape(names[1])}|{re.escape(names[1])} and {re.escape(names[0])}) share memory"
+        with pytest.raises(ValueError, match=pattern):
+            step(ws, gs, **hyper)
+        for x, y in zip(ws + gs, before):
+            np.testing.assert_array_equal(x, y)
+
+
+def test_a_read_only_gradient_may_be_shared_across_pairs():
+    g = np.ones(10)
+    ws = [np.ones(10), np.ones(10)]
+    l2decay.decay_step(ws, [g, g], lr=0.1, decay=0.1)
+    l2decay.l2_step(ws, [g, g], lr=0.1, lam=0.1, write_grad=False)
+    np.testing.assert_array_equal(ws[0], ws[1])
 
 
 @pytest.mark.parametrize(

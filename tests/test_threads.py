@@ -1,8 +1,10 @@
 """The kernels release the GIL: two threads run them at once, with correct results."""
+import os
 import threading
 import time
 
 import numpy as np
+import pytest
 
 import l2decay
 import numpy_reference as ref
@@ -77,3 +79,65 @@ def test_python_runs_while_a_kernel_runs():
     gaps = np.diff([t0] + inside + [t1])
     assert gaps.max() < 0.5 * duration, (gaps.max(), duration)
     assert w[0] == np.float64(1 - 0.1 * 1e-3) * np.float64(1 - 1e-6)
+
+
+def _parallel_update(n=1 << 20):
+    w, g = np.ones(n), np.full(n, 0.5)
+    l2decay.decay_step(w, g, lr=0.1, decay=0.0)    # 8 MiB per array: split over threads
+    return float(w[0])
+
+
+def _in_child(queue):
+    queue.put(_parallel_update())
+
+
+def test_a_forked_child_does_not_hang_after_the_parent_ran_threads():
+    # libgomp's pool does not survive fork(): without the at-fork handler the child's first
+    # parallel call waits forever (multiprocessing's default start method on Linux forks)
+    import multiprocessing as mp
+    if "fork" not in mp.get_all_start_methods():
+        pytest.skip("no fork on this platform")
+    assert _parallel_update() == 0.95
+    ctx = mp.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_in_child, args=(queue,))
+    child.start()
+    child.join(timeout=60)
+    if child.is_alive():
+        child.kill()
+        pytest.fail("the forked child hung in its first parallel call")
+    assert child.exitcode == 0
+    assert queue.get(timeout=5) == 0.95
+
+
+def test_torch_dataloader_workers_can_use_the_kernels():
+    torch = pytest.importorskip("torch")
+    assert _parallel_update() == 0.95
+
+    class Data(torch.utils.data.Dataset):
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, i):
+            return torch.tensor(_parallel_update(), dtype=torch.float64)
+
+    loader = torch.utils.data.DataLoader(Data(), batch_size=2, num_workers=2, timeout=60,
+                                         multiprocessing_context="fork")
+    values = torch.cat(list(loader))
+    assert values.tolist() == [0.95] * 4
+
+
+@pytest.mark.parametrize("n", [-1, 2 ** 31 - 1, 1025, 1.5, "2", True])
+def test_thread_counts_are_bounded(n):
+    with pytest.raises(ValueError, match=r"n must be an int in \[0, 1024\]"):
+        l2decay.set_num_threads(n)
+
+
+def test_environment_thread_count_out_of_range_is_a_clear_error():
+    import subprocess
+    import sys
+    env = {**os.environ, "L2DECAY_NUM_THREADS": "99999999999"}
+    proc = subprocess.run([sys.executable, "-c", "import l2decay"], env=env, capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert "L2DECAY_NUM_THREADS must be an int in [0, 1024], got '99999999999'" in proc.stderr
+    assert "OverflowError" not in proc.stderr

@@ -25,9 +25,9 @@ def build_info():
 
 
 def set_num_threads(n):
-    """Threads used for tensors above the parallel threshold; 0 means OpenMP's default."""
-    if type(n) is not int or n < 0:
-        raise ValueError(f"n must be a non-negative int, got {n!r}")
+    """Threads used for tensors above the parallel threshold, at most 1024; 0 means OpenMP's
+    default.  A process forked after a parallel call runs every call on one thread (OpenMP's
+    thread pool does not survive a fork)."""
     _kernels.set_num_threads(n)
 
 
@@ -46,4 +46,5 @@ def _apply_environment():
         try:
             set_num_threads(int(value))
         except ValueError:
-            raise ValueError(f"L2DECAY_NUM_THREADS must be a non-negative int, got {value!r}") from None
+            raise ValueError(f"L2DECAY_NUM_THREADS must be an int in [0, {_kernels.MAX_THREADS}], "
+                             f"got {value!r}") from None

@@ -1,7 +1,1 @@
-from collections.abc import Sequence
-import numpy as np
-
-_Arrays = np.ndarray | Sequence[np.ndarray]
-
-def l2_step(w: _Arrays, grad: _Arrays, *, lr: float, lam: float, write_grad: bool = True) -> None: ...
-def decay_step(w: _Arrays, grad: _Arrays, *, lr: float, decay: float) -> None: ...
+from ._kernels import adam_step as adam_step, decay_step as decay_step, l2_step as l2_step, sgd_step as sgd_step
