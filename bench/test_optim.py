@@ -1,11 +1,11 @@
-"""Optimizer steps (SGD momentum, Adam) with a rule, against numpy and torch's fused optimizers."""
+"""Optimizer steps (SGD momentum, Adam) with a rule, fixed lr and scheduled, against numpy and torch's fused optimizers."""
 import pytest
 
 from l2decay import bench
 from benchutil import OPT_SIZES, itemsize, skip_unless
 
 
-@pytest.mark.parametrize("impl", ["l2decay", "numpy", "torch"])
+@pytest.mark.parametrize("impl", bench.OPTIMIZER_IMPLS)
 @pytest.mark.parametrize("kind", bench.OPTIMIZERS)
 @pytest.mark.parametrize("n", OPT_SIZES)
 @pytest.mark.parametrize("dtype", bench.DTYPES)

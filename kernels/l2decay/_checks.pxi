@@ -160,6 +160,7 @@ cdef inline void _init_task(Task* t, void* w, void* g, Py_ssize_t n, bint is_dou
     t.n = n
     t.is_double = is_double
     t.first = False
+    t.step = 0
     t.step_size = 0.0
     t.bc2_sqrt = 1.0
     t.h = h

@@ -36,7 +36,8 @@ cdef struct Task:
     Py_ssize_t n
     bint is_double
     bint first        # SGD: the momentum buffer is born from this step's gradient
-    double step_size  # Adam: lr / (1 - beta1**t) ...
+    long long step    # Adam: the step t being taken, ...
+    double step_size  # lr / (1 - beta1**t) ...
     double bc2_sqrt   # ... and sqrt(1 - beta2**t), for this tensor's step t
     const Hyper* h
 

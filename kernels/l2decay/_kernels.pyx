@@ -14,6 +14,7 @@ import importlib
 import os
 
 from cpython.list cimport PyList_Check, PyList_CheckExact
+from cpython.long cimport PyLong_AsLongLongAndOverflow
 from cpython.tuple cimport PyTuple_Check, PyTuple_CheckExact
 from cpython.pycapsule cimport PyCapsule_GetPointer
 from cython.parallel cimport prange

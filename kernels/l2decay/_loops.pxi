@@ -61,16 +61,18 @@ cdef inline void _decay_loop(floating* w, const floating* g, Py_ssize_t n,
 
 
 cdef inline void _sgd_loop(floating* w, const floating* g, floating* buf, Py_ssize_t n,
-                           const Hyper* h, bint first) noexcept nogil:
-    """One SGD step (l2decay.sgd_step documents the formulas); g is only read."""
+                           const Hyper* h, bint first, bint use_momentum, bint velocity,
+                           bint nesterov) noexcept nogil:
+    """One SGD step (l2decay.sgd_step documents the formulas); g is only read.  The momentum
+    flags are passed as constants (_sgd_chunk) so that each combination compiles to its own
+    loop: left to gcc's unswitching, this many branches keep it from vectorizing."""
     cdef Py_ssize_t i
     cdef floating lr = <floating>h.lr, lam = <floating>h.lam, factor = <floating>h.factor
     cdef floating sign = <floating>h.sign, mu = <floating>h.mu, damp1 = <floating>h.damp1
     cdef floating gi, wi, bi
     # flags in locals: read through `h` they could alias the arrays, which stops gcc from
     # unswitching the branches and vectorizing
-    cdef bint use_momentum = h.mu != 0.0, l2 = h.l2, decoupled = h.decoupled, decay = h.decay
-    cdef bint nesterov = h.nesterov, velocity = h.velocity
+    cdef bint l2 = h.l2, decoupled = h.decoupled, decay = h.decay
     for i in range(n):
         gi = sign * g[i]          # exact: a multiplication by +-1
         wi = w[i]
@@ -108,10 +110,31 @@ cdef inline void _sgd_loop(floating* w, const floating* g, floating* buf, Py_ssi
         w[i] = wi
 
 
+cdef inline void _sgd_chunk(floating* w, const floating* g, floating* buf, Py_ssize_t n,
+                            const Hyper* h, bint first) noexcept nogil:
+    if h.mu == 0.0:
+        _sgd_loop(w, g, buf, n, h, False, False, False, False)
+    elif first:
+        if h.velocity:
+            _sgd_loop(w, g, buf, n, h, True, True, True, h.nesterov)
+        else:
+            _sgd_loop(w, g, buf, n, h, True, True, False, h.nesterov)
+    elif h.velocity:
+        if h.nesterov:
+            _sgd_loop(w, g, buf, n, h, False, True, True, True)
+        else:
+            _sgd_loop(w, g, buf, n, h, False, True, True, False)
+    elif h.nesterov:
+        _sgd_loop(w, g, buf, n, h, False, True, False, True)
+    else:
+        _sgd_loop(w, g, buf, n, h, False, True, False, False)
+
+
 cdef inline void _adam_loop(floating* w, const floating* g, floating* m, floating* v,
                             floating* vmax, Py_ssize_t n, const Hyper* h,
-                            double step_size, double bc2_sqrt) noexcept nogil:
-    """One Adam step (l2decay.adam_step documents the formulas); g is only read."""
+                            double step_size, double bc2_sqrt, bint amsgrad) noexcept nogil:
+    """One Adam step (l2decay.adam_step documents the formulas); g is only read.  `amsgrad`
+    is passed as a constant (_adam_chunk): each case compiles to its own loop."""
     cdef Py_ssize_t i
     cdef floating lam = <floating>h.lam, factor = <floating>h.factor, sign = <floating>h.sign
     cdef floating b1 = <floating>h.b1, b2 = <floating>h.b2
@@ -119,7 +142,6 @@ cdef inline void _adam_loop(floating* w, const floating* g, floating* m, floatin
     cdef floating ss = <floating>step_size, bc2s = <floating>bc2_sqrt, eps = <floating>h.eps
     cdef floating gi, wi, mi, vi, root
     cdef bint l2 = h.l2, decoupled = h.decoupled, decay = h.decay   # locals: see _sgd_loop
-    cdef bint amsgrad = h.amsgrad
     for i in range(n):
         gi = sign * g[i]
         wi = w[i]
@@ -147,6 +169,15 @@ cdef inline void _adam_loop(floating* w, const floating* g, floating* m, floatin
         w[i] = wi
 
 
+cdef inline void _adam_chunk(floating* w, const floating* g, floating* m, floating* v,
+                             floating* vmax, Py_ssize_t n, const Hyper* h,
+                             double step_size, double bc2_sqrt) noexcept nogil:
+    if h.amsgrad:
+        _adam_loop(w, g, m, v, vmax, n, h, step_size, bc2_sqrt, True)
+    else:
+        _adam_loop(w, g, m, v, vmax, n, h, step_size, bc2_sqrt, False)
+
+
 # ---- bench only: the memory ceiling of the rules' traffic (l2decay bench's "stream" column)
 cdef inline void _swap_loop(floating* w, floating* g, Py_ssize_t n) noexcept nogil:
     """Stream loop (memory ceiling of the L2 rule's traffic): exchange w and g."""
@@ -171,9 +202,9 @@ cdef void _chunk(Op op, const Task* t, Py_ssize_t a, Py_ssize_t b) noexcept nogi
     cdef const Hyper* h = t.h
     if t.is_double:
         if op == OP_SGD:
-            _sgd_loop(<double*>t.w + a, <double*>t.g + a, <double*>t.s1 + a, b - a, h, t.first)
+            _sgd_chunk(<double*>t.w + a, <double*>t.g + a, <double*>t.s1 + a, b - a, h, t.first)
         elif op == OP_ADAM:
-            _adam_loop(<double*>t.w + a, <double*>t.g + a, <double*>t.s1 + a, <double*>t.s2 + a,
+            _adam_chunk(<double*>t.w + a, <double*>t.g + a, <double*>t.s1 + a, <double*>t.s2 + a,
                        <double*>t.s3 + a if t.s3 != NULL else NULL, b - a, h,
                        t.step_size, t.bc2_sqrt)
         elif op == OP_L2:
@@ -188,9 +219,9 @@ cdef void _chunk(Op op, const Task* t, Py_ssize_t a, Py_ssize_t b) noexcept nogi
             _axpy_loop(<double*>t.w + a, <double*>t.g + a, b - a, h.lr)
     else:
         if op == OP_SGD:
-            _sgd_loop(<float*>t.w + a, <float*>t.g + a, <float*>t.s1 + a, b - a, h, t.first)
+            _sgd_chunk(<float*>t.w + a, <float*>t.g + a, <float*>t.s1 + a, b - a, h, t.first)
         elif op == OP_ADAM:
-            _adam_loop(<float*>t.w + a, <float*>t.g + a, <float*>t.s1 + a, <float*>t.s2 + a,
+            _adam_chunk(<float*>t.w + a, <float*>t.g + a, <float*>t.s1 + a, <float*>t.s2 + a,
                        <float*>t.s3 + a if t.s3 != NULL else NULL, b - a, h,
                        t.step_size, t.bc2_sqrt)
         elif op == OP_L2:

@@ -29,10 +29,14 @@ cdef inline bint _reg_ok(Hyper* h, object reg) noexcept:
     return True
 
 
+_TORCH, _KERAS = "torch", "keras"
+_VELOCITY, _MOMENTUM_BUFFER = "velocity", "momentum_buffer"
+
+
 cdef inline bint _form_ok(object form, bint* keras) noexcept:
-    if form == "torch" and type(form) is str:
+    if form is _TORCH or (type(form) is str and form == _TORCH):
         keras[0] = False
-    elif form == "keras" and type(form) is str:
+    elif form is _KERAS or (type(form) is str and form == _KERAS):
         keras[0] = True
     else:
         return False
@@ -93,18 +97,28 @@ cdef long long MAX_STEP = (1LL << 53)   # step counts stay exact as doubles
 
 cdef inline long long _step_ok(object value, long long low) noexcept:
     """A plain int in [low, MAX_STEP], or -1."""
-    if type(value) is not int or not low <= value <= MAX_STEP:
+    cdef int overflow = 0
+    cdef long long x
+    if type(value) is not int:
         return -1
-    return <long long>value
+    x = PyLong_AsLongLongAndOverflow(value, &overflow)
+    if overflow or not low <= x <= MAX_STEP:
+        return -1
+    return x
 
 
 # ------------------------------------------------------------- one tensor's task ------------
-cdef inline bint _sgd_task(Task* t, const Hyper* h, object w, object g, object buf, list born) noexcept:
+cdef inline bint _sgd_task(Task* t, const Hyper* h, object w, object g, object buf, list born,
+                           list keep) noexcept:
     """Check one SGD tensor and fill its task.  A momentum buffer that is None is born now
-    (appended to `born`; None appended otherwise)."""
+    (appended to `born`; None appended otherwise).  Its arrays are appended to `keep`, which
+    holds them while the GIL is released (another thread could drop them)."""
     if not _pair_ok(w, g, False):
         return False
     _task(t, w, g, h)
+    keep.append(w)
+    keep.append(g)
+    keep.append(buf)
     if h.mu == 0.0:
         born.append(None)
         return True
@@ -122,12 +136,18 @@ cdef inline bint _sgd_task(Task* t, const Hyper* h, object w, object g, object b
 
 
 cdef inline bint _adam_task(Task* t, const Hyper* h, bint keras, object w, object g, object m,
-                            object v, object vmax, long long step, list born) noexcept:
+                            object v, object vmax, long long step, list born, list keep) noexcept:
     """Check one Adam tensor (step t >= 1 is the step being taken) and fill its task.  With
-    amsgrad, a max_exp_avg_sq that is None is born now, zero (appended to `born`)."""
+    amsgrad, a max_exp_avg_sq that is None is born now, zero (appended to `born`).  Its arrays
+    are appended to `keep` (see _sgd_task)."""
     if not (_pair_ok(w, g, False) and _state_ok(m, w) and _state_ok(v, w)):
         return False
     _task(t, w, g, h)
+    keep.append(w)
+    keep.append(g)
+    keep.append(m)
+    keep.append(v)
+    keep.append(vmax)
     t.s1 = _bytes(m)
     t.s2 = _bytes(v)
     if h.amsgrad:
@@ -142,6 +162,7 @@ cdef inline bint _adam_task(Task* t, const Hyper* h, bint keras, object w, objec
         t.s3 = _bytes(vmax)
     else:
         born.append(None)
+    t.step = step
     _bias_correction(t, h, step, keras)
     return True
 
@@ -196,12 +217,12 @@ def sgd_step(params, grads, momentum_buffers=None, *, lr, momentum=0.0, dampenin
     ok = (ps is not None and gs is not None and len(ps) == len(gs)
           and (h.mu == 0.0 or (bs is not None and len(bs) == len(ps))))
     m = len(ps) if ok else 0
-    born = []
+    born, keep = [], []
     tasks = _alloc_tasks(m, stack)
     try:
         for k in range(m):
             if not _sgd_task(&tasks[k], &h, _item(ps, k), _item(gs, k),
-                             _item(bs, k) if h.mu != 0.0 else None, born):
+                             _item(bs, k) if h.mu != 0.0 else None, born, keep):
                 ok = False
                 break
         if ok and m > 1 and not _no_overlap(tasks, m, False):
@@ -213,7 +234,6 @@ def sgd_step(params, grads, momentum_buffers=None, *, lr, momentum=0.0, dampenin
         if h.mu != 0.0 and any(b is not None for b in born) and not PyList_Check(momentum_buffers):
             raise TypeError("momentum_buffers must be a list when an entry is None (a new buffer "
                             "is put in its place)")
-        refs = (tuple(ps), tuple(gs), tuple(bs) if bs is not None else None, born)
         _run_tasks(OP_SGD, tasks, m)
     finally:
         _free_tasks(tasks, stack)
@@ -277,13 +297,13 @@ def adam_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs=None, *, ste
           and (not h.amsgrad or (xs is not None and len(xs) == len(ps)))
           and (type(step) is int or (steps is not None and len(steps) == len(ps))))
     m = len(ps) if ok else 0
-    born = []
+    born, keep = [], []
     tasks = _alloc_tasks(m, stack)
     try:
         for k in range(m):
             t = _step_ok(step if steps is None else _item(steps, k), 1)
             if t < 0 or not _adam_task(&tasks[k], &h, keras, _item(ps, k), _item(gs, k), _item(ms, k),
-                                       _item(vs, k), _item(xs, k) if h.amsgrad else None, t, born):
+                                       _item(vs, k), _item(xs, k) if h.amsgrad else None, t, born, keep):
                 ok = False
                 break
         if ok and m > 1 and not _no_overlap(tasks, m, False):
@@ -296,7 +316,6 @@ def adam_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs=None, *, ste
         if h.amsgrad and any(b is not None for b in born) and not PyList_Check(max_exp_avg_sqs):
             raise TypeError("max_exp_avg_sqs must be a list when an entry is None (a new array "
                             "is put in its place)")
-        refs = (tuple(ps), tuple(gs), tuple(ms), tuple(vs), tuple(xs) if xs is not None else None, born)
         _run_tasks(OP_ADAM, tasks, m)
     finally:
         _free_tasks(tasks, stack)
@@ -345,8 +364,8 @@ def _optimizer_step(bint adam, list groups, tuple slots, list flat, list state, 
         if hs == NULL:
             raise MemoryError()
     tasks = _alloc_tasks(m, stack)
-    born = []
-    keep = []      # every array and state dict, alive while the GIL is released
+    born = []      # per task: the state array born in this step, or None
+    keep = []      # every array of the step (see _sgd_task)
     try:
         for i in range(ngroups):
             h = &hs[i]
@@ -364,7 +383,7 @@ def _optimizer_step(bint adam, list groups, tuple slots, list flat, list state, 
                 ok = _sgd_hyper(h, _get(g, "lr"), _get(g, "momentum"), _get(g, "dampening"),
                                 _get(g, "nesterov"), _get(g, "maximize"), _get(g, "reg"),
                                 _get(g, "momentum_form"))
-                key = "velocity" if h.velocity else "momentum_buffer"
+                key = _VELOCITY if h.velocity else _MOMENTUM_BUFFER
             if not ok:
                 return False
             for j in range(len(slot)):
@@ -377,28 +396,23 @@ def _optimizer_step(bint adam, list groups, tuple slots, list flat, list state, 
                     t = _step_ok(_get(st, "step"), 0)
                     if t < 0 or t == MAX_STEP or not _adam_task(
                             &tasks[nt], h, keras, p, _item(gs, idx), _get(st, "exp_avg"),
-                            _get(st, "exp_avg_sq"), _get(st, "max_exp_avg_sq"), t + 1, born):
+                            _get(st, "exp_avg_sq"), _get(st, "max_exp_avg_sq"), t + 1, born, keep):
                         return False
-                elif not _sgd_task(&tasks[nt], h, p, _item(gs, idx), _get(st, key), born):
+                elif not _sgd_task(&tasks[nt], h, p, _item(gs, idx), _get(st, key), born, keep):
                     return False
-                keep.append(st)
                 nt += 1
         if nt != m or (m > 1 and not _no_overlap(tasks, m, False)):
             return False
-        keep.append(tuple(gs))
-        for k in range(ngroups):
-            keep.append(tuple(groups[k]["params"]))
         _run_tasks(OP_ADAM if adam else OP_SGD, tasks, m)
         # publish: step counts and the buffers born in this step
         nt = 0
         for i in range(ngroups):
-            g = <dict>groups[i]
-            if not adam:
-                key = "velocity" if hs[i].velocity else "momentum_buffer"
-            for j in range(len(<tuple>slots[i])):
-                st = <dict>keep[nt]
+            slot = <tuple>slots[i]
+            key = _VELOCITY if hs[i].velocity else _MOMENTUM_BUFFER
+            for j in range(len(slot)):
+                st = <dict>state[<Py_ssize_t>slot[j]]
                 if adam:
-                    st["step"] = <object>st["step"] + 1
+                    st["step"] = tasks[nt].step + 0     # (a new int object)
                     if born[nt] is not None:
                         st["max_exp_avg_sq"] = born[nt]
                 elif born[nt] is not None:

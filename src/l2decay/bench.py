@@ -23,6 +23,7 @@ w converges to -lr*g*keep/(1-keep) (about -g), and under L2 (g += lam*w; w -= lr
 oscillate with constant amplitude (a symplectic step, lr*lam < 4).  `check_values` verifies it.
 """
 import ctypes
+import itertools
 import os
 import platform
 import shutil
@@ -36,7 +37,8 @@ import numpy as np
 
 from . import _kernels
 from ._config import build_info, set_num_threads
-from .optim import SGD, Adam, Decay, Decoupled, L2
+from .optim import SGD, Adam, exclude_1d
+from .rules import Decay, Decoupled, L2
 from .steps import decay_step, l2_step
 
 RULES = ("l2", "l2-keep", "decay")
@@ -46,7 +48,8 @@ IMPLS = ("l2decay", "numpy", "torch", "native", "stream")
 SIZES = (100, 1_000, 16_384, 131_072, 1_048_576, 4_194_304, 33_554_432)
 QUICK_SIZES = (1_000, 16_384, 1_048_576, 8_388_608)
 # array passes per element (reads + writes), times the itemsize = bytes moved per element
-PASSES = {"l2": 4, "l2-keep": 3, "decay": 3, "sgd-l2": 6, "sgd-decay": 5, "adam-l2": 8, "adamw": 7}
+# (the optimizers never write the gradient: SGD reads w, g, b and writes w, b; Adam adds m, v)
+PASSES = {"l2": 4, "l2-keep": 3, "decay": 3, "sgd-l2": 5, "sgd-decay": 5, "adam-l2": 7, "adamw": 7}
 HYPER = {"l2": dict(lr=1e-2, lam=1e-2), "l2-keep": dict(lr=1e-2, lam=1e-2), "decay": dict(lr=1e-2, decay=1e-2)}
 OPTIMIZERS = ("sgd-l2", "sgd-decay", "adam-l2", "adamw")
 # Parameter shapes of real MLPs for the multi-tensor case.
@@ -200,8 +203,13 @@ def rule_case(rule, impl, dtype, n, *, threads=0, native_threads=None, native_re
     raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
 
 
+MANY_IMPLS = ("one call", "loop", "optimizer")
+
+
 def many_case(rule, impl, dtype, shapes):
-    """Update every tensor of an MLP's parameter list: impl "one call" or "loop" of single calls."""
+    """Update every tensor of an MLP's parameter list: impl "one call", a Python "loop" of
+    single calls, or one "optimizer" step (SGD, momentum 0.9, the rule on the weight matrices
+    through exclude_1d, as the driver does)."""
     dtype = np.dtype(dtype)
     ws = [inputs(int(np.prod(s)), dtype, 1, seed=k)[0].reshape(s) for k, s in enumerate(shapes)]
     gs = [inputs(int(np.prod(s)), dtype, 1, seed=100 + k)[0].reshape(s) for k, s in enumerate(shapes)]
@@ -216,44 +224,35 @@ def many_case(rule, impl, dtype, shapes):
             for w, g in pairs:
                 step(w, g, **kw)
         return Case(run, ws + gs)
-    raise ValueError(f"impl must be 'one call' or 'loop', got {impl!r}")
+    if impl == "optimizer":
+        reg = L2(h["lam"]) if rule == "l2" else Decay(h["decay"])
+        opt = SGD(exclude_1d(ws, reg, verbose=False), lr=h["lr"], momentum=0.9)
+        return Case(lambda: opt.step(gs), ws + gs)
+    raise ValueError(f"impl must be one of {MANY_IMPLS}, got {impl!r}")
 
 
-RESET_EVERY = 8192
+OPTIMIZER_IMPLS = ("l2decay", "schedule", "numpy", "torch")
 
 
 def optimizer_case(kind, impl, dtype, n):
-    """One optimizer step (SGD momentum 0.9, Adam) with a rule, by l2decay, numpy or torch.
-
-    With L2 the gradient array accumulates lam*w at every step, and under momentum that loop
-    slowly grows without bound, so those cases (every implementation alike) restore w and grad
-    every RESET_EVERY steps; the counter costs all of them the same few tens of ns per step.
-    """
-    case = _optimizer_case(kind, impl, np.dtype(dtype), n)
-    if case is None or not kind.endswith("l2"):
-        return case
-    w, g = case.arrays[:2]
-    w0, g0 = w.copy(), g.copy()
-    run, count = case.run, [0]
-
-    def run_with_reset():
-        run()
-        count[0] += 1
-        if count[0] == RESET_EVERY:
-            count[0] = 0
-            np.copyto(w, w0)
-            np.copyto(g, g0)
-    case.run = run_with_reset
-    return case
-
-
-def _optimizer_case(kind, impl, dtype, n):
+    """One optimizer step (SGD momentum 0.9, Adam) with a rule, by l2decay, numpy or torch;
+    "schedule" is l2decay's step with the group's lr changed before every step (what every lr
+    schedule does)."""
+    dtype = np.dtype(dtype)
     w, g = inputs(n, dtype)
     lr, lam, mu = 1e-3, 1e-2, 0.9
-    if impl == "l2decay":
+    if impl in ("l2decay", "schedule"):
         reg = {"sgd-l2": L2(lam), "sgd-decay": Decay(lam * lr), "adam-l2": L2(lam), "adamw": Decoupled(lam)}[kind]
         opt = SGD([w], lr=lr, momentum=mu, reg=reg) if kind.startswith("sgd") else Adam([w], lr=lr, reg=reg)
-        return Case(lambda: opt.step([g]), (w, g))
+        grads = [g]
+        if impl == "l2decay":
+            return Case(lambda: opt.step(grads), (w, g))
+        group, lrs = opt.param_groups[0], itertools.cycle([lr, lr * 0.5])
+
+        def scheduled():
+            group["lr"] = next(lrs)
+            opt.step(grads)
+        return Case(scheduled, (w, g), note="lr changed before every step")
     if impl == "numpy":
         return _numpy_optimizer(kind, w, g, lr, lam, mu)
     if impl == "torch":
@@ -279,12 +278,12 @@ def _optimizer_case(kind, impl, dtype, n):
             return Case(opt.step, (w, g), note="Adam(weight_decay, fused=True)")
         opt = torch.optim.AdamW([p], lr=lr, weight_decay=lam, fused=True)
         return Case(opt.step, (w, g), note="AdamW(fused=True)")
-    raise ValueError(f"impl must be l2decay, numpy or torch, got {impl!r}")
+    raise ValueError(f"impl must be one of {OPTIMIZER_IMPLS}, got {impl!r}")
 
 
 def _numpy_optimizer(kind, w, g, lr, lam, mu):
     c = w.dtype.type
-    tmp, buf = np.empty_like(w), np.zeros_like(w)
+    tmp, buf, gr = np.empty_like(w), np.zeros_like(w), np.empty_like(w)   # gr: g + lam*w (g kept)
     m, v = np.zeros_like(w), np.zeros_like(w)
     mul, add, sub, div = np.multiply, np.add, np.subtract, np.divide
     state = {"t": 0}
@@ -292,11 +291,13 @@ def _numpy_optimizer(kind, w, g, lr, lam, mu):
         keep = c(1 - lam * lr)
 
         def run():
+            grad = g
             if kind == "sgd-l2":
                 mul(w, c(lam), out=tmp)
-                add(g, tmp, out=g)
+                add(g, tmp, out=gr)
+                grad = gr
             mul(buf, c(mu), out=buf)
-            add(buf, g, out=buf)
+            add(buf, grad, out=buf)
             mul(buf, c(lr), out=tmp)
             sub(w, tmp, out=w)
             if kind == "sgd-decay":
@@ -307,16 +308,18 @@ def _numpy_optimizer(kind, w, g, lr, lam, mu):
     def run():
         state["t"] += 1
         t = state["t"]
+        grad = g
         if kind == "adam-l2":
             mul(w, c(lam), out=tmp)
-            add(g, tmp, out=g)
+            add(g, tmp, out=gr)
+            grad = gr
         else:
             mul(w, c(1 - lr * lam), out=w)
         mul(m, c(b1), out=m)
-        mul(g, c(1 - b1), out=tmp)
+        mul(grad, c(1 - b1), out=tmp)
         add(m, tmp, out=m)
         mul(v, c(b2), out=v)
-        mul(g, g, out=tmp)
+        mul(grad, grad, out=tmp)
         mul(tmp, c(1 - b2), out=tmp)
         add(v, tmp, out=v)
         np.sqrt(v, out=tmp)
@@ -437,7 +440,11 @@ def _record(kind, rule, dtype, n, impl, seconds, note=""):
     }
 
 
-def sweep(*, sizes=SIZES, dtypes=DTYPES, threads=0, repeats=7, optimizer_sizes=(1_000, 1_048_576),
+OPTIMIZER_SIZES = (1_000, 1_048_576, 33_554_432)
+QUICK_OPTIMIZER_SIZES = (1_000, 8_388_608)
+
+
+def sweep(*, sizes=SIZES, dtypes=DTYPES, threads=0, repeats=7, optimizer_sizes=OPTIMIZER_SIZES,
           progress=None):
     """Measure every rule x dtype x size x implementation, the multi-tensor call and the
     optimizer steps; returns a list of result dicts (see README, Performance)."""
@@ -470,8 +477,8 @@ def sweep(*, sizes=SIZES, dtypes=DTYPES, threads=0, repeats=7, optimizer_sizes=(
         for label, shapes in MLP_SHAPES.items():
             n = int(sum(np.prod(s) for s in shapes))
             for rule in ("l2", "decay"):
-                for impl in ("one call", "loop"):
-                    s = measure(many_case(rule, impl, dtype, shapes), repeats=repeats)
+                cases = [many_case(rule, impl, dtype, shapes) for impl in MANY_IMPLS]
+                for impl, s in zip(MANY_IMPLS, measure_together(cases, repeats=repeats)):
                     rec = _record("many", rule, dtype, n, impl, s, f"{label}, {len(shapes)} tensors")
                     rec["shapes"] = label
                     results.append(rec)
@@ -479,11 +486,11 @@ def sweep(*, sizes=SIZES, dtypes=DTYPES, threads=0, repeats=7, optimizer_sizes=(
             progress(f"{dtype} multi-tensor")
         for n in optimizer_sizes:
             for kind in OPTIMIZERS:
-                for impl in ("l2decay", "numpy", "torch"):
-                    case = optimizer_case(kind, impl, dtype, n)
-                    if case is not None:
-                        results.append(_record("optimizer", kind, dtype, n, impl,
-                                               measure(case, repeats=repeats), case.note))
+                labelled = [(impl, optimizer_case(kind, impl, dtype, n)) for impl in OPTIMIZER_IMPLS]
+                labelled = [(impl, c) for impl, c in labelled if c is not None]
+                for (impl, case), s in zip(labelled, measure_together([c for _, c in labelled], repeats=repeats)):
+                    results.append(_record("optimizer", kind, dtype, n, impl, s, case.note))
+                del labelled
             if progress:
                 progress(f"{dtype} optimizers n={n:,}")
     return results
@@ -579,20 +586,26 @@ def tables(results):
         out.append("")
     many = [r for r in results if r["kind"] == "many"]
     out += _section(
-        "many tensors: one call vs a Python loop of single calls (us per update of all)",
-        f"{'dtype':<8} {'MLP':<22} {'params':>8} {'rule':<6} {'one call':>9} {'loop':>9} {'speed-up':>9}",
+        "many tensors: one call vs a Python loop of single calls, and one SGD step (momentum 0.9,\n"
+        "the rule on the weight matrices via exclude_1d) over the same tensors (us per update of all)",
+        f"{'dtype':<8} {'MLP':<22} {'params':>8} {'rule':<6} {'one call':>9} {'loop':>9} {'speed-up':>9} "
+        f"{'optimizer':>9} {'opt/call':>9}",
         [f"{r['dtype']:<8} {r['shapes']:<22} {r['n']:>8,} {r['rule']:<6} {_us(r):>9} {_us(loop):>9} "
-         f"{_ratio(r, loop):>9}"
+         f"{_ratio(r, loop):>9} {_us(opt):>9} {_ratio(r, opt):>9}"
          for r in many if r["impl"] == "one call"
-         for loop in [_find(many, dtype=r["dtype"], shapes=r["shapes"], rule=r["rule"], impl="loop")]],
+         for loop, opt in [[_find(many, dtype=r["dtype"], shapes=r["shapes"], rule=r["rule"], impl=i)
+                            for i in ("loop", "optimizer")]]],
     )
     opt = [r for r in results if r["kind"] == "optimizer"]
     out += _section(
-        "optimizer steps, one tensor (us per step; momentum 0.9 for SGD)",
-        f"{'dtype':<8} {'n':>10} {'step':<10} {'l2decay':>9} {'numpy':>9} {'torch':>9} {'x numpy':>8} {'x torch':>8}",
-        [f"{r['dtype']:<8} {r['n']:>10,} {r['rule']:<10} {_us(r):>9} {_us(npy):>9} {_us(tor):>9} "
-         f"{_ratio(r, npy):>8} {_ratio(r, tor):>8}"
+        "optimizer steps, one tensor (us per step; momentum 0.9 for SGD; schedule: the lr changed\n"
+        "before every step, sched/fixed its cost)",
+        f"{'dtype':<8} {'n':>10} {'step':<10} {'l2decay':>9} {'schedule':>9} {'numpy':>9} {'torch':>9} "
+        f"{'sched/fixed':>11} {'x numpy':>8} {'x torch':>8}",
+        [f"{r['dtype']:<8} {r['n']:>10,} {r['rule']:<10} {_us(r):>9} {_us(sch):>9} {_us(npy):>9} {_us(tor):>9} "
+         f"{_ratio(r, sch):>11} {_ratio(r, npy):>8} {_ratio(r, tor):>8}"
          for r in opt if r["impl"] == "l2decay"
-         for npy, tor in [[_find(opt, impl=i, dtype=r["dtype"], n=r["n"], rule=r["rule"]) for i in ("numpy", "torch")]]],
+         for sch, npy, tor in [[_find(opt, impl=i, dtype=r["dtype"], n=r["n"], rule=r["rule"])
+                                for i in ("schedule", "numpy", "torch")]]],
     )
     return "\n".join(out)

@@ -210,7 +210,8 @@ def _cmd_bench(args):
         text = bench.crossover_table(results)
     else:
         results = bench.sweep(sizes=sizes, dtypes=dtypes, threads=args.threads, repeats=repeats,
-                              optimizer_sizes=(1_000,) if quick else (1_000, 1_048_576), progress=say)
+                              optimizer_sizes=bench.QUICK_OPTIMIZER_SIZES if quick else bench.OPTIMIZER_SIZES,
+                              progress=say)
         text = bench.tables(results)
     if not args.quiet:
         print(text)
