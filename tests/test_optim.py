@@ -437,3 +437,33 @@ def test_optimizers_pickle_and_deepcopy_after_steps():
             run(clone.params, clone, problem, 2)
             for a, b in zip(p, clone.params):
                 np.testing.assert_array_equal(a, b)
+
+
+def test_momentum_switched_on_midway_births_the_buffer_from_the_raw_gradient():
+    # torch's rule (checked against torch itself above when it is installed): a buffer born at
+    # any step starts as that step's gradient, undamped
+    problem = Problem(np.float64, seed=10)
+    p1, p2 = problem.params(), problem.params()
+    opt = SGD(p1, lr=0.05, reg=L2(0.01))
+    r = ref.SGD(p2, lr=0.05, reg=("l2", 0.01))
+    for step in range(6):
+        if step == 2:
+            opt.param_groups[0].update(momentum=0.9, dampening=0.5)
+            r.mu, r.damp = 0.9, 0.5
+        opt.step(problem.grads(p1))
+        r.step(problem.grads(p2))
+    assert all(st["momentum_buffer"] is not None for st in opt.state)
+    for a, b in zip(p1, p2):
+        np.testing.assert_array_equal(a, b)
+
+
+class _Shifty(list):
+    def __getitem__(self, k):
+        self.calls = getattr(self, "calls", 0) + 1
+        return super().__getitem__(k) if self.calls == 1 else np.ones(1)
+
+
+def test_grads_in_a_list_subclass_are_read_once():
+    w = np.ones(3)
+    SGD([w], lr=0.1).step(_Shifty([np.ones(3)]))
+    np.testing.assert_allclose(w, 0.9)

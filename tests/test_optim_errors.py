@@ -267,3 +267,17 @@ def test_conversion_helpers():
         c.from_sklearn_mlp(1e-4, 0)
     with pytest.raises(ValueError, match=r"lr\*lam must be < 1"):
         c.l2_to_decay(10.0, 0.5)
+
+
+def test_conversions_at_the_edges_raise_value_errors():
+    from fractions import Fraction
+    c = l2decay.convert
+    with pytest.raises(ValueError, match="lr is too small"):
+        c.decay_to_l2(0.5, 5e-324)
+    with pytest.raises(ValueError, match=r"^lam must be finite"):
+        c.l2_to_decay(10 ** 400, 0.1)
+    with pytest.raises(ValueError, match=r"^lr must be finite"):
+        c.l2_to_decay(0.1, Fraction(10 ** 400, 3))
+    assert c.l2_to_decay(Fraction(1, 10), 0.5)[0] == Decay(0.05)
+    with pytest.raises(ValueError, match=r"^weight_decay must be finite"):
+        c.from_torch("adamw", -(10 ** 400))

@@ -12,6 +12,8 @@ Regularization", ICLR 2019): L2 passes through the momentum buffer / Adam's mome
 do not.  The functions below are exact for plain SGD and define what "the same strength" means
 elsewhere.
 """
+import math
+
 from ._validate import real
 from .rules import L2, Decay, Decoupled
 
@@ -28,7 +30,11 @@ def decay_to_l2(d, lr):
     """
     d = real("d", d, high=1.0, high_open=True)
     lr = real("lr", lr, low_open=True)
-    return L2(d / ((1.0 - d) * lr)), (1.0 - d) * lr
+    lr2 = (1.0 - d) * lr
+    if lr2 == 0.0 or not math.isfinite(d / lr2):
+        raise ValueError(f"lr is too small for d={d!r}: the equivalent L2 strength d/((1-d)*lr) "
+                         f"is not a finite number, got lr={lr!r}")
+    return L2(d / lr2), lr2
 
 
 def l2_to_decay(lam, lr):
@@ -41,6 +47,8 @@ def l2_to_decay(lam, lr):
     d = lr * lam
     if d >= 1.0:
         raise ValueError(f"lr*lam must be < 1 for an equivalent decay, got {d!r}")
+    if not math.isfinite(lr / (1.0 - d)):
+        raise ValueError(f"lr/(1 - lr*lam) overflows for lr={lr!r}, lam={lam!r}")
     return Decay(d), lr / (1.0 - d)
 
 
