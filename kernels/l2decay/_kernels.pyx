@@ -8,7 +8,8 @@ per concern:
 - _checks.pxi:   the C-level argument checks; anything they refuse goes to l2decay._validate,
                  the one place that words errors;
 - _entries.pxi:  l2_step and decay_step, for Python and (the .pxd) for Cython;
-- _optim.pxi:    sgd_step and adam_step, their C API, and the step of l2decay.optim's optimizers.
+- _optim.pxi:    sgd_step and adam_step, their C API, and the step of l2decay.optim's optimizers;
+- _tensors.pxi:  the same step over torch tensors, for l2decay.torch (without importing torch).
 """
 import importlib
 import os
@@ -34,6 +35,7 @@ include "_dispatch.pxi"
 include "_checks.pxi"
 include "_entries.pxi"
 include "_optim.pxi"
+include "_tensors.pxi"
 
 _select_from_environment()
 l2d_register_atfork(_in_forked_child)

@@ -1,0 +1,222 @@
+"""l2decay's compiled optimizer steps as drop-in ``torch.optim`` optimizers (needs torch).
+
+``SGD``, ``Adam`` and ``AdamW`` take torch's arguments with torch's defaults and meaning
+(``weight_decay`` is L2 for SGD and Adam, decoupled for AdamW and for
+``Adam(decoupled_weight_decay=True)``), plus ``reg=``, any l2decay rule (``L2``,
+``Decoupled``, ``Decay``, ``Decoupled(lam, lr_max=...)``), per param group.  They subclass
+``torch.optim.Optimizer``, so schedulers, ``state_dict``/``load_state_dict`` (torch's format:
+a state dict of ``torch.optim.AdamW`` loads here and the other way round),
+DistributedDataParallel and ``ZeroRedundancyOptimizer`` work as with torch's own.
+
+Params: CPU float32/float64, contiguous, updated in place (no copies); params whose grad is
+None are skipped.  A step reads param_groups and state afresh, checks every tensor before it
+touches any, and updates all params of all groups in one compiled call.  ``foreach`` and
+``fused`` are accepted and change nothing (the step is always one fused pass per tensor);
+``capturable`` and ``differentiable`` are refused.
+"""
+import torch
+
+from . import _kernels
+from ._validate import adam_hyper, real, reg as _check_reg, sgd_hyper, step_count
+from .rules import L2, Decay, Decoupled
+
+__all__ = ["SGD", "Adam", "AdamW", "L2", "Decoupled", "Decay"]
+
+_KINDS = (torch.float32, torch.float64, torch.strided, torch.Tensor)
+_UNSET = object()   # weight_decay not given: its torch default, or 0 when reg= is given
+
+
+def _new_tensor(p, zero):
+    f = torch.zeros_like if zero else torch.empty_like
+    return f(p, memory_format=torch.contiguous_format)
+
+
+def _number(value):
+    """A 0-d tensor hyperparameter (torch allows them) as the float it holds."""
+    return value.item() if isinstance(value, torch.Tensor) and value.numel() == 1 else value
+
+
+class _Base(torch.optim.Optimizer):
+    """What SGD, Adam and AdamW share: the rule of each group, the step, the state dict."""
+
+    _adam = False
+
+    def __init__(self, params, defaults, weight_decay, default_wd, reg):
+        for flag in ("capturable", "differentiable"):
+            if defaults.get(flag, False):
+                raise ValueError(f"{flag}=True is not supported by l2decay.torch (CPU steps, no autograd "
+                                 f"through the step); use torch.optim for it")
+        _check_reg("reg", reg)
+        if reg is not None and weight_decay is not _UNSET and weight_decay != 0:
+            raise ValueError("give weight_decay or reg, not both (reg=L2(wd) is SGD/Adam's weight_decay, "
+                             "reg=Decoupled(wd) AdamW's)")
+        defaults["weight_decay"] = (0 if reg is not None else default_wd) if weight_decay is _UNSET else weight_decay
+        defaults["reg"] = reg
+        self._rules = {}
+        super().__init__(params, defaults)
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        for group in self.param_groups:   # a state dict from torch's optimizer has no "reg"
+            group.setdefault("reg", None)
+            for key, value in self.defaults.items():
+                if key != "reg":
+                    group.setdefault(key, value)
+
+    def _decoupled(self, group):
+        return False
+
+    def _group_rule(self, group):
+        """The group's rule: "reg" if set, else the one its weight_decay means."""
+        reg = group.get("reg")
+        wd = _number(group.get("weight_decay", 0))
+        if reg is not None:
+            if wd:
+                raise ValueError("a param group has both weight_decay and reg; set one of them")
+            return reg
+        if not wd:
+            return None
+        key = (self._decoupled(group), wd)
+        rule = self._rules.get(key)
+        if rule is None:
+            rule = self._rules[key] = (Decoupled if key[0] else L2)(wd)
+        return rule
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        """One step of every param with a grad; returns closure's loss if given one."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        regs = [self._group_rule(g) for g in self.param_groups]
+        updated = _kernels._tensor_step(self._adam, self.param_groups, regs, self.state, _KINDS, _new_tensor)
+        if updated is None:
+            updated = self._checked_step(regs)
+        if updated:
+            # in-place updates as torch's own: autograd sees the params changed
+            torch.autograd.graph.increment_version(updated)
+        return loss
+
+    def _checked_step(self, regs):
+        """The step when its fast checks refused something: raise the worded error, or step
+        with the values only the fast checks refuse (0-d tensors, tensor step counts)."""
+        groups = []
+        for i, group in enumerate(self.param_groups):
+            where = f"param_groups[{i}]."
+            for flag in ("capturable", "differentiable"):
+                if group.get(flag):
+                    raise ValueError(f"{where}{flag}=True is not supported by l2decay.torch")
+            hyper = self._check_group({k: _number(v) for k, v in group.items() if k != "params"}, regs[i], where)
+            groups.append({**group, **hyper})
+            for j, p in enumerate(group["params"]):
+                if p.grad is None:
+                    continue
+                name = f"{where}params[{j}]"
+                self._check_tensor(name, p)
+                self._check_tensor(f"{name}.grad", p.grad, like=p)
+                st = self.state[p]
+                for key, value in list(st.items()):
+                    if key == "step":   # torch keeps it as a float tensor
+                        value = _number(value)
+                        if isinstance(value, float) and value.is_integer():
+                            value = int(value)
+                        st["step"] = step_count(f"state of {name}: step", value, 0)
+                    elif isinstance(value, torch.Tensor):
+                        self._check_tensor(f"state of {name}: {key}", value, like=p, shape=False)
+        updated = _kernels._tensor_step(self._adam, groups, regs, self.state, _KINDS, _new_tensor)
+        if updated is None:
+            raise ValueError("params overlap in memory (two params, or a param and its state, share "
+                             "storage); each must have its own")
+        return updated
+
+    @staticmethod
+    def _check_tensor(name, t, like=None, shape=True):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.layout is not torch.strided:
+            raise TypeError(f"{name} is {t.layout}: l2decay.torch takes dense tensors (no sparse gradients)")
+        if not t.is_cpu:
+            raise ValueError(f"{name} is on {t.device}: l2decay.torch updates CPU tensors only")
+        if t.dtype not in (torch.float32, torch.float64):
+            raise TypeError(f"{name} has dtype {t.dtype}: l2decay.torch takes float32 or float64")
+        if like is not None and t.dtype != like.dtype:
+            raise TypeError(f"{name} has dtype {t.dtype} but its param has {like.dtype}; they must match")
+        if like is not None and (t.shape != like.shape if shape else t.numel() != like.numel()):
+            raise ValueError(f"{name} has shape {tuple(t.shape)} but its param has {tuple(like.shape)}")
+        if not t.is_contiguous():
+            raise ValueError(f"{name} is not contiguous: l2decay.torch updates in place and never copies; "
+                             f"make it contiguous (e.g. model.to(memory_format=torch.contiguous_format))")
+
+    def state_dict(self):
+        """torch's format: step counts as float32 tensors, as torch.optim's own."""
+        sd = super().state_dict()
+        sd["state"] = {k: {name: (torch.tensor(float(v), dtype=torch.float32) if name == "step" else v)
+                           for name, v in s.items()} for k, s in sd["state"].items()}
+        return sd
+
+
+class SGD(_Base):
+    """torch.optim.SGD, on l2decay's compiled step; ``weight_decay`` is ``L2(weight_decay)``."""
+
+    def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=_UNSET, nesterov=False, *,
+                 maximize=False, foreach=None, differentiable=False, fused=None, reg=None):
+        defaults = dict(lr=lr, momentum=momentum, dampening=dampening, nesterov=nesterov, maximize=maximize,
+                        foreach=foreach, differentiable=differentiable, fused=fused)
+        self._check_group({**defaults, "weight_decay": 0 if weight_decay is _UNSET else weight_decay},
+                          reg, "")
+        super().__init__(params, defaults, weight_decay, 0, reg)
+
+    @staticmethod
+    def _check_group(h, reg, where):
+        out = sgd_hyper({"lr": _number(h["lr"]), "momentum": h["momentum"], "dampening": h["dampening"],
+                         "nesterov": h["nesterov"], "maximize": h["maximize"], "reg": reg,
+                         "momentum_form": "torch"}, where)
+        if reg is None:
+            real(f"{where}weight_decay", _number(h.get("weight_decay", 0)))
+        return {k: out[k] for k in ("lr", "momentum", "dampening", "nesterov", "maximize")}
+
+
+class Adam(_Base):
+    """torch.optim.Adam on l2decay's compiled step; ``weight_decay`` is ``L2(weight_decay)``, or
+    ``Decoupled(weight_decay)`` with ``decoupled_weight_decay=True`` (torch's AdamW)."""
+
+    _adam = True
+    _default_wd = 0
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=_UNSET, amsgrad=False, *,
+                 foreach=None, maximize=False, capturable=False, differentiable=False, fused=None,
+                 decoupled_weight_decay=False, reg=None):
+        defaults = dict(lr=lr, betas=betas, eps=eps, amsgrad=amsgrad, maximize=maximize, foreach=foreach,
+                        capturable=capturable, differentiable=differentiable, fused=fused,
+                        decoupled_weight_decay=decoupled_weight_decay)
+        wd = self._default_wd if weight_decay is _UNSET else weight_decay
+        self._check_group({**defaults, "weight_decay": wd}, reg, "")
+        super().__init__(params, defaults, weight_decay, self._default_wd, reg)
+
+    def _decoupled(self, group):
+        return bool(group.get("decoupled_weight_decay", False))
+
+    @staticmethod
+    def _check_group(h, reg, where):
+        betas = h["betas"]
+        if isinstance(betas, (tuple, list)):
+            betas = tuple(_number(b) for b in betas)
+        out = adam_hyper({"lr": _number(h["lr"]), "betas": betas, "eps": h["eps"], "amsgrad": h["amsgrad"],
+                          "maximize": h["maximize"], "reg": reg, "eps_form": "torch"}, where)
+        if reg is None:
+            real(f"{where}weight_decay", _number(h.get("weight_decay", 0)))
+        return {k: out[k] for k in ("lr", "betas", "eps", "amsgrad", "maximize")}
+
+
+class AdamW(Adam):
+    """torch.optim.AdamW on l2decay's compiled step: ``weight_decay`` (default 1e-2) is
+    ``Decoupled(weight_decay)``."""
+
+    _default_wd = 1e-2
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=_UNSET, amsgrad=False, *,
+                 maximize=False, foreach=None, capturable=False, differentiable=False, fused=None, reg=None):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
+                         foreach=foreach, maximize=maximize, capturable=capturable,
+                         differentiable=differentiable, fused=fused, decoupled_weight_decay=True, reg=reg)

@@ -1,0 +1,271 @@
+"""l2decay.torch against torch.optim itself: every option, state dicts both ways, schedulers,
+autograd's version counters, bad input.  Skipped when torch is not installed."""
+import copy
+import itertools
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+import l2decay.torch as lt  # noqa: E402
+from l2decay import Decay, Decoupled, L2  # noqa: E402
+
+SHAPES = [(7, 5), (5,), (1,), (300,)]
+TOL = {torch.float64: dict(rtol=1e-12, atol=1e-13), torch.float32: dict(rtol=1e-6, atol=1e-6)}
+
+
+class Problem:
+    """A quadratic per tensor: grad = A @ w - b with A symmetric positive definite, so runs
+    converge and a last-bit difference (torch's fused multiply-adds round once where ours
+    round twice) shrinks instead of growing."""
+
+    def __init__(self, dtype, seed=0, shapes=SHAPES):
+        g = torch.Generator().manual_seed(seed)
+        self.w0 = [torch.randn(s, generator=g, dtype=torch.float64).to(dtype) for s in shapes]
+        ms = [torch.randn(w.numel(), w.numel(), generator=g, dtype=torch.float64) for w in self.w0]
+        self.A = [(m @ m.T / w.numel() + torch.eye(w.numel(), dtype=torch.float64)).to(dtype)
+                  for m, w in zip(ms, self.w0)]
+        self.b = [torch.randn(w.numel(), generator=g, dtype=torch.float64).to(dtype) for w in self.w0]
+
+    def params(self):
+        return [torch.nn.Parameter(w.clone()) for w in self.w0]
+
+    def set_grads(self, params, sign=1.0):
+        with torch.no_grad():
+            for A, b, p in zip(self.A, self.b, params):
+                p.grad = sign * (A @ p.reshape(-1) - b).reshape(p.shape)
+
+
+def run(problem, opt, params, steps, scheduler=None):
+    # with maximize the gradient is negated, so the run still converges (an ascent would
+    # amplify torch's fused multiply-adds, one rounding apart from ours, without bound)
+    sign = -1.0 if opt.defaults.get("maximize") else 1.0
+    for _ in range(steps):
+        problem.set_grads(params, sign)
+        opt.step()
+        if scheduler is not None:
+            scheduler.step()
+
+
+def assert_close(a, b, dtype):
+    for x, y in zip(a, b):
+        np.testing.assert_allclose(x.detach().numpy(), y.detach().numpy(), **TOL[dtype])
+
+
+SGD_OPTIONS = [dict(momentum=m, dampening=d, nesterov=n, maximize=x, weight_decay=wd)
+               for m, d, n, x, wd in itertools.product((0.0, 0.9), (0.0, 0.3), (False, True), (False, True), (0.0, 1e-2))
+               if not (n and (m == 0 or d != 0))]
+ADAM_OPTIONS = [dict(amsgrad=a, maximize=x, weight_decay=wd, decoupled_weight_decay=dec)
+                for a, x, wd, dec in itertools.product((False, True), (False, True), (0.0, 1e-2), (False, True))]
+ADAMW_OPTIONS = [dict(amsgrad=a, maximize=x, weight_decay=wd)
+                 for a, x, wd in itertools.product((False, True), (False, True), (0.0, 1e-2))]
+PARITY = ([("SGD", o) for o in SGD_OPTIONS] + [("Adam", o) for o in ADAM_OPTIONS]
+          + [("AdamW", o) for o in ADAMW_OPTIONS])
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
+@pytest.mark.parametrize("name,options", PARITY, ids=[f"{n}-{o}" for n, o in PARITY])
+def test_each_class_equals_torchs_over_200_steps(name, options, dtype):
+    problem = Problem(dtype)
+    lr = 0.01 if name == "SGD" else 1e-3
+    mine, theirs = problem.params(), problem.params()
+    run(problem, getattr(lt, name)(mine, lr=lr, **options), mine, 200)
+    run(problem, getattr(torch.optim, name)(theirs, lr=lr, **options), theirs, 200)
+    assert_close(mine, theirs, dtype)
+
+
+def test_defaults_are_torchs():
+    p = [torch.nn.Parameter(torch.ones(2))]
+    for name in ("SGD", "Adam", "AdamW"):
+        ours, theirs = getattr(lt, name)(p).defaults, getattr(torch.optim, name)(p).defaults
+        assert {k: v for k, v in ours.items() if k != "reg"} == theirs
+        assert ours["reg"] is None
+
+
+@pytest.mark.parametrize("reg,torch_name,torch_kw", [
+    (L2(0.05), "SGD", dict(weight_decay=0.05)),
+    (Decoupled(0.05), "AdamW", dict(weight_decay=0.05)),
+])
+def test_reg_equals_the_torch_setting_it_names(reg, torch_name, torch_kw):
+    problem = Problem(torch.float64)
+    mine, theirs = problem.params(), problem.params()
+    cls = lt.SGD if torch_name == "SGD" else lt.Adam
+    run(problem, cls(mine, lr=0.01, momentum=0.9, reg=reg) if cls is lt.SGD else cls(mine, lr=0.01, reg=reg), mine, 50)
+    topt = getattr(torch.optim, torch_name)(theirs, lr=0.01, **({"momentum": 0.9} if torch_name == "SGD" else {}), **torch_kw)
+    run(problem, topt, theirs, 50)
+    assert_close(mine, theirs, torch.float64)
+
+
+def test_decay_rule_and_lr_following_decay_per_group():
+    # Decay(d) after the step; Decoupled(lam, lr_max) follows the lr schedule: checked with zero
+    # gradients, where only the decay acts
+    a, b = torch.nn.Parameter(torch.ones(4, dtype=torch.float64)), torch.nn.Parameter(torch.ones(4, dtype=torch.float64))
+    opt = lt.SGD([{"params": [a], "reg": Decay(0.1)}, {"params": [b], "reg": Decoupled(0.2, lr_max=0.5)}], lr=0.5)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+    ea = eb = 1.0
+    for t in range(4):
+        lr = 0.5 * 0.5 ** t
+        a.grad, b.grad = torch.zeros(4, dtype=torch.float64), torch.zeros(4, dtype=torch.float64)
+        opt.step()
+        sched.step()
+        ea *= 0.9
+        eb *= 1 - lr * (0.2 / 0.5)
+    np.testing.assert_allclose(a.detach().numpy(), ea, rtol=1e-15)
+    np.testing.assert_allclose(b.detach().numpy(), eb, rtol=1e-15)
+
+
+def test_weight_decay_and_reg_together_are_refused():
+    p = [torch.nn.Parameter(torch.ones(2))]
+    with pytest.raises(ValueError, match="weight_decay or reg, not both"):
+        lt.AdamW(p, weight_decay=0.1, reg=L2(0.1))
+    assert lt.AdamW(p, reg=Decay(0.01)).defaults["weight_decay"] == 0
+
+
+def test_params_without_grad_are_skipped():
+    a, b = torch.nn.Parameter(torch.ones(3)), torch.nn.Parameter(torch.ones(3))
+    opt = lt.Adam([a, b], lr=0.1)
+    a.grad = torch.ones(3)
+    opt.step()
+    assert torch.equal(b.detach(), torch.ones(3)) and b not in opt.state
+    assert opt.state[a]["step"] == 1
+
+
+# ---- state dicts: torch's format, both ways -------------------------------------------------
+@pytest.mark.parametrize("name,kw", [("AdamW", dict(amsgrad=True)), ("Adam", dict(weight_decay=0.01)),
+                                     ("SGD", dict(momentum=0.9, nesterov=True, weight_decay=0.01))])
+@pytest.mark.parametrize("direction", ["torch-to-l2decay", "l2decay-to-torch"])
+def test_state_dicts_move_between_torch_and_l2decay(name, kw, direction):
+    problem = Problem(torch.float64, seed=3)
+    first, then = ((torch.optim, lt) if direction == "torch-to-l2decay" else (lt, torch.optim))
+    lr = 0.01
+    ref = problem.params()
+    ref_opt = getattr(first, name)(ref, lr=lr, **kw)
+    run(problem, ref_opt, ref, 10)
+    saved = copy.deepcopy(ref_opt.state_dict())
+    resumed = [torch.nn.Parameter(p.detach().clone()) for p in ref]
+    opt = getattr(then, name)(resumed, lr=0.5)     # wrong lr on purpose: the state dict restores it
+    opt.load_state_dict(saved)
+    run(problem, ref_opt, ref, 10)
+    run(problem, opt, resumed, 10)
+    assert_close(resumed, ref, torch.float64)
+    if direction == "torch-to-l2decay" and name != "SGD":
+        assert isinstance(opt.state_dict()["state"][0]["step"], torch.Tensor)
+
+
+def test_state_dict_saves_with_torch_save(tmp_path):
+    problem = Problem(torch.float32)
+    p = problem.params()
+    opt = lt.AdamW(p, lr=1e-3, reg=Decoupled(0.1, lr_max=1e-3))
+    run(problem, opt, p, 3)
+    torch.save(opt.state_dict(), tmp_path / "opt.pt")
+    opt2 = lt.AdamW([torch.nn.Parameter(x.detach().clone()) for x in p])
+    opt2.load_state_dict(torch.load(tmp_path / "opt.pt", weights_only=False))
+    assert opt2.param_groups[0]["reg"] == Decoupled(0.1, lr_max=1e-3)
+
+
+# ---- schedulers ---------------------------------------------------------------------------
+@pytest.mark.parametrize("name,make_sched", [
+    ("SGD", lambda o: torch.optim.lr_scheduler.OneCycleLR(o, max_lr=0.05, total_steps=60)),
+    ("AdamW", lambda o: torch.optim.lr_scheduler.OneCycleLR(o, max_lr=0.01, total_steps=60)),
+    ("Adam", lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=20)),
+    ("SGD", lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=7, gamma=0.5)),
+])
+def test_schedulers_work_as_with_torch(name, make_sched):
+    # OneCycleLR cycles SGD's momentum and Adam's betas[0] too
+    problem = Problem(torch.float64, seed=4)
+    kw = dict(momentum=0.9, weight_decay=1e-3) if name == "SGD" else dict(weight_decay=1e-3)
+    mine, theirs = problem.params(), problem.params()
+    o1, o2 = getattr(lt, name)(mine, lr=0.01, **kw), getattr(torch.optim, name)(theirs, lr=0.01, **kw)
+    run(problem, o1, mine, 60, make_sched(o1))
+    run(problem, o2, theirs, 60, make_sched(o2))
+    assert_close(mine, theirs, torch.float64)
+
+
+def test_autograd_sees_the_in_place_update():
+    p = torch.nn.Parameter(torch.ones(3))
+    y = (p * p).sum()          # saves p for backward
+    p.grad = torch.ones(3)
+    lt.SGD([p], lr=0.1).step()
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        y.backward()
+
+
+def test_closure_and_zero_grad():
+    p = torch.nn.Parameter(torch.tensor([3.0]))
+    opt = lt.SGD([p], lr=0.25)
+
+    def closure():
+        opt.zero_grad()
+        loss = (p ** 2).sum()
+        loss.backward()
+        return loss
+    assert opt.step(closure).item() == 9.0
+    assert p.item() == 3.0 - 0.25 * 6.0
+
+
+# ---- bad input: a clear error naming the param, nothing modified --------------------------
+def _two():
+    a = torch.nn.Parameter(torch.ones(3, dtype=torch.float64))
+    b = torch.nn.Parameter(torch.ones(2, dtype=torch.float64))
+    a.grad, b.grad = torch.ones(3, dtype=torch.float64), torch.ones(2, dtype=torch.float64)
+    return a, b
+
+
+@pytest.mark.parametrize("make_bad,exc,match", [
+    # (torch itself refuses a .grad of another shape or dtype: these get there the long way)
+    (lambda b: b.grad.resize_(3), ValueError, r"params\[1\].grad has shape \(3,\)"),
+    (lambda b: (setattr(b, "grad_dtype", None), setattr(b, "grad", torch.ones(2, dtype=torch.float32))), TypeError,
+     r"params\[1\].grad has dtype torch.float32"),
+    (lambda b: setattr(b, "grad", torch.ones(2, dtype=torch.float64).to_sparse()), TypeError, r"params\[1\].grad is torch.sparse_coo"),
+    (lambda b: setattr(b, "grad", torch.ones(4, dtype=torch.float64)[::2]), ValueError, r"params\[1\].grad is not contiguous"),
+])
+def test_bad_grads_are_refused_and_nothing_changes(make_bad, exc, match):
+    a, b = _two()
+    opt = lt.Adam([a, b], lr=0.1)
+    opt.step()
+    a.grad, b.grad = torch.ones(3, dtype=torch.float64), torch.ones(2, dtype=torch.float64)
+    before = [a.detach().clone(), b.detach().clone()] + [v.clone() for s in opt.state.values() for v in s.values()
+                                                         if isinstance(v, torch.Tensor)]
+    make_bad(b)
+    with pytest.raises(exc, match=r"^param_groups\[0\]\." + match):
+        opt.step()
+    after = [a.detach(), b.detach()] + [v for s in opt.state.values() for v in s.values() if isinstance(v, torch.Tensor)]
+    for x, y in zip(after, before):
+        assert torch.equal(x, y)
+    assert [s["step"] for s in opt.state.values()] == [1, 1]
+
+
+@pytest.mark.parametrize("param,exc,match", [
+    (lambda: torch.nn.Parameter(torch.ones(3, device="meta")), ValueError, r"is on meta"),
+    (lambda: torch.nn.Parameter(torch.ones(3, dtype=torch.complex64)), TypeError, r"has dtype torch.complex64"),
+    (lambda: torch.ones(3, dtype=torch.int64), TypeError, r"has dtype torch.int64"),
+    (lambda: torch.nn.Parameter(torch.ones(3, 4).t()), ValueError, r"is not contiguous"),
+])
+def test_params_l2decay_cannot_update_are_refused(param, exc, match):
+    p = param()
+    p.grad = torch.ones_like(p)
+    a, _ = _two()
+    opt = lt.SGD([a, p], lr=0.1)
+    with pytest.raises(exc, match=r"^param_groups\[0\]\.params\[1\] " + match):
+        opt.step()
+    assert torch.equal(a.detach(), torch.ones(3, dtype=torch.float64))
+
+
+def test_capturable_and_differentiable_are_refused():
+    p = [torch.nn.Parameter(torch.ones(2))]
+    for kw in (dict(capturable=True), dict(differentiable=True)):
+        with pytest.raises(ValueError, match=f"{next(iter(kw))}=True is not supported"):
+            lt.Adam(p, **kw)
+    lt.Adam(p, foreach=True, fused=True)     # ask nothing we lack: accepted
+    lt.SGD(p, foreach=False, fused=False)
+
+
+def test_tensor_hyperparameters_and_state_from_torch_load():
+    problem = Problem(torch.float64, seed=5)
+    mine, theirs = problem.params(), problem.params()
+    f64 = dict(dtype=torch.float64)
+    o1 = lt.Adam(mine, lr=torch.tensor(0.01, **f64), betas=(torch.tensor(0.9, **f64), torch.tensor(0.999, **f64)))
+    o2 = torch.optim.Adam(theirs, lr=torch.tensor(0.01, **f64), betas=(torch.tensor(0.9, **f64), torch.tensor(0.999, **f64)))
+    run(problem, o1, mine, 10)
+    run(problem, o2, theirs, 10)
+    assert_close(mine, theirs, torch.float64)
