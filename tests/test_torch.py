@@ -269,3 +269,17 @@ def test_tensor_hyperparameters_and_state_from_torch_load():
     run(problem, o1, mine, 10)
     run(problem, o2, theirs, 10)
     assert_close(mine, theirs, torch.float64)
+
+
+def test_step_hooks_and_the_profiler_still_work():
+    p = torch.nn.Parameter(torch.ones(3))
+    opt = lt.SGD([p], lr=0.5)
+    seen = []
+    opt.register_step_pre_hook(lambda o, a, k: seen.append("pre"))
+    opt.register_step_post_hook(lambda o, a, k: seen.append("post"))
+    p.grad = torch.ones(3)
+    opt.step()
+    assert seen == ["pre", "post"] and torch.equal(p.detach(), torch.full((3,), 0.5))
+    with torch.profiler.profile() as prof:
+        opt.step()
+    assert any("Optimizer.step#SGD.step" in e.name for e in prof.events())

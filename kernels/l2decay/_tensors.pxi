@@ -6,8 +6,8 @@
 cdef inline bint _tensor_ok(object t, tuple kinds, bint* is_double, char** ptr,
                             Py_ssize_t* n) noexcept:
     """A dense contiguous CPU float32/float64 tensor: its dtype, data pointer and size.
-    kinds = (torch.float32, torch.float64, torch.strided)."""
-    if type(t) is not (<tuple>kinds)[3] and not isinstance(t, (<tuple>kinds)[3]):
+    kinds = (torch.float32, torch.float64, torch.strided, torch.Tensor, torch.nn.Parameter)."""
+    if type(t) is not (<tuple>kinds)[3] and type(t) is not (<tuple>kinds)[4] and not isinstance(t, (<tuple>kinds)[3]):
         return False
     try:
         dt = t.dtype

@@ -61,6 +61,29 @@ MLP_SHAPES = {
 }
 
 
+def resnet18_shapes():
+    """The parameter shapes of torchvision's resnet18 (62 tensors, 11,689,512 params), written
+    out so that no torchvision is needed."""
+    shapes, cin = [(64, 3, 7, 7), (64,), (64,)], 64
+    for cout in (64, 128, 256, 512):
+        for block in range(2):
+            shapes += [(cout, cin if block == 0 else cout, 3, 3), (cout,), (cout,), (cout, cout, 3, 3), (cout,), (cout,)]
+            if block == 0 and cin != cout:      # the downsampling shortcut
+                shapes += [(cout, cin, 1, 1), (cout,), (cout,)]
+        cin = cout
+    return shapes + [(1000, 512), (1000,)]
+
+
+# Models for the torch optimizer table; "100 x 4" measures the cost per tensor.
+TORCH_MODELS = {
+    "resnet18": resnet18_shapes(),
+    "mlp 784-128-64-10": [(128, 784), (128,), (64, 128), (64,), (10, 64), (10,)],
+    "100 x 4": [(4,)] * 100,
+}
+TORCH_KINDS = ("adamw", "sgd-momentum")
+TORCH_IMPLS = ("l2decay", "torch fused", "torch foreach", "deepspeed")
+
+
 def inputs(n, dtype, count=2, seed=0):
     """Arrays of n values with |x| in [0.5, 1.5] and random sign: far from subnormal."""
     rng = np.random.default_rng(seed)
@@ -281,6 +304,38 @@ def optimizer_case(kind, impl, dtype, n):
     raise ValueError(f"impl must be one of {OPTIMIZER_IMPLS}, got {impl!r}")
 
 
+def torch_case(kind, impl, shapes):
+    """One float32 step of a torch optimizer over params of `shapes` with set grads:
+    l2decay.torch's, torch's with fused=True or foreach=True, or DeepSpeed's CPU Adam (AdamW
+    mode); None if that implementation is not installed (or has no such optimizer)."""
+    torch = torch_module()
+    if torch is None:
+        return None
+    gen = torch.Generator().manual_seed(0)
+    params = [torch.nn.Parameter(torch.rand(s, generator=gen) + 0.5) for s in shapes]
+    for p in params:
+        p.grad = (torch.rand(p.shape, generator=gen) + 0.5) * 1e-3
+    hyper = dict(lr=1e-3, weight_decay=1e-2) if kind == "adamw" else dict(lr=1e-3, momentum=0.9, weight_decay=1e-4)
+    if impl == "l2decay":
+        from . import torch as l2t
+        opt = (l2t.AdamW if kind == "adamw" else l2t.SGD)(params, **hyper)
+    elif impl in ("torch fused", "torch foreach"):
+        flag = {"fused": True} if impl == "torch fused" else {"foreach": True}
+        opt = (torch.optim.AdamW if kind == "adamw" else torch.optim.SGD)(params, **hyper, **flag)
+    elif impl == "deepspeed":
+        try:
+            from deepspeed.ops.adam import DeepSpeedCPUAdam
+        except Exception:
+            return None
+        if kind != "adamw":
+            return None
+        opt = DeepSpeedCPUAdam(params, adamw_mode=True, **hyper)
+    else:
+        raise ValueError(f"impl must be one of {TORCH_IMPLS}, got {impl!r}")
+    opt.step()    # state created outside the timing
+    return Case(opt.step, [p.detach().numpy() for p in params])
+
+
 def _numpy_optimizer(kind, w, g, lr, lam, mu):
     c = w.dtype.type
     tmp, buf, gr = np.empty_like(w), np.zeros_like(w), np.empty_like(w)   # gr: g + lam*w (g kept)
@@ -493,6 +548,27 @@ def sweep(*, sizes=SIZES, dtypes=DTYPES, threads=0, repeats=7, optimizer_sizes=O
                 del labelled
             if progress:
                 progress(f"{dtype} optimizers n={n:,}")
+    results += torch_sweep(repeats=repeats, progress=progress)
+    return results
+
+
+def torch_sweep(*, repeats=7, progress=None):
+    """The torch optimizer table's rows (empty without torch)."""
+    results = []
+    if torch_module() is None:
+        return results
+    for label, shapes in TORCH_MODELS.items():
+        n = int(sum(np.prod(s) for s in shapes))
+        for kind in TORCH_KINDS:
+            labelled = [(impl, torch_case(kind, impl, shapes)) for impl in TORCH_IMPLS]
+            labelled = [(impl, c) for impl, c in labelled if c is not None]
+            for (impl, case), sec in zip(labelled, measure_together([c for _, c in labelled], repeats=repeats)):
+                rec = _record("torch", kind, "float32", n, impl, sec)
+                rec["model"], rec["tensors"] = label, len(shapes)
+                results.append(rec)
+            del labelled
+        if progress:
+            progress(f"torch optimizers, {label}")
     return results
 
 
@@ -607,5 +683,19 @@ def tables(results):
          for r in opt if r["impl"] == "l2decay"
          for sch, npy, tor in [[_find(opt, impl=i, dtype=r["dtype"], n=r["n"], rule=r["rule"])
                                 for i in ("schedule", "numpy", "torch")]]],
+    )
+    tor = [r for r in results if r["kind"] == "torch"]
+    out += _section(
+        "torch optimizers, float32 (us per step; x fused = torch fused / l2decay.torch; "
+        "100 x 4: us per tensor)",
+        f"{'model':<18} {'tensors':>7} {'params':>10} {'step':<12} {'l2decay':>9} {'fused':>9} {'foreach':>9} "
+        f"{'deepspeed':>9} {'x fused':>8} {'x foreach':>9}",
+        [f"{r['model']:<18} {r['tensors']:>7} {r['n']:>10,} {r['rule']:<12} {per(r):>9} {per(f):>9} {per(fe):>9} "
+         f"{per(ds):>9} {_ratio(r, f):>8} {_ratio(r, fe):>9}"
+         for r in tor if r["impl"] == "l2decay"
+         for per in [lambda x, t=r["tensors"], m=r["model"]: (f"{x['seconds'] * 1e6 / (t if m == '100 x 4' else 1):.2f}"
+                                                              if x else "-")]
+         for f, fe, ds in [[_find(tor, impl=i, model=r["model"], rule=r["rule"])
+                            for i in ("torch fused", "torch foreach", "deepspeed")]]],
     )
     return "\n".join(out)

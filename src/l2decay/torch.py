@@ -15,6 +15,7 @@ touches any, and updates all params of all groups in one compiled call.  ``forea
 ``capturable`` and ``differentiable`` are refused.
 """
 import torch
+from torch.optim.optimizer import _global_optimizer_post_hooks, _global_optimizer_pre_hooks
 
 from . import _kernels
 from ._validate import adam_hyper, real, reg as _check_reg, sgd_hyper, step_count
@@ -22,7 +23,7 @@ from .rules import L2, Decay, Decoupled
 
 __all__ = ["SGD", "Adam", "AdamW", "L2", "Decoupled", "Decay"]
 
-_KINDS = (torch.float32, torch.float64, torch.strided, torch.Tensor)
+_KINDS = (torch.float32, torch.float64, torch.strided, torch.Tensor, torch.nn.Parameter)
 _UNSET = object()   # weight_decay not given: its torch default, or 0 when reg= is given
 
 
@@ -82,9 +83,22 @@ class _Base(torch.optim.Optimizer):
             rule = self._rules[key] = (Decoupled if key[0] else L2)(wd)
         return rule
 
-    @torch.no_grad()
     def step(self, closure=None):
-        """One step of every param with a grad; returns closure's loss if given one."""
+        """One step of every param with a grad; returns closure's loss if given one.
+
+        Step hooks (register_step_pre_hook/post_hook) and the profiler's record_function work
+        as in torch.optim; without them the step skips their wrapper (6 us here)."""
+        if (self._optimizer_step_pre_hooks or self._optimizer_step_post_hooks or _global_optimizer_pre_hooks
+                or _global_optimizer_post_hooks or torch.autograd._profiler_enabled()):
+            return self._profiled_step(closure)
+        return self._step(closure)
+
+    # torch.optim.Optimizer wraps a subclass's step in its hooks and profiler unless it is
+    # marked as wrapped already: step calls that wrapper itself when it has anything to do
+    step.hooked = True
+
+    def _step(self, closure=None):
+        # (no torch.no_grad() needed: the update is one compiled call, outside autograd)
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -97,6 +111,8 @@ class _Base(torch.optim.Optimizer):
             # in-place updates as torch's own: autograd sees the params changed
             torch.autograd.graph.increment_version(updated)
         return loss
+
+    _profiled_step = torch.optim.Optimizer.profile_hook_step(_step)
 
     def _checked_step(self, regs):
         """The step when its fast checks refused something: raise the worded error, or step
