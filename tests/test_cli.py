@@ -40,6 +40,8 @@ def test_console_script_is_installed():
     (["train", "--momentum", "1"], "argument --momentum"),
     (["train", "--resume"], "--resume needs --checkpoint"),
     (["train", "--hidden", "0"], "argument --hidden"),
+    (["train", "--train-size", "-5"], "argument --train-size: must be >= 0, got -5"),
+    (["compare", "--seed", "-1"], "argument --seed: must be >= 0, got -1"),
 ])
 def test_bad_options_exit_2(args, message, capsys):
     with pytest.raises(SystemExit) as exc:

@@ -2,13 +2,14 @@
 import argparse
 import dataclasses
 import json
+import math
 import os
 import sys
 
 import numpy as np
 
 from . import datasets
-from .driver import DEFAULT_STRENGTH, CheckpointError, Config, compare, train
+from .driver import DEFAULT_STRENGTH, CheckpointError, Config, OutputError, check_writable, compare, train
 
 RULE_FLAGS = (("l2", "LAMBDA", "L2 regularization: grad += LAMBDA*w before the optimizer"),
               ("decay", "FRACTION", "weight decay: w *= 1 - FRACTION after each step"),
@@ -66,7 +67,7 @@ def _parser():
                    help=f"embedded data set ({', '.join(datasets.EMBEDDED)}) or a CSV path "
                         f"(numeric features, integer class label last, optional header); default {d.data}")
     g.add_argument("--test-fraction", type=_fraction, default=d.test_fraction, help=f"default {d.test_fraction}")
-    g.add_argument("--train-size", type=int, default=d.train_size,
+    g.add_argument("--train-size", type=_nonneg_int, default=d.train_size,
                    help=f"stratified subset of the training split (0: all); default {d.train_size}")
     g.add_argument("--hidden", type=_hidden, default=d.hidden, help="hidden widths, e.g. 64 or 128,64; default 100")
     g.add_argument("--activation", choices=("tanh", "relu"), default=d.activation)
@@ -78,7 +79,7 @@ def _parser():
     g.add_argument("--momentum", type=_fraction, default=d.momentum, help="SGD momentum in [0, 1)")
     g.add_argument("--batch-size", type=_positive_int, default=d.batch_size, help="1: per-sample (online) training")
     g.add_argument("--epochs", type=_positive_int, default=d.epochs, help=f"default {d.epochs}")
-    g.add_argument("--seed", type=int, default=d.seed)
+    g.add_argument("--seed", type=_nonneg_int, default=d.seed)
     g = common.add_argument_group("output")
     g.add_argument("--json", metavar="PATH", help="write config, final metrics and per-epoch history")
     g.add_argument("--plot", metavar="PATH.png", help="learning curves and weight histograms (needs matplotlib)")
@@ -162,8 +163,7 @@ def _report(args, cfg, runs):
     if args.json:
         out = {"config": {k: v for k, v in cfg.to_dict().items() if k not in ("rule", "strength")},
                "runs": [{k: v for k, v in r.items() if k != "weights"} for r in runs]}
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=1)
+        _write_json(args.json, out)
     if args.plot:
         from .plot import plot_runs
         plot_runs(runs, args.plot)
@@ -216,11 +216,34 @@ def _cmd_bench(args):
     if not args.quiet:
         print(text)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"machine": machine, "results": results}, f, indent=1)
+        _write_json(args.json, {"machine": machine, "results": results})
     if args.plot and not args.crossover:
         from .plot import plot_bench
         plot_bench(results, machine, args.plot)
+
+
+def _non_finite(obj, where):
+    """The first NaN or infinity in `obj` and where it is ('runs[0].history[2].test_loss is nan'),
+    or None."""
+    if isinstance(obj, float):
+        return None if math.isfinite(obj) else f"{where.lstrip('.')} is {obj}"
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, (list, tuple)) else ()
+    for key, value in items:
+        found = _non_finite(value, f"{where}[{key}]" if isinstance(key, int) else f"{where}.{key}")
+        if found:
+            return found
+    return None
+
+
+def _write_json(path, doc):
+    """Write `doc` as strict JSON.  json.dump would write NaN and Infinity, which JSON parsers
+    refuse: such a run is reported as an error instead, and nothing is written."""
+    found = _non_finite(doc, "")
+    if found:
+        raise OutputError(f"{path}: not written, as JSON has no NaN or infinity: {found}")
+    text = json.dumps(doc, indent=1, allow_nan=False)
+    with open(path, "w") as f:
+        f.write(text)
 
 
 def _tty(args):
@@ -245,10 +268,13 @@ def main(argv=None):
         parser.error(f"argument --data: unknown data set {args.data!r} "
                      f"(embedded: {', '.join(datasets.EMBEDDED)}; or a path to a .csv file)")
     try:
+        for path in (args.json, args.plot):  # before training, not after it
+            if path:
+                check_writable(path)
         args.func(args)
     except _UsageError as exc:
         parser.error(str(exc))
-    except (datasets.DataError, CheckpointError) as exc:
+    except (datasets.DataError, CheckpointError, OutputError) as exc:
         print(f"l2decay: error: {exc}", file=sys.stderr)
         return 2
     return 0

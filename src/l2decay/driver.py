@@ -7,8 +7,12 @@ matrices only (biases are not regularized, see :func:`l2decay.exclude_1d`).
 import dataclasses
 import json
 import os
+import re
 import tempfile
 import time
+import tokenize
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,6 +27,10 @@ RULE_TYPES = {"none": None, "l2": L2, "decay": Decay, "decoupled": Decoupled}
 # update up to constants (the seed's claim) and differences come from momentum or Adam alone.
 DEFAULT_STRENGTH = {"none": 0.0, "l2": 1e-3, "decay": 2e-4, "decoupled": 1e-3}
 OUTSIDE = 5.0  # the seed's "a good net stays within about +-5"
+# The final metrics of a run, taken from the last epoch of its history.
+METRICS = ("train_accuracy", "test_accuracy", "train_loss", "test_loss",
+           "mean_abs_weight", "max_abs_weight", "fraction_outside_5")
+HISTORY_KEYS = ("epoch", *METRICS, "update_seconds", "epoch_seconds")
 
 
 @dataclass
@@ -61,6 +69,33 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be resumed from (other settings, or unreadable)."""
 
 
+class OutputError(ValueError):
+    """An output (checkpoint, JSON, plot) that cannot be written: checked before training."""
+
+
+def check_writable(path):
+    """Raise OutputError unless a file can be created at `path`: its folder exists and takes a
+    new file.  Checked before training, so a bad path does not cost the run."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        what = "is not a folder" if os.path.exists(directory) else "does not exist"
+        raise OutputError(f"{path}: folder {directory} {what}")
+    if os.path.isdir(path):
+        raise OutputError(f"{path} is a folder, not a file")
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        raise OutputError(f"{path}: the file is not writable")
+    if not os.access(directory, os.W_OK):
+        raise OutputError(f"{path}: folder {directory} is not writable")
+    # os.access alone is not enough: root passes it on read-only folders, and it knows nothing
+    # of read-only mounts; creating a file is the real test.
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".l2decay-probe-", dir=directory)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write in folder {directory} ({exc.strerror or exc})") from None
+
+
 @dataclass
 class Data:
     X_train: np.ndarray
@@ -80,10 +115,19 @@ def prepare_data(cfg):
     if cfg.train_size and cfg.train_size < train.size:
         keep, _ = datasets.stratified_split(y[train], 1.0 - cfg.train_size / train.size, rng)
         train = train[np.sort(keep)]
-    X_train, X_test = datasets.standardize(X[train], X[test])
     dt = np.dtype(cfg.dtype)
-    data = Data(X_train.astype(dt), y[train], X_test.astype(dt), y[test], int(y.max()) + 1, source)
-    data.fingerprint = f"{source}:{X.shape}:{train.size}:{float(np.sum(X_train)):.17g}"
+    with np.errstate(over="ignore", invalid="ignore"):  # checked just below, with a clear message
+        X_train, X_test = (A.astype(dt) for A in datasets.standardize(X[train], X[test]))
+    for split, A in (("training", X_train), ("test", X_test)):
+        bad = ~np.isfinite(A).all(axis=0)
+        if bad.any():
+            raise datasets.DataError(
+                f"{source}: feature column {np.flatnonzero(bad)[0] + 1} of the {split} split does not "
+                f"standardize to finite {dt} values (values far outside the training split's range); "
+                f"rescale that column")
+    data = Data(X_train, y[train], X_test, y[test], int(y.max()) + 1, source)
+    # the exact rows and labels of both splits: resuming on other data must be refused
+    data.fingerprint = datasets.fingerprint(X[train], y[train], X[test], y[test])
     return data
 
 
@@ -117,9 +161,27 @@ def _identity(cfg, data):
     return d
 
 
+def _temporary_prefix(path):
+    return f".{os.path.basename(path)}.l2decay-tmp-"
+
+
+def _remove_stale_temporaries(directory, prefix):
+    """Remove what killed writes of this checkpoint left behind.  mkstemp's random tail has no
+    dot, so a temporary of another checkpoint whose name merely starts like ours (one of
+    'run.npz.l2decay-tmp-x' is '.run.npz.l2decay-tmp-x.l2decay-tmp-*.npz') never matches."""
+    stale = re.compile(re.escape(prefix) + r"[^.]+\.npz")
+    for name in os.listdir(directory):
+        if stale.fullmatch(name):
+            try:
+                os.unlink(os.path.join(directory, name))
+            except OSError:
+                pass  # gone already, or not ours to remove: not worth failing the run for
+
+
 def save_checkpoint(path, cfg, data, model, opt, epoch, rng, history):
     """Write the whole training state to `path` (.npz) atomically: a temporary file in the same
-    directory, flushed to disk, then renamed over `path`. A crash leaves the old file intact."""
+    directory, flushed to disk, then renamed over `path`. A crash leaves the old file intact,
+    and the next save removes the temporary a kill left (one writer per checkpoint path)."""
     arrays = {f"param.{k}": p for k, p in enumerate(model.params)}
     arrays.update({f"opt.{k}": v for k, v in opt.state_dict().items()})
     arrays["epoch"] = epoch
@@ -129,7 +191,9 @@ def save_checkpoint(path, cfg, data, model, opt, epoch, rng, history):
         "history": history,
     })
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".l2decay-ckpt-", suffix=".npz", dir=directory)
+    prefix = _temporary_prefix(path)
+    _remove_stale_temporaries(directory, prefix)
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".npz", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
@@ -144,30 +208,109 @@ def save_checkpoint(path, cfg, data, model, opt, epoch, rng, history):
         raise
 
 
+# What reading a damaged or foreign file can raise: zipfile's BadZipFile, RuntimeError for an
+# "encrypted" or NotImplementedError for an unknown compression flag, zlib.error from a broken
+# deflate stream, EOFError from an empty file, ValueError or tokenize.TokenError from a broken
+# .npy header or JSON text, OSError from the file system.
+_UNREADABLE = (OSError, EOFError, ValueError, RuntimeError, zipfile.BadZipFile, zlib.error,
+               tokenize.TokenError)
+
+
+def _read_checkpoint(path):
+    """The arrays stored in `path`, every byte checked against the zip's CRC-32s: numpy stops
+    reading a member after the bytes its header asks for, so it does not check them itself."""
+    with zipfile.ZipFile(path) as zf:
+        bad = zf.testzip()
+    if bad is not None:
+        raise ValueError(f"{bad} fails its CRC check")
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def _meta(stored):
+    """The checkpoint's meta dict (identity, rng, history), or None."""
+    m = stored.get("meta")
+    if m is None or m.shape != () or m.dtype.kind != "U":
+        return None
+    meta = json.loads(str(m))
+    return meta if isinstance(meta, dict) else None
+
+
+def _is_number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _check_history(history, epoch):
+    """None if `history` is the per-epoch list a run of `epoch` epochs writes, else what is wrong."""
+    if not isinstance(history, list) or len(history) != epoch:
+        return f"history is not a list of {epoch} epochs"
+    for i, h in enumerate(history, start=1):
+        if not isinstance(h, dict) or not all(_is_number(h.get(k)) for k in HISTORY_KEYS) or h["epoch"] != i:
+            return f"history entry {i} is not epoch {i} with {', '.join(HISTORY_KEYS)}"
+    return None
+
+
+def _check_rng_state(rng, state):
+    """None if `state` is a state of rng's kind of bit generator, else why not (tried on a
+    fresh generator, so `rng` itself is untouched)."""
+    probe = type(rng.bit_generator)(0)
+    try:
+        probe.state = state
+    except (TypeError, ValueError, KeyError, OverflowError) as exc:
+        return f"rng state is not a {type(probe).__name__} state ({exc})"
+    if probe.state != state:  # the setter silently coerces some values (a float state)
+        return f"rng state is not a {type(probe).__name__} state"
+    return None
+
+
 def load_checkpoint(path, cfg, data, model, opt, rng):
     """Restore model, optimizer, rng from `path`; returns (epoch, history).  Refuses (and
-    changes nothing) if the checkpoint was written with other settings."""
+    changes nothing) if the checkpoint was written with other settings or is damaged: all of
+    it is checked before anything is restored."""
     try:
-        with np.load(path, allow_pickle=False) as z:
-            stored = {k: z[k] for k in z.files}
-        meta = json.loads(str(stored["meta"]))
-        epoch = int(stored["epoch"])
-    except (OSError, ValueError, KeyError) as exc:
+        stored = _read_checkpoint(path)
+        meta = _meta(stored)
+    except _UNREADABLE as exc:
         raise CheckpointError(f"{path}: not a readable l2decay checkpoint ({exc})") from None
-    want = _identity(cfg, data)
-    have = meta.get("identity", {})
+    if meta is None:
+        raise CheckpointError(f"{path}: not an l2decay checkpoint (no meta JSON object)")
+    for key, kind, name in (("identity", dict, "an object"), ("rng", dict, "an object"), ("history", list, "a list")):
+        if not isinstance(meta.get(key), kind):
+            raise CheckpointError(f"{path}: not an l2decay checkpoint (meta {key} is not {name})")
+    epoch = stored.get("epoch")
+    if epoch is None or epoch.shape != () or epoch.dtype.kind not in "iu":
+        raise CheckpointError(f"{path}: not an l2decay checkpoint (no integer epoch)")
+    epoch = int(epoch)
+    want, have = _identity(cfg, data), meta["identity"]
     diff = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
     if diff:
         detail = ", ".join(f"{k}: checkpoint {have.get(k)!r} vs now {want.get(k)!r}" for k in diff)
         raise CheckpointError(f"{path} was written with other settings ({detail})")
+    if epoch < 1:
+        raise CheckpointError(f"{path}: epoch {epoch} is not a completed epoch (>= 1)")
     if epoch > cfg.epochs:
         raise CheckpointError(f"{path} is at epoch {epoch}, beyond --epochs {cfg.epochs}")
-    params = [stored.get(f"param.{k}") for k in range(len(model.params))]
+    problem = _check_history(meta["history"], epoch) or _check_rng_state(rng, meta["rng"])
+    if problem:
+        raise CheckpointError(f"{path}: {problem}")
+    names = {f"param.{k}" for k in range(len(model.params))}
+    if names != {k for k in stored if k.startswith("param.")}:
+        raise CheckpointError(f"{path}: holds other parameters than the model's {len(names)}")
+    params = [stored[f"param.{k}"] for k in range(len(model.params))]
     for k, (p, q) in enumerate(zip(params, model.params)):
-        if p is None or p.shape != q.shape or p.dtype != q.dtype:
+        if p.shape != q.shape or p.dtype != q.dtype:
             raise CheckpointError(f"{path}: parameter {k} does not match the model")
-    try:
-        opt.load_state_dict({k[4:]: v for k, v in stored.items() if k.startswith("opt.")})
+    opt_state = {k[4:]: v for k, v in stored.items() if k.startswith("opt.")}
+    # The identity pins the settings, so the stored hyperparameters (lr, momentum, rule, ...)
+    # must be the ones `opt` was built with: load_state_dict would take any value.
+    for key, value in opt.state_dict().items():
+        have = opt_state.get(key)
+        if not key.startswith("state.") and (have is None or have.shape != np.shape(value)
+                                             or not np.array_equal(have, value)):
+            shown = None if have is None else have.tolist()
+            raise CheckpointError(f"{path}: optimizer setting {key} is {shown!r}, the settings give {value!r}")
+    try:  # the last check: it validates everything, and restores the optimizer only if all is well
+        opt.load_state_dict(opt_state)
     except ValueError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
     for p, q in zip(params, model.params):
@@ -197,6 +340,8 @@ def train(cfg=None, *, prepared=None, checkpoint=None, resume=False, progress=Fa
         raise ValueError(f"epochs must be >= 1, got {cfg.epochs}")
     if cfg.batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {cfg.batch_size}")
+    if checkpoint:
+        check_writable(checkpoint)
     data = prepared or prepare_data(cfg)
     model, opt = build(cfg, data)
     rng = np.random.default_rng([cfg.seed, 2])  # batch order
@@ -232,8 +377,7 @@ def train(cfg=None, *, prepared=None, checkpoint=None, resume=False, progress=Fa
         bar.close()
     last = history[-1]
     run = {"rule": cfg.rule, "strength": cfg.strength}
-    run.update({k: last[k] for k in ("train_accuracy", "test_accuracy", "train_loss", "test_loss",
-                                       "mean_abs_weight", "max_abs_weight", "fraction_outside_5")})
+    run.update({k: last[k] for k in METRICS})
     run["update_seconds"] = sum(h["update_seconds"] for h in history)
     run["epoch_seconds"] = sum(h["epoch_seconds"] for h in history)
     run["history"] = history
