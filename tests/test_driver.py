@@ -5,6 +5,7 @@ import os
 import numpy as np
 import pytest
 
+import l2decay
 import l2decay.driver as tr
 from l2decay.mlp import MLP
 
@@ -157,3 +158,31 @@ def test_public_api_names():
     assert l2decay.train is tr.train and l2decay.compare is tr.compare and l2decay.MLP is MLP
     run = l2decay.train(data="iris", train_size=0, epochs=1)
     assert len(run["history"]) == 1
+
+
+@pytest.mark.parametrize("overrides,exc,match", [
+    (dict(rule="l3"), ValueError, r"^rule must be one of"),
+    (dict(optimizer="lion"), ValueError, r"^optimizer must be one of"),
+    (dict(dtype="int8"), ValueError, r"^dtype must be one of"),
+    (dict(epochs="3"), TypeError, r"^epochs must be an int"),
+    (dict(epochs=0), ValueError, r"^epochs must be >= 1"),
+    (dict(seed=-1), ValueError, r"^seed must be >= 0"),
+    (dict(hidden=(0,)), ValueError, r"^hidden must be a list of positive int"),
+    (dict(lr=10 ** 400), ValueError, r"^lr must be finite"),
+    (dict(test_fraction=1.0), ValueError, r"^test_fraction must be in \(0, 1\)"),
+    (dict(hidden=(10 ** 9,)), ValueError, r"need [\d,]+ GiB of parameters, more than this machine"),
+])
+def test_bad_settings_are_named_errors(overrides, exc, match):
+    with pytest.raises(exc, match=match):
+        tr.train(**{**TINY, **overrides})
+
+
+@pytest.mark.parametrize("kw,exc,match", [
+    (dict(sizes="abc"), TypeError, r"^sizes must be a list of int"),
+    (dict(sizes=[4, 3], seed=-1), ValueError, r"^seed must be a non-negative int"),
+    (dict(sizes=[4, 3], dtype="int8"), TypeError, r"^dtype must be float32 or float64"),
+])
+def test_bad_mlp_arguments(kw, exc, match):
+    sizes = kw.pop("sizes")
+    with pytest.raises(exc, match=match):
+        l2decay.MLP(sizes, **kw)

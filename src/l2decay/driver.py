@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import datasets
-from .mlp import MLP
-from .optim import SGD, Adam, Decay, Decoupled, L2, exclude_1d
+from ._validate import real
+from .mlp import ACTIVATIONS, LOSSES, MLP
+from .optim import SGD, Adam, exclude_1d
+from .rules import Decay, Decoupled, L2
 
 RULE_TYPES = {"none": None, "l2": L2, "decay": Decay, "decoupled": Decoupled}
 # Strengths `compare` uses unless told otherwise: every rule removes the same fraction of each
@@ -54,6 +56,30 @@ class Config:
     rule: str = "none"
     strength: float = 0.0
     seed: int = 0
+
+    def __post_init__(self):
+        """Every field checked here, so that a bad value is a ValueError/TypeError naming it
+        rather than a failure deep inside training."""
+        choices = {"activation": ACTIVATIONS, "loss": LOSSES, "dtype": ("float32", "float64"),
+                   "optimizer": ("sgd", "adam"), "rule": tuple(RULE_TYPES)}
+        for name, options in choices.items():
+            if getattr(self, name) not in options:
+                raise ValueError(f"{name} must be one of {options}, got {getattr(self, name)!r}")
+        if not isinstance(self.data, str):
+            raise TypeError(f"data must be a data set name or a CSV path, got {type(self.data).__name__}")
+        for name, low in (("train_size", 0), ("batch_size", 1), ("epochs", 1), ("seed", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise TypeError(f"{name} must be an int, got {value!r}")
+            if value < low:
+                raise ValueError(f"{name} must be >= {low}, got {value}")
+        if isinstance(self.hidden, (str, bytes)) or not all(
+                isinstance(h, (int, np.integer)) and not isinstance(h, bool) and h >= 1 for h in self.hidden):
+            raise ValueError(f"hidden must be a list of positive int layer widths, got {self.hidden!r}")
+        real("test_fraction", self.test_fraction, low_open=True, high=1.0, high_open=True)
+        real("lr", self.lr)
+        real("momentum", self.momentum, high=1.0, high_open=True)
+        real("strength", self.strength)
 
     def regularizer(self):
         cls = RULE_TYPES[self.rule]
@@ -336,10 +362,6 @@ def train(cfg=None, *, prepared=None, checkpoint=None, resume=False, progress=Fa
     overrides replace Config fields.  `prepared` reuses a :func:`prepare_data` result.
     """
     cfg = dataclasses.replace(cfg or Config(), **overrides)
-    if cfg.epochs < 1:
-        raise ValueError(f"epochs must be >= 1, got {cfg.epochs}")
-    if cfg.batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {cfg.batch_size}")
     if checkpoint:
         check_writable(checkpoint)
     data = prepared or prepare_data(cfg)

@@ -1,8 +1,18 @@
 """A small numpy multilayer perceptron: forward and backward with BLAS matmuls, no autograd."""
+import os
+
 import numpy as np
 
 ACTIVATIONS = ("tanh", "relu")
 LOSSES = ("ce", "mse")
+
+
+def _memory_bytes():
+    """Physical memory, or a bound no machine reaches when it cannot be read."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 62
 
 
 class MLP:
@@ -19,9 +29,20 @@ class MLP:
             raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+        if isinstance(sizes, (str, bytes)) or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool)
+                                                       for s in sizes):
+            raise TypeError(f"sizes must be a list of int layer widths, got {sizes!r}")
         sizes = [int(s) for s in sizes]
         if len(sizes) < 2 or min(sizes) < 1:
             raise ValueError(f"sizes must list at least 2 positive layer widths, got {sizes}")
+        if np.dtype(dtype) not in (np.float32, np.float64):
+            raise TypeError(f"dtype must be float32 or float64, got {dtype!r}")
+        if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        nbytes = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:])) * np.dtype(dtype).itemsize
+        if nbytes > _memory_bytes():
+            raise ValueError(f"sizes {sizes} need {nbytes >> 30:,} GiB of parameters, more than this "
+                             f"machine's {_memory_bytes() >> 30:,} GiB of memory")
         self.sizes, self.activation, self.loss, self.dtype = sizes, activation, loss, np.dtype(dtype)
         rng = np.random.default_rng(seed)
         self.params = []
