@@ -1,10 +1,12 @@
-"""Worker for tests/test_torch_distributed.py, started by torch.distributed.run on loopback:
-trains a small MLP with l2decay.torch.AdamW under DistributedDataParallel (optionally with
+"""Worker for tests/test_torch_distributed.py, one process per rank on loopback: trains a
+small MLP with l2decay.torch.AdamW under DistributedDataParallel (optionally with
 ZeroRedundancyOptimizer) and saves each rank's final parameters.
 
-usage: python -m torch.distributed.run --standalone --nproc_per_node=2 _dist_worker.py OUTDIR MODE
+usage: python _dist_worker.py OUTDIR MODE RANK WORLD PORT
 MODE: "ddp" (every rank holds the whole optimizer state) or "zero" (state sharded over ranks).
 """
+import datetime
+import faulthandler
 import os
 import sys
 
@@ -44,10 +46,13 @@ def single():
     return [p.detach().clone() for p in net.parameters()]
 
 
-def main(outdir, mode):
+def main(outdir, mode, rank, world, port):
+    faulthandler.dump_traceback_later(150, exit=True)   # a hang shows where, then ends
     torch.set_num_threads(1)
-    dist.init_process_group("gloo")
-    rank, world = dist.get_rank(), dist.get_world_size()
+    # loopback only: the rendezvous on 127.0.0.1, and gloo's sockets on the lo interface
+    os.environ["GLOO_SOCKET_IFNAME"] = "lo"
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
+                            timeout=datetime.timedelta(seconds=120))
     net = DistributedDataParallel(model())
     if mode == "zero":
         opt = ZeroRedundancyOptimizer(net.parameters(), optimizer_class=lt.AdamW, lr=LR, weight_decay=WD)
@@ -63,4 +68,4 @@ def main(outdir, mode):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))

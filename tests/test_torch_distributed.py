@@ -1,6 +1,7 @@
 """l2decay.torch across processes on torch's own engine: DistributedDataParallel with two
 ranks (gloo on loopback) and ZeroRedundancyOptimizer sharding l2decay's AdamW state."""
 import os
+import socket
 import subprocess
 import sys
 
@@ -15,13 +16,30 @@ sys.path.insert(0, HERE)
 import _dist_worker  # noqa: E402
 
 
-def _launch(tmp_path, mode):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           os.path.join(HERE, "_dist_worker.py"), str(tmp_path), mode]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return [torch.load(tmp_path / f"{mode}-{r}.pt") for r in range(2)]
+def _free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _launch(tmp_path, mode, world=2):
+    """One process per rank, rendezvous on a free loopback port; their outputs on failure."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    port = _free_port()
+    procs = [subprocess.Popen([sys.executable, os.path.join(HERE, "_dist_worker.py"), str(tmp_path), mode,
+                               str(rank), str(world), str(port)],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for rank in range(world)]
+    outs = []
+    for p in procs:
+        try:
+            outs.append(p.communicate(timeout=240)[0])
+        except subprocess.TimeoutExpired:
+            for q in procs:
+                q.kill()
+            outs.append(p.communicate()[0])
+    assert all(p.returncode == 0 for p in procs), "\n".join(o[-3000:] for o in outs)
+    return [torch.load(tmp_path / f"{mode}-{r}.pt") for r in range(world)]
 
 
 @pytest.fixture(scope="module")
