@@ -20,7 +20,7 @@ def l2_step(w, grad, lr, lam):
 def decay_step(w, grad, lr, decay):
     dt = w.dtype
     w -= _c(lr, dt) * grad
-    w *= _c(1.0 - decay, dt)
+    w -= _c(decay, dt) * w
 
 
 def regularize_before(w, g, rule, s, lr):
@@ -30,14 +30,14 @@ def regularize_before(w, g, rule, s, lr):
     if rule == "l2":
         g = g + _c(s, w.dtype) * w
     if rule == "decoupled":
-        w *= _c(1.0 - lr * s, w.dtype)
+        w -= _c(lr * s, w.dtype) * w
     return g
 
 
 def regularize_after(w, rule, s):
     """The part of each rule that runs after the step (Decay)."""
     if rule == "decay":
-        w *= _c(1.0 - s, w.dtype)
+        w -= _c(s, w.dtype) * w
 
 
 class SGD:

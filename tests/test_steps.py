@@ -95,7 +95,7 @@ def test_decay_property(wg, lr, decay):
 @given(pairs())
 def test_decay_with_zero_lr_is_pure_shrink(wg):
     w, g = wg
-    expected = w * w.dtype.type(1 - 0.5)
+    expected = w - w.dtype.type(0.5) * w        # (w - 0*g) - decay*(w - 0*g)
     l2decay.decay_step(w, g, lr=0.0, decay=0.5)
     np.testing.assert_array_equal(w, expected)
 

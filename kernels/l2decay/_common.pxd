@@ -7,7 +7,8 @@
 cdef struct Hyper:
     double lr
     double lam                    # L2: lam*w is added to the gradient
-    double factor                 # Decoupled: 1 - lr*lam (before the step); Decay: 1 - d (after)
+    double shrink                 # w - shrink*w: Decoupled lr*lam before the step; Decay d after
+                                  # (never w*(1 - shrink): float32(1 - 1e-7) is 1 - 1.19e-7)
     bint l2, decoupled, decay     # the regularization: at most one is set
     double sign                   # -1.0 with maximize (the gradient is negated), else +1.0
     double mu, damp1              # SGD: momentum, 1 - dampening

@@ -27,7 +27,7 @@ cdef void decay_step_f32(float* w, const float* grad, Py_ssize_t n,
                          double lr, double decay) noexcept nogil:
     cdef Hyper h
     h.lr = lr
-    h.factor = 1.0 - decay
+    h.shrink = decay
     _single(OP_DECAY, w, <void*>grad, n, False, &h)
 
 
@@ -35,7 +35,7 @@ cdef void decay_step_f64(double* w, const double* grad, Py_ssize_t n,
                          double lr, double decay) noexcept nogil:
     cdef Hyper h
     h.lr = lr
-    h.factor = 1.0 - decay
+    h.shrink = decay
     _single(OP_DECAY, w, <void*>grad, n, True, &h)
 
 
@@ -112,7 +112,9 @@ def l2_step(w, grad, *, lr, lam, write_grad=True):
 
 
 def decay_step(w, grad, *, lr, decay):
-    """Weight-decay step, in place: ``w = (w - lr*grad) * (1 - decay)``; ``grad`` is not written.
+    """Weight-decay step, in place: ``w = (w - lr*grad) * (1 - decay)``, computed as
+    ``z = w - lr*grad; w = z - decay*z`` (a rounded ``1 - decay`` would distort small decays);
+    ``grad`` is not written.
 
     Parameters
     ----------
@@ -127,7 +129,7 @@ def decay_step(w, grad, *, lr, decay):
     """
     cdef Hyper h
     h.lr = _real("lr", lr)
-    h.factor = 1.0 - _real("decay", decay, 1.0, True)
+    h.shrink = _real("decay", decay, 1.0, True)
     _apply(OP_DECAY, w, grad, &h)
 
 

@@ -53,11 +53,13 @@ cdef inline void _l2_keep_loop(floating* w, const floating* g, Py_ssize_t n,
 
 
 cdef inline void _decay_loop(floating* w, const floating* g, Py_ssize_t n,
-                             floating lr, floating factor) noexcept nogil:
-    """w = (w - lr*grad) * factor,  factor = 1 - decay."""
+                             floating lr, floating decay) noexcept nogil:
+    """w = (w - lr*grad) * (1 - decay), as z - decay*z: float32(1 - 1e-7) is 1 - 1.19e-7."""
     cdef Py_ssize_t i
+    cdef floating z
     for i in range(n):
-        w[i] = (w[i] - lr * g[i]) * factor
+        z = w[i] - lr * g[i]
+        w[i] = z - decay * z
 
 
 cdef inline void _sgd_loop(floating* w, const floating* g, floating* buf, Py_ssize_t n,
@@ -67,7 +69,7 @@ cdef inline void _sgd_loop(floating* w, const floating* g, floating* buf, Py_ssi
     flags are passed as constants (_sgd_chunk) so that each combination compiles to its own
     loop: left to gcc's unswitching, this many branches keep it from vectorizing."""
     cdef Py_ssize_t i
-    cdef floating lr = <floating>h.lr, lam = <floating>h.lam, factor = <floating>h.factor
+    cdef floating lr = <floating>h.lr, lam = <floating>h.lam, shrink = <floating>h.shrink
     cdef floating sign = <floating>h.sign, mu = <floating>h.mu, damp1 = <floating>h.damp1
     cdef floating gi, wi, bi
     # flags in locals: read through `h` they could alias the arrays, which stops gcc from
@@ -79,7 +81,7 @@ cdef inline void _sgd_loop(floating* w, const floating* g, floating* buf, Py_ssi
         if l2:
             gi = gi + lam * wi
         if decoupled:
-            wi = wi * factor
+            wi = wi - shrink * wi
         if not use_momentum:
             wi = wi - lr * gi
         elif velocity:
@@ -106,7 +108,7 @@ cdef inline void _sgd_loop(floating* w, const floating* g, floating* buf, Py_ssi
                 gi = bi
             wi = wi - lr * gi
         if decay:
-            wi = wi * factor
+            wi = wi - shrink * wi
         w[i] = wi
 
 
@@ -136,7 +138,7 @@ cdef inline void _adam_loop(floating* w, const floating* g, floating* m, floatin
     """One Adam step (l2decay.adam_step documents the formulas); g is only read.  `amsgrad`
     is passed as a constant (_adam_chunk): each case compiles to its own loop."""
     cdef Py_ssize_t i
-    cdef floating lam = <floating>h.lam, factor = <floating>h.factor, sign = <floating>h.sign
+    cdef floating lam = <floating>h.lam, shrink = <floating>h.shrink, sign = <floating>h.sign
     cdef floating b1 = <floating>h.b1, b2 = <floating>h.b2
     cdef floating a1 = <floating>(1.0 - h.b1), a2 = <floating>(1.0 - h.b2)
     cdef floating ss = <floating>step_size, bc2s = <floating>bc2_sqrt, eps = <floating>h.eps
@@ -148,7 +150,7 @@ cdef inline void _adam_loop(floating* w, const floating* g, floating* m, floatin
         if l2:
             gi = gi + lam * wi
         if decoupled:
-            wi = wi * factor
+            wi = wi - shrink * wi
         mi = b1 * m[i] + a1 * gi
         vi = b2 * v[i] + a2 * (gi * gi)
         m[i] = mi
@@ -165,7 +167,7 @@ cdef inline void _adam_loop(floating* w, const floating* g, floating* m, floatin
         # (a division by 1 is exact)
         wi = wi - (ss * mi) / (root / bc2s + eps)
         if decay:
-            wi = wi * factor
+            wi = wi - shrink * wi
         w[i] = wi
 
 
@@ -212,7 +214,7 @@ cdef void _chunk(Op op, const Task* t, Py_ssize_t a, Py_ssize_t b) noexcept nogi
         elif op == OP_L2_KEEP:
             _l2_keep_loop(<double*>t.w + a, <double*>t.g + a, b - a, h.lr, h.lam)
         elif op == OP_DECAY:
-            _decay_loop(<double*>t.w + a, <double*>t.g + a, b - a, h.lr, h.factor)
+            _decay_loop(<double*>t.w + a, <double*>t.g + a, b - a, h.lr, h.shrink)
         elif op == OP_STREAM_SWAP:
             _swap_loop(<double*>t.w + a, <double*>t.g + a, b - a)
         else:
@@ -229,7 +231,7 @@ cdef void _chunk(Op op, const Task* t, Py_ssize_t a, Py_ssize_t b) noexcept nogi
         elif op == OP_L2_KEEP:
             _l2_keep_loop(<float*>t.w + a, <float*>t.g + a, b - a, <float>h.lr, <float>h.lam)
         elif op == OP_DECAY:
-            _decay_loop(<float*>t.w + a, <float*>t.g + a, b - a, <float>h.lr, <float>h.factor)
+            _decay_loop(<float*>t.w + a, <float*>t.g + a, b - a, <float>h.lr, <float>h.shrink)
         elif op == OP_STREAM_SWAP:
             _swap_loop(<float*>t.w + a, <float*>t.g + a, b - a)
         else:

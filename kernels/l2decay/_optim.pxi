@@ -9,7 +9,7 @@ cdef inline bint _reg_ok(Hyper* h, object reg) noexcept:
     cdef double coef
     h.l2 = h.decoupled = h.decay = False
     h.lam = 0.0
-    h.factor = 1.0
+    h.shrink = 0.0
     if reg is None:
         return True
     cls = type(reg)
@@ -22,10 +22,10 @@ cdef inline bint _reg_ok(Hyper* h, object reg) noexcept:
         h.lam = coef
     elif cls is _Decoupled:
         h.decoupled = True
-        h.factor = 1.0 - h.lr * coef
+        h.shrink = h.lr * coef
     else:
         h.decay = True
-        h.factor = 1.0 - coef
+        h.shrink = coef
     return True
 
 
@@ -431,7 +431,7 @@ cdef inline void _c_reg(Hyper* h, int reg, double strength) noexcept nogil:
     h.decoupled = reg == REG_DECOUPLED
     h.decay = reg == REG_DECAY
     h.lam = strength if h.l2 else 0.0
-    h.factor = 1.0 - h.lr * strength if h.decoupled else (1.0 - strength if h.decay else 1.0)
+    h.shrink = h.lr * strength if h.decoupled else (strength if h.decay else 0.0)
 
 
 cdef inline void _c_sgd(void* w, const void* grad, void* buf, Py_ssize_t n, bint is_double,

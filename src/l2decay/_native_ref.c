@@ -24,16 +24,16 @@
 
 #define DECAY(T, NAME)                                                                   \
     __attribute__((noinline)) static void NAME##_once(T *restrict w, const T *restrict g, \
-                                                      long n, T lr, T keep, int threads) {\
+                                                      long n, T lr, T decay, int threads) {\
         if (threads <= 1) {                                                              \
-            for (long i = 0; i < n; i++) w[i] = (w[i] - lr * g[i]) * keep;               \
+            for (long i = 0; i < n; i++) { T z = w[i] - lr * g[i]; w[i] = z - decay * z; }  \
         } else {                                                                         \
             _Pragma("omp parallel for num_threads(threads) schedule(static)")            \
-            for (long i = 0; i < n; i++) w[i] = (w[i] - lr * g[i]) * keep;               \
+            for (long i = 0; i < n; i++) { T z = w[i] - lr * g[i]; w[i] = z - decay * z; }  \
         }                                                                                \
     }                                                                                    \
     void NAME(T *w, const T *g, long n, double lr, double decay, int threads, long reps) {\
-        for (long r = 0; r < reps; r++) NAME##_once(w, g, n, (T)lr, (T)(1.0 - decay), threads); \
+        for (long r = 0; r < reps; r++) NAME##_once(w, g, n, (T)lr, (T)decay, threads); \
     }
 
 #define L2KEEP(T, NAME)                                                                  \

@@ -188,12 +188,13 @@ def rule_case(rule, impl, dtype, n, *, threads=0, native_threads=None, native_re
                 mul(reg, lr, out=tmp)
                 sub(w, tmp, out=w)
         else:
-            lr, keep = dtype.type(h["lr"]), dtype.type(1 - h["decay"])
+            lr, decay = dtype.type(h["lr"]), dtype.type(h["decay"])
 
             def run():
                 mul(g, lr, out=tmp)
                 sub(w, tmp, out=w)
-                mul(w, keep, out=w)
+                mul(w, decay, out=tmp)
+                sub(w, tmp, out=w)
         return Case(run, (w, g))
     if impl == "torch":
         torch = torch_module()
