@@ -36,14 +36,30 @@ cdef inline bint _flag_ok(object value, bint* out) noexcept:
     return True
 
 
+# numpy's type number of ml_dtypes.bfloat16 (a user-defined dtype: its number is given at run time)
+cdef int _BF16_NUM = -1
+
+
+cdef inline int _kind(cnp.ndarray arr) noexcept:
+    """The Kind of a float array's dtype, or -1."""
+    cdef int t = cnp.PyArray_TYPE(arr)
+    if t == cnp.NPY_FLOAT:
+        return KIND_F32
+    if t == cnp.NPY_DOUBLE:
+        return KIND_F64
+    if t == cnp.NPY_FLOAT16:
+        return KIND_F16
+    if t == _BF16_NUM:
+        return KIND_BF16
+    return -1
+
+
 cdef inline bint _array_ok(object a, bint writes) noexcept:
     cdef cnp.ndarray arr
-    cdef int t
     if not cnp.PyArray_Check(a):
         return False
     arr = <cnp.ndarray>a
-    t = cnp.PyArray_TYPE(arr)
-    return ((t == cnp.NPY_DOUBLE or t == cnp.NPY_FLOAT)
+    return (_kind(arr) >= 0
             and cnp.PyArray_ISNOTSWAPPED(arr)
             and cnp.PyArray_IS_C_CONTIGUOUS(arr)
             and (not writes or cnp.PyArray_ISWRITEABLE(arr)))
@@ -68,8 +84,23 @@ cdef inline bint _pair_ok(object w, object g, bint writes_g) noexcept:
 
 
 cdef inline bint _state_ok(object s, object w) noexcept:
-    """A state array of parameter `w`: writeable, C-contiguous, its dtype and shape, apart."""
-    return _array_ok(s, True) and _like(<cnp.ndarray>s, <cnp.ndarray>w) and _disjoint(<cnp.ndarray>s, <cnp.ndarray>w)
+    """A state array of parameter `w`: writeable, C-contiguous, its shape, apart from it, and
+    float32 for 16-bit weights (whose arithmetic is float32), else w's dtype."""
+    cdef int kw
+    if not _array_ok(s, True):
+        return False
+    kw = _kind(<cnp.ndarray>w)
+    if kw == KIND_BF16 or kw == KIND_F16:
+        if cnp.PyArray_TYPE(<cnp.ndarray>s) != cnp.NPY_FLOAT or not cnp.PyArray_SAMESHAPE(<cnp.ndarray>s, <cnp.ndarray>w):
+            return False
+    elif not _like(<cnp.ndarray>s, <cnp.ndarray>w):
+        return False
+    return _disjoint(<cnp.ndarray>s, <cnp.ndarray>w)
+
+
+cdef inline bint _comp_ok(object c, object w) noexcept:
+    """A compensation buffer of parameter `w`: w's dtype and shape, writeable, apart."""
+    return _array_ok(c, True) and _like(<cnp.ndarray>c, <cnp.ndarray>w) and _disjoint(<cnp.ndarray>c, <cnp.ndarray>w)
 
 
 cdef inline object _items(object seq):
@@ -114,10 +145,10 @@ cdef bint _no_overlap(const Task* tasks, Py_ssize_t m, bint writes_g) noexcept:
     cdef char* end_any = NULL
     cdef char* end_written = NULL
     cdef Py_ssize_t nb
-    cdef char* ptrs[5]
+    cdef char* ptrs[6]
     cdef bint ok = True
-    if m * 5 > 32:
-        r = <Range*>malloc(m * 5 * sizeof(Range))
+    if m * 6 > 32:
+        r = <Range*>malloc(m * 6 * sizeof(Range))
         if r == NULL:
             return False
     for k in range(m):
@@ -129,10 +160,12 @@ cdef bint _no_overlap(const Task* tasks, Py_ssize_t m, bint writes_g) noexcept:
         ptrs[2] = tasks[k].s1
         ptrs[3] = tasks[k].s2
         ptrs[4] = tasks[k].s3
-        for j in range(5):
+        ptrs[5] = tasks[k].comp
+        for j in range(6):
             if ptrs[j] != NULL:
                 r[count].lo = ptrs[j]
-                r[count].hi = ptrs[j] + nb
+                # state arrays of 16-bit weights are float32: twice the weights' bytes
+                r[count].hi = ptrs[j] + (nb * 2 if 2 <= j <= 4 and tasks[k].kind >= KIND_BF16 else nb)
                 r[count].written = j != 1 or writes_g
                 count += 1
     qsort(r, count, sizeof(Range), _range_cmp)
@@ -150,7 +183,7 @@ cdef bint _no_overlap(const Task* tasks, Py_ssize_t m, bint writes_g) noexcept:
 
 
 # -- tasks
-cdef inline void _init_task(Task* t, void* w, void* g, Py_ssize_t n, bint is_double,
+cdef inline void _init_task(Task* t, void* w, void* g, Py_ssize_t n, int kind,
                             const Hyper* h) noexcept nogil:
     t.w = <char*>w
     t.g = <char*>g
@@ -158,7 +191,10 @@ cdef inline void _init_task(Task* t, void* w, void* g, Py_ssize_t n, bint is_dou
     t.s2 = NULL
     t.s3 = NULL
     t.n = n
-    t.is_double = is_double
+    t.kind = kind
+    t.comp = NULL
+    t.rounding = ROUND_NEAREST
+    t.key = 0
     t.first = False
     t.step = 0
     t.step_size = 0.0
@@ -169,7 +205,7 @@ cdef inline void _init_task(Task* t, void* w, void* g, Py_ssize_t n, bint is_dou
 cdef inline void _task(Task* t, object w, object g, const Hyper* h) noexcept:
     """A task for a checked pair."""
     _init_task(t, cnp.PyArray_BYTES(<cnp.ndarray>w), cnp.PyArray_BYTES(<cnp.ndarray>g),
-               cnp.PyArray_SIZE(<cnp.ndarray>w), cnp.PyArray_TYPE(<cnp.ndarray>w) == cnp.NPY_DOUBLE, h)
+               cnp.PyArray_SIZE(<cnp.ndarray>w), _kind(<cnp.ndarray>w), h)
 
 
 cdef inline char* _bytes(object a) noexcept:

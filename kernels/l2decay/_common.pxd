@@ -27,6 +27,26 @@ cdef enum Op:
     OP_STREAM_SWAP = 5    # bench only: w[i], g[i] = g[i], w[i] (L2's traffic)
     OP_STREAM_AXPY = 6    # bench only: w[i] += lr*g[i] (decay's traffic)
 
+# Storage of a tensor's weights and gradient.  The 16-bit formats compute in float32 and keep
+# their optimizer state in float32; float32 and float64 keep it in their own dtype.
+cdef enum Kind:
+    KIND_F32 = 0
+    KIND_F64 = 1
+    KIND_BF16 = 2
+    KIND_F16 = 3
+
+# How a new weight is stored back (l2decay.optim's `rounding=`).
+cdef enum Rounding:
+    ROUND_NEAREST = 0        # round to nearest even (what torch does)
+    ROUND_STOCHASTIC = 1     # unbiased, from a counter-based hash of (seed, step, tensor, index)
+    ROUND_COMPENSATED = 2    # Kahan: the rounding error is kept in a compensation buffer
+
+# The 16-bit formats, as distinct types so that Cython's fused loops tell them apart.
+cdef struct bf16:
+    unsigned short bits
+cdef struct f16:
+    unsigned short bits
+
 # One tensor of a call: its arrays, and the hyperparameters it is updated with.
 cdef struct Task:
     char* w
@@ -34,8 +54,11 @@ cdef struct Task:
     char* s1          # SGD momentum buffer (or velocity); Adam exp_avg
     char* s2          # Adam exp_avg_sq
     char* s3          # Adam max_exp_avg_sq (amsgrad)
+    char* comp        # the compensation buffer (rounding "compensated"; w's dtype)
     Py_ssize_t n
-    bint is_double
+    int kind          # Kind of w and g
+    int rounding      # Rounding
+    unsigned int key  # stochastic rounding: the hash of (seed, step, tensor)
     bint first        # SGD: the momentum buffer is born from this step's gradient
     long long step    # Adam: the step t being taken, ...
     double step_size  # lr / (1 - beta1**t) ...

@@ -108,7 +108,7 @@ cdef void _in_forked_child() noexcept nogil:
 
 
 cdef inline Py_ssize_t _nbytes(const Task* t) noexcept nogil:
-    return t.n * (8 if t.is_double else 4)
+    return t.n * (8 if t.kind == KIND_F64 else (4 if t.kind == KIND_F32 else 2))
 
 
 cdef inline int _threads_for(Py_ssize_t nbytes) noexcept nogil:

@@ -5,7 +5,7 @@
 cdef inline void _single(Op op, void* w, void* g, Py_ssize_t n, bint is_double,
                          const Hyper* h) noexcept nogil:
     cdef Task t
-    _init_task(&t, w, g, n, is_double, h)
+    _init_task(&t, w, g, n, KIND_F64 if is_double else KIND_F32, h)
     _run(op, &t)
 
 

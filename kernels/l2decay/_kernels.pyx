@@ -24,7 +24,9 @@ from libc.stdlib cimport malloc, free, qsort
 cimport numpy as cnp
 
 from l2decay._common cimport (Hyper, Op, Task, chunk_fn, OP_L2, OP_L2_KEEP, OP_DECAY, OP_SGD,
-                              OP_ADAM, OP_STREAM_SWAP, OP_STREAM_AXPY)
+                              OP_ADAM, OP_STREAM_SWAP, OP_STREAM_AXPY, KIND_F32, KIND_F64,
+                              KIND_BF16, KIND_F16, ROUND_NEAREST, ROUND_STOCHASTIC,
+                              ROUND_COMPENSATED)
 
 from l2decay import _validate
 from l2decay.rules import L2 as _L2, Decoupled as _Decoupled, Decay as _Decay
@@ -36,6 +38,13 @@ include "_checks.pxi"
 include "_entries.pxi"
 include "_optim.pxi"
 include "_tensors.pxi"
+
+try:    # numpy's bfloat16 (the ml_dtypes package, a dependency)
+    import ml_dtypes as _ml_dtypes
+    import numpy as _np
+    _BF16_NUM = _np.dtype(_ml_dtypes.bfloat16).num
+except ImportError:  # pragma: no cover
+    pass
 
 _select_from_environment()
 l2d_register_atfork(_in_forked_child)

@@ -9,6 +9,7 @@
 # sqrt are exactly rounded at any vector width).
 from cpython.pycapsule cimport PyCapsule_New
 from cython cimport floating
+from libc.stdint cimport uint16_t, uint32_t, int64_t
 from libc.math cimport sqrt, sqrtf
 
 cdef extern from *:
@@ -29,8 +30,88 @@ cdef extern from *:
     """
     const char* L2D_SIMD
 
+
+# Conversions between float32 and the 16-bit storage formats, and the rounding modes of the
+# generic loops.  bfloat16 is the top half of a float32 (integer shifts); float16 uses the
+# compiler's _Float16 (F16C instructions in the avx2/avx512 modules, libgcc in the baseline).
+cdef extern from *:
+    """
+    #include <stdint.h>
+    #include <string.h>
+    #include <math.h>
+    static inline float l2d_bits_f32(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+    static inline uint32_t l2d_f32_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+    static inline float l2d_bf16_to_f32(uint16_t h) { return l2d_bits_f32((uint32_t)h << 16); }
+    /* round to nearest even; a NaN stays a (quiet) NaN */
+    static inline uint16_t l2d_f32_to_bf16(float f) {
+        uint32_t u = l2d_f32_bits(f);
+        uint16_t r = (uint16_t)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+        return (u & 0x7FFFFFFFu) > 0x7F800000u ? (uint16_t)((u >> 16) | 0x40u) : r;
+    }
+    /* stochastic: 16 random bits added below the kept ones, then cut: rounds away from zero
+       with probability (distance to the lower neighbour) / (gap), so E[result] = f */
+    static inline uint16_t l2d_f32_to_bf16_sr(float f, uint32_t rnd) {
+        uint32_t u = l2d_f32_bits(f);
+        uint16_t r = (uint16_t)((u + (rnd & 0xFFFFu)) >> 16);
+        return (u & 0x7FFFFFFFu) > 0x7F800000u ? (uint16_t)((u >> 16) | 0x40u) : r;
+    }
+    #if defined(__FLT16_MAX__)
+    static inline float l2d_f16_to_f32(uint16_t h) { _Float16 x; memcpy(&x, &h, 2); return (float)x; }
+    static inline uint16_t l2d_f32_to_f16(float f) { _Float16 x = (_Float16)f; uint16_t h; memcpy(&h, &x, 2); return h; }
+    #else
+    /* no _Float16: the same conversions by hand (round to nearest even, subnormals, inf, NaN) */
+    static inline float l2d_f16_to_f32(uint16_t h) {
+        uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1Fu, m = h & 0x3FFu;
+        if (e == 0x1F) return l2d_bits_f32(sign | 0x7F800000u | (m << 13));
+        if (e == 0) { float v = (float)m * 5.9604644775390625e-8f; return sign ? -v : v; }
+        return l2d_bits_f32(sign | ((e + 112u) << 23) | (m << 13));
+    }
+    static inline uint16_t l2d_f32_to_f16(float f) {
+        uint32_t u = l2d_f32_bits(f), sign = (u >> 16) & 0x8000u, a = u & 0x7FFFFFFFu;
+        if (a > 0x7F800000u) return (uint16_t)(sign | 0x7E00u);
+        if (a >= 0x477FF000u) return (uint16_t)(sign | 0x7C00u);          /* >= 65520: inf */
+        if (a < 0x38800000u) {                                             /* fp16 subnormal */
+            float v = l2d_bits_f32(a) * 16777216.0f;                       /* in units of 2^-24 */
+            return (uint16_t)(sign | (uint32_t)nearbyintf(v));
+        }
+        uint32_t r = a - 0x38000000u;                                      /* rebias 127 -> 15 */
+        r = (r + 0xFFFu + ((r >> 13) & 1u)) >> 13;
+        return (uint16_t)(sign | r);
+    }
+    #endif
+    /* stochastic to float16: the neighbours below and above |f| and a coin weighted by the
+       distance (65504's upper neighbour is inf, at the gap 65536 would be) */
+    static inline uint16_t l2d_f32_to_f16_sr(float f, uint32_t rnd) {
+        uint16_t h = l2d_f32_to_f16(f);
+        float a = fabsf(f);
+        if (!(a < INFINITY)) return h;
+        uint16_t sign = h & 0x8000u, lo = h & 0x7FFFu;
+        if (fabsf(l2d_f16_to_f32(lo)) > a) lo -= 1;                        /* toward zero */
+        float lof = l2d_f16_to_f32(lo), hif = lo == 0x7BFFu ? 65536.0f : l2d_f16_to_f32((uint16_t)(lo + 1));
+        float p = (a - lof) / (hif - lof);
+        float coin = (float)(rnd >> 8) * 5.9604644775390625e-8f;         /* [0, 1), 24 bits */
+        return (uint16_t)(sign | (coin < p ? lo + 1 : lo));
+    }
+    /* the random bits of element i for a task's key (seed, step, tensor): a counter-based
+       hash, so that every thread count and instruction set draws the same bits */
+    static inline uint32_t l2d_random(uint32_t key, int64_t i) {
+        uint32_t x = (uint32_t)i ^ key ^ ((uint32_t)((uint64_t)i >> 32) * 0x85EBCA77u);
+        x ^= x >> 16; x *= 0x7FEB352Du; x ^= x >> 15; x *= 0x846CA68Bu; x ^= x >> 16;
+        return x;
+    }
+    """
+    float l2d_bf16_to_f32(uint16_t h) noexcept nogil
+    uint16_t l2d_f32_to_bf16(float f) noexcept nogil
+    uint16_t l2d_f32_to_bf16_sr(float f, uint32_t rnd) noexcept nogil
+    float l2d_f16_to_f32(uint16_t h) noexcept nogil
+    uint16_t l2d_f32_to_f16(float f) noexcept nogil
+    uint16_t l2d_f32_to_f16_sr(float f, uint32_t rnd) noexcept nogil
+    uint32_t l2d_random(uint32_t key, int64_t i) noexcept nogil
+
 from l2decay._common cimport (Hyper, Op, Task, chunk_fn, OP_L2, OP_L2_KEEP, OP_DECAY, OP_SGD,
-                              OP_ADAM, OP_STREAM_SWAP, OP_STREAM_AXPY)
+                              OP_ADAM, OP_STREAM_SWAP, OP_STREAM_AXPY, KIND_F32, KIND_F64,
+                              KIND_BF16, KIND_F16, ROUND_NEAREST, ROUND_STOCHASTIC,
+                              ROUND_COMPENSATED, bf16, f16)
 
 
 cdef inline void _l2_loop(floating* w, floating* g, Py_ssize_t n,
@@ -180,6 +261,190 @@ cdef inline void _adam_chunk(floating* w, const floating* g, floating* m, floati
         _adam_loop(w, g, m, v, vmax, n, h, step_size, bc2_sqrt, False)
 
 
+# ---- the generic loops: 16-bit storage (bfloat16, float16: float32 arithmetic and state) and
+# every rounding mode.  float32/float64 weights with the default rounding take the tuned loops
+# above; these add a load and a store per array and a rounding step, and are written once for
+# all four storage types.
+ctypedef fused store_t:
+    float
+    double
+    bf16
+    f16
+
+ctypedef fused work_t:
+    float
+    double
+
+
+cdef inline double _ld(const store_t* p, Py_ssize_t i) noexcept nogil:
+    if store_t is bf16:
+        return l2d_bf16_to_f32(p[i].bits)
+    elif store_t is f16:
+        return l2d_f16_to_f32(p[i].bits)
+    else:
+        return p[i]
+
+
+cdef inline void _st(store_t* p, Py_ssize_t i, work_t x, int rounding, uint32_t key,
+                     Py_ssize_t index) noexcept nogil:
+    """Store x, rounded to nearest, or stochastically with element `index`'s random bits."""
+    if store_t is bf16:
+        if rounding == ROUND_STOCHASTIC:
+            p[i].bits = l2d_f32_to_bf16_sr(<float>x, l2d_random(key, index))
+        else:
+            p[i].bits = l2d_f32_to_bf16(<float>x)
+    elif store_t is f16:
+        if rounding == ROUND_STOCHASTIC:
+            p[i].bits = l2d_f32_to_f16_sr(<float>x, l2d_random(key, index))
+        else:
+            p[i].bits = l2d_f32_to_f16(<float>x)
+    elif store_t is float:
+        p[i] = <float>x
+    else:
+        p[i] = x
+
+
+cdef inline void _write(store_t* w, store_t* comp, Py_ssize_t i, work_t w0, work_t change,
+                        const Hyper* h, int rounding, uint32_t key, Py_ssize_t index) noexcept nogil:
+    """The new weight from the loaded one, w0, and the optimizer's `change` (its step, e.g.
+    -lr*g): Decoupled's shrink before it and Decay's after, then stored by `rounding`.
+    Compensated: the whole change, decay included, is Kahan-added to w0 + comp, so that changes
+    smaller than half a unit in the last place add up instead of rounding away."""
+    cdef work_t x, pre = <work_t>h.shrink if h.decoupled else 0, post = <work_t>h.shrink if h.decay else 0
+    cdef work_t d, y, t
+    if rounding == ROUND_COMPENSATED:
+        d = change - pre * w0
+        d = d - post * (w0 + d)
+        y = d + <work_t>_ld(comp, i)
+        _st(w, i, w0 + y, ROUND_NEAREST, key, index)
+        t = <work_t>_ld(w, i)
+        _st(comp, i, y - (t - w0), ROUND_NEAREST, key, index)
+    else:
+        x = w0
+        if h.decoupled:
+            x = x - pre * x
+        x = x + change
+        if h.decay:
+            x = x - post * x
+        _st(w, i, x, rounding, key, index)
+
+
+cdef inline void _sgd_gen(store_t* w, const store_t* g, work_t* buf, store_t* comp, Py_ssize_t n,
+                          const Hyper* h, bint first, int rounding, uint32_t key,
+                          Py_ssize_t i0) noexcept nogil:
+    """_sgd_loop for any storage and rounding; elements i0 + [0, n) of the tensor."""
+    cdef Py_ssize_t i
+    cdef work_t lr = <work_t>h.lr, lam = <work_t>h.lam, sign = <work_t>h.sign
+    cdef work_t mu = <work_t>h.mu, damp1 = <work_t>h.damp1
+    cdef work_t gi, w0, bi, change
+    cdef bint l2 = h.l2, use_momentum = h.mu != 0.0, velocity = h.velocity, nesterov = h.nesterov
+    for i in range(n):
+        gi = sign * <work_t>_ld(g, i)
+        w0 = <work_t>_ld(w, i)
+        if l2:
+            gi = gi + lam * w0
+        if not use_momentum:
+            change = -(lr * gi)
+        elif velocity:
+            bi = -(lr * gi) if first else mu * buf[i] - lr * gi
+            buf[i] = bi
+            change = (mu * bi - lr * gi) if nesterov else bi
+        else:
+            bi = gi if first else mu * buf[i] + damp1 * gi
+            buf[i] = bi
+            change = -(lr * ((gi + mu * bi) if nesterov else bi))
+        _write(w, comp, i, w0, change, h, rounding, key, i0 + i)
+
+
+cdef inline void _adam_gen(store_t* w, const store_t* g, work_t* m, work_t* v, work_t* vmax,
+                           store_t* comp, Py_ssize_t n, const Hyper* h, double step_size,
+                           double bc2_sqrt, int rounding, uint32_t key, Py_ssize_t i0) noexcept nogil:
+    """_adam_loop for any storage and rounding; elements i0 + [0, n) of the tensor."""
+    cdef Py_ssize_t i
+    cdef work_t lam = <work_t>h.lam, sign = <work_t>h.sign, b1 = <work_t>h.b1, b2 = <work_t>h.b2
+    cdef work_t a1 = <work_t>(1.0 - h.b1), a2 = <work_t>(1.0 - h.b2), eps = <work_t>h.eps
+    cdef work_t ss = <work_t>step_size, bc2s = <work_t>bc2_sqrt
+    cdef work_t gi, w0, mi, vi, root
+    cdef bint l2 = h.l2, amsgrad = h.amsgrad
+    for i in range(n):
+        gi = sign * <work_t>_ld(g, i)
+        w0 = <work_t>_ld(w, i)
+        if l2:
+            gi = gi + lam * w0
+        mi = b1 * m[i] + a1 * gi
+        vi = b2 * v[i] + a2 * (gi * gi)
+        m[i] = mi
+        v[i] = vi
+        if amsgrad:
+            if vmax[i] > vi:
+                vi = vmax[i]
+            vmax[i] = vi
+        if work_t is float:
+            root = sqrtf(vi)
+        else:
+            root = sqrt(vi)
+        _write(w, comp, i, w0, -((ss * mi) / (root / bc2s + eps)), h, rounding, key, i0 + i)
+
+
+cdef inline void _rule_gen(Op op, store_t* w, store_t* g, Py_ssize_t n, const Hyper* h) noexcept nogil:
+    """l2_step / decay_step on 16-bit storage, float32 arithmetic, rounded to nearest."""
+    cdef Py_ssize_t i
+    cdef float lr = <float>h.lr, lam = <float>h.lam, decay = <float>h.shrink, wi, gi, z
+    for i in range(n):
+        wi = <float>_ld(w, i)
+        gi = <float>_ld(g, i)
+        if op == OP_DECAY:
+            z = wi - lr * gi
+            _st(w, i, z - decay * z, ROUND_NEAREST, 0, 0)
+        else:
+            gi = gi + lam * wi
+            if op == OP_L2:
+                _st(g, i, gi, ROUND_NEAREST, 0, 0)
+                gi = <float>_ld(g, i)       # the stored gradient, as the float loops use it
+            _st(w, i, wi - lr * gi, ROUND_NEAREST, 0, 0)
+
+
+cdef inline void _generic(Op op, const Task* t, Py_ssize_t a, Py_ssize_t b) noexcept nogil:
+    """Run `op` on elements [a, b) of task `t` with the generic loops."""
+    cdef const Hyper* h = t.h
+    if t.kind == KIND_BF16:
+        if op == OP_SGD:
+            _sgd_gen(<bf16*>t.w + a, <bf16*>t.g + a, <float*>t.s1 + a if t.s1 != NULL else NULL,
+                     <bf16*>t.comp + a if t.comp != NULL else NULL, b - a, h, t.first, t.rounding, t.key, a)
+        elif op == OP_ADAM:
+            _adam_gen(<bf16*>t.w + a, <bf16*>t.g + a, <float*>t.s1 + a, <float*>t.s2 + a,
+                      <float*>t.s3 + a if t.s3 != NULL else NULL, <bf16*>t.comp + a if t.comp != NULL else NULL,
+                      b - a, h, t.step_size, t.bc2_sqrt, t.rounding, t.key, a)
+        else:
+            _rule_gen(op, <bf16*>t.w + a, <bf16*>t.g + a, b - a, h)
+    elif t.kind == KIND_F16:
+        if op == OP_SGD:
+            _sgd_gen(<f16*>t.w + a, <f16*>t.g + a, <float*>t.s1 + a if t.s1 != NULL else NULL,
+                     <f16*>t.comp + a if t.comp != NULL else NULL, b - a, h, t.first, t.rounding, t.key, a)
+        elif op == OP_ADAM:
+            _adam_gen(<f16*>t.w + a, <f16*>t.g + a, <float*>t.s1 + a, <float*>t.s2 + a,
+                      <float*>t.s3 + a if t.s3 != NULL else NULL, <f16*>t.comp + a if t.comp != NULL else NULL,
+                      b - a, h, t.step_size, t.bc2_sqrt, t.rounding, t.key, a)
+        else:
+            _rule_gen(op, <f16*>t.w + a, <f16*>t.g + a, b - a, h)
+    elif t.kind == KIND_F32:
+        if op == OP_SGD:
+            _sgd_gen(<float*>t.w + a, <float*>t.g + a, <float*>t.s1 + a if t.s1 != NULL else NULL,
+                     <float*>t.comp + a if t.comp != NULL else NULL, b - a, h, t.first, t.rounding, t.key, a)
+        else:
+            _adam_gen(<float*>t.w + a, <float*>t.g + a, <float*>t.s1 + a, <float*>t.s2 + a,
+                      <float*>t.s3 + a if t.s3 != NULL else NULL, <float*>t.comp + a if t.comp != NULL else NULL,
+                      b - a, h, t.step_size, t.bc2_sqrt, t.rounding, t.key, a)
+    else:
+        if op == OP_SGD:
+            _sgd_gen(<double*>t.w + a, <double*>t.g + a, <double*>t.s1 + a if t.s1 != NULL else NULL,
+                     <double*>t.comp + a if t.comp != NULL else NULL, b - a, h, t.first, t.rounding, t.key, a)
+        else:
+            _adam_gen(<double*>t.w + a, <double*>t.g + a, <double*>t.s1 + a, <double*>t.s2 + a,
+                      <double*>t.s3 + a if t.s3 != NULL else NULL, <double*>t.comp + a if t.comp != NULL else NULL,
+                      b - a, h, t.step_size, t.bc2_sqrt, t.rounding, t.key, a)
+
+
 # ---- bench only: the memory ceiling of the rules' traffic (l2decay bench's "stream" column)
 cdef inline void _swap_loop(floating* w, floating* g, Py_ssize_t n) noexcept nogil:
     """Stream loop (memory ceiling of the L2 rule's traffic): exchange w and g."""
@@ -202,7 +467,9 @@ cdef inline void _axpy_loop(floating* w, const floating* g, Py_ssize_t n,
 cdef void _chunk(Op op, const Task* t, Py_ssize_t a, Py_ssize_t b) noexcept nogil:
     """Run `op` on elements [a, b) of task `t`."""
     cdef const Hyper* h = t.h
-    if t.is_double:
+    if t.kind == KIND_BF16 or t.kind == KIND_F16 or t.rounding != ROUND_NEAREST:
+        _generic(op, t, a, b)
+    elif t.kind == KIND_F64:
         if op == OP_SGD:
             _sgd_chunk(<double*>t.w + a, <double*>t.g + a, <double*>t.s1 + a, b - a, h, t.first)
         elif op == OP_ADAM:

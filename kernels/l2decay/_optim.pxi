@@ -107,6 +107,80 @@ cdef inline long long _step_ok(object value, long long low) noexcept:
     return x
 
 
+# ------------------------------------------------------------- rounding ----------------------
+# `rounding=None` picks by dtype: float32/float64 round to nearest (torch's arithmetic), the
+# 16-bit formats ROUND_HALF_DEFAULT, chosen by measurement (README, Low precision).
+cdef int ROUND_HALF_DEFAULT = ROUND_STOCHASTIC
+_ROUNDINGS = {"nearest": ROUND_NEAREST, "stochastic": ROUND_STOCHASTIC, "compensated": ROUND_COMPENSATED}
+
+
+cdef inline bint _rounding_ok(object value, int* out) noexcept:
+    """None (-1: by dtype) or one of _ROUNDINGS' names."""
+    if value is None:
+        out[0] = -1
+        return True
+    if type(value) is not str or value not in _ROUNDINGS:
+        return False
+    out[0] = _ROUNDINGS[value]
+    return True
+
+
+cdef inline int _state_type(cnp.ndarray w) noexcept:
+    """numpy type of the optimizer state of w: float32 for 16-bit weights, else w's."""
+    cdef int k = _kind(w)
+    return cnp.NPY_FLOAT if k == KIND_BF16 or k == KIND_F16 else cnp.PyArray_TYPE(w)
+
+
+cdef inline unsigned int _key(unsigned long long seed, long long step, Py_ssize_t index) noexcept nogil:
+    """32 bits of (seed, step, tensor index) for stochastic rounding (splitmix64's mixer)."""
+    cdef unsigned long long z = seed * 0x9E3779B97F4A7C15ULL + <unsigned long long>step * 0xBF58476D1CE4E5B9ULL \
+        + <unsigned long long>index * 0x94D049BB133111EBULL
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL
+    return <unsigned int>((z ^ (z >> 31)) >> 32)
+
+
+cdef inline bint _round_task(Task* t, object w, int rounding, object comp, unsigned long long seed,
+                             long long step, Py_ssize_t index, list born, list keep) noexcept:
+    """How task t stores its weights: `rounding` (-1: by dtype); with "compensated" its
+    compensation buffer (None: born zero now, appended to `born`; else None appended); with
+    "stochastic" the key of (seed, step, index).  Stochastic rounding needs 16-bit weights."""
+    cdef bint half = t.kind == KIND_BF16 or t.kind == KIND_F16
+    if rounding < 0:
+        rounding = ROUND_HALF_DEFAULT if half else ROUND_NEAREST
+    if rounding == ROUND_STOCHASTIC and not half:
+        return False
+    t.rounding = rounding
+    if rounding == ROUND_COMPENSATED:
+        if comp is None:
+            comp = cnp.PyArray_ZEROS(cnp.PyArray_NDIM(<cnp.ndarray>w), cnp.PyArray_DIMS(<cnp.ndarray>w),
+                                     cnp.PyArray_TYPE(<cnp.ndarray>w), 0)
+            born.append(comp)
+        elif _comp_ok(comp, w):
+            born.append(None)
+        else:
+            return False
+        t.comp = _bytes(comp)
+        keep.append(comp)
+    else:
+        born.append(None)
+    if rounding == ROUND_STOCHASTIC:
+        t.key = _key(seed, step, index)
+    return True
+
+
+cdef inline bint _seed_ok(object value, unsigned long long* out) noexcept:
+    cdef int overflow = 0
+    cdef long long x
+    if type(value) is not int:
+        return False
+    x = PyLong_AsLongLongAndOverflow(value, &overflow)
+    if overflow or x < 0:
+        return False
+    out[0] = <unsigned long long>x
+    return True
+
+
 # ------------------------------------------------------------- one tensor's task ------------
 cdef inline bint _sgd_task(Task* t, const Hyper* h, object w, object g, object buf, list born,
                            list keep) noexcept:
@@ -124,7 +198,7 @@ cdef inline bint _sgd_task(Task* t, const Hyper* h, object w, object g, object b
         return True
     if buf is None:
         buf = cnp.PyArray_EMPTY(cnp.PyArray_NDIM(<cnp.ndarray>w), cnp.PyArray_DIMS(<cnp.ndarray>w),
-                              cnp.PyArray_TYPE(<cnp.ndarray>w), 0)
+                              _state_type(<cnp.ndarray>w), 0)
         born.append(buf)
         t.first = True
     elif _state_ok(buf, w):
@@ -153,7 +227,7 @@ cdef inline bint _adam_task(Task* t, const Hyper* h, bint keras, object w, objec
     if h.amsgrad:
         if vmax is None:
             vmax = cnp.PyArray_ZEROS(cnp.PyArray_NDIM(<cnp.ndarray>w), cnp.PyArray_DIMS(<cnp.ndarray>w),
-                                     cnp.PyArray_TYPE(<cnp.ndarray>w), 0)
+                                     _state_type(<cnp.ndarray>w), 0)
             born.append(vmax)
         elif _state_ok(vmax, w):
             born.append(None)
@@ -173,7 +247,8 @@ cdef int _internal(str what) except -1:
 
 
 def sgd_step(params, grads, momentum_buffers=None, *, lr, momentum=0.0, dampening=0.0,
-             nesterov=False, maximize=False, reg=None, momentum_form="torch"):
+             nesterov=False, maximize=False, reg=None, momentum_form="torch", rounding=None,
+             seed=0, step=None, compensations=None):
     """One SGD step over a list of tensors, in place; ``grads`` are only read.
 
     Per tensor, with g its gradient (``-g`` when `maximize`) and b its momentum buffer:
@@ -198,6 +273,8 @@ def sgd_step(params, grads, momentum_buffers=None, *, lr, momentum=0.0, dampenin
     nesterov, maximize : bool
     reg : None, L2, Decoupled or Decay
     momentum_form : "torch" or "keras" (dampening must be 0 with "keras")
+    rounding, seed, step, compensations : how new weights are stored, see :func:`adam_step`
+        (`step`, an int >= 1 or one per tensor, is needed by "stochastic" only)
 
     No array may share memory with another one of the call (grads may repeat).  Returns None.
     On bad input raises TypeError/ValueError and modifies nothing.
@@ -206,6 +283,12 @@ def sgd_step(params, grads, momentum_buffers=None, *, lr, momentum=0.0, dampenin
     cdef Task stack[_STACK_TASKS]
     cdef Task* tasks
     cdef Py_ssize_t k, m
+    cdef int rnd
+    cdef unsigned long long sd
+    cdef long long t
+    if not (_rounding_ok(rounding, &rnd) and _seed_ok(seed, &sd)):
+        _validate.rounding_args(rounding, seed)
+        _internal("sgd_step's rounding")
     if not _sgd_hyper(&h, lr, momentum, dampening, nesterov, maximize, reg, momentum_form):
         n = _validate.sgd_hyper(dict(lr=lr, momentum=momentum, dampening=dampening, nesterov=nesterov,
                                      maximize=maximize, reg=reg, momentum_form=momentum_form), "")
@@ -216,13 +299,21 @@ def sgd_step(params, grads, momentum_buffers=None, *, lr, momentum=0.0, dampenin
     bs = _items(momentum_buffers) if momentum_buffers is not None else None
     ok = (ps is not None and gs is not None and len(ps) == len(gs)
           and (h.mu == 0.0 or (bs is not None and len(bs) == len(ps))))
+    cs = _items(compensations) if compensations is not None else None
+    steps = _items(step) if step is not None and type(step) is not int else None
+    ok = ok and (cs is None or len(cs) == len(ps)) and (steps is None or len(steps) == len(ps))
     m = len(ps) if ok else 0
-    born, keep = [], []
+    born, born_c, keep = [], [], []
     tasks = _alloc_tasks(m, stack)
     try:
         for k in range(m):
-            if not _sgd_task(&tasks[k], &h, _item(ps, k), _item(gs, k),
-                             _item(bs, k) if h.mu != 0.0 else None, born, keep):
+            t = _step_ok(step if steps is None else _item(steps, k), 1) if step is not None else 0
+            if t < 0 or not (_sgd_task(&tasks[k], &h, _item(ps, k), _item(gs, k),
+                                       _item(bs, k) if h.mu != 0.0 else None, born, keep)
+                             and _round_task(&tasks[k], _item(ps, k), rnd, _item(cs, k) if cs is not None else None,
+                                             sd, t, k, born_c, keep)) \
+                    or (tasks[k].rounding == ROUND_STOCHASTIC and step is None) \
+                    or (tasks[k].rounding == ROUND_COMPENSATED and cs is None):
                 ok = False
                 break
         if ok and m > 1 and not _no_overlap(tasks, m, False):
@@ -230,7 +321,11 @@ def sgd_step(params, grads, momentum_buffers=None, *, lr, momentum=0.0, dampenin
         if not ok:
             _validate.sgd_tensors(params if ps is None else ps, grads if gs is None else gs,
                                   momentum_buffers if bs is None else bs, h.mu != 0.0)
+            _validate.rounding_tensors(ps, rounding, step, compensations)
             _internal("sgd_step's arrays")
+        if any(b is not None for b in born_c) and not PyList_Check(compensations):
+            raise TypeError("compensations must be a list when an entry is None (a new array is put "
+                            "in its place)")
         if h.mu != 0.0 and any(b is not None for b in born) and not PyList_Check(momentum_buffers):
             raise TypeError("momentum_buffers must be a list when an entry is None (a new buffer "
                             "is put in its place)")
@@ -240,11 +335,13 @@ def sgd_step(params, grads, momentum_buffers=None, *, lr, momentum=0.0, dampenin
     for k in range(len(born)):
         if born[k] is not None:
             momentum_buffers[k] = born[k]
+        if born_c[k] is not None:
+            compensations[k] = born_c[k]
 
 
 def adam_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs=None, *, step, lr,
               betas=(0.9, 0.999), eps=1e-8, amsgrad=False, maximize=False, reg=None,
-              eps_form="torch"):
+              eps_form="torch", rounding=None, seed=0, compensations=None):
     """One Adam step over a list of tensors, in place; ``grads`` are only read.
 
     Per tensor, with g its gradient (``-g`` when `maximize`), t its step (the one being taken,
@@ -273,6 +370,20 @@ def adam_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs=None, *, ste
     amsgrad, maximize : bool
     reg : None, L2, Decoupled or Decay
     eps_form : "torch" or "keras"
+    rounding : None, "nearest", "stochastic" or "compensated"
+        How each new weight is stored.  "nearest": round to nearest (torch).  "stochastic":
+        rounded up or down at random, unbiased, from a counter-based hash of (seed, step, tensor
+        index, element index), so the bits are the same for any thread count and instruction
+        set and after a resume; 16-bit weights only.  "compensated": the rounding error is kept
+        in `compensations` (Kahan summation), decay included.  None: "nearest" for
+        float32/float64, the 16-bit default (README) for bfloat16/float16.
+    seed : int >= 0, for "stochastic"
+    compensations : list of numpy.ndarray or None, for "compensated"
+        One per param, its dtype and shape; an entry that is None is born zero (a new array
+        is put in its place in the list).
+
+    Weights and gradients may also be bfloat16 (``ml_dtypes.bfloat16``) or float16: the
+    arithmetic is float32, and the state arrays (moments) must be float32.
 
     No array may share memory with another one of the call (grads may repeat).  Returns None.
     On bad input raises TypeError/ValueError and modifies nothing.
@@ -283,6 +394,11 @@ def adam_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs=None, *, ste
     cdef Task* tasks
     cdef Py_ssize_t k, m
     cdef long long t
+    cdef int rnd
+    cdef unsigned long long sd
+    if not (_rounding_ok(rounding, &rnd) and _seed_ok(seed, &sd)):
+        _validate.rounding_args(rounding, seed)
+        _internal("adam_step's rounding")
     if not _adam_hyper(&h, &keras, lr, betas, eps, amsgrad, maximize, reg, eps_form):
         n = _validate.adam_hyper(dict(lr=lr, betas=betas, eps=eps, amsgrad=amsgrad, maximize=maximize,
                                       reg=reg, eps_form=eps_form), "")
@@ -296,14 +412,19 @@ def adam_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs=None, *, ste
           and len(gs) == len(ps) and len(ms) == len(ps) and len(vs) == len(ps)
           and (not h.amsgrad or (xs is not None and len(xs) == len(ps)))
           and (type(step) is int or (steps is not None and len(steps) == len(ps))))
+    cs = _items(compensations) if compensations is not None else None
+    ok = ok and (cs is None or len(cs) == len(ps))
     m = len(ps) if ok else 0
-    born, keep = [], []
+    born, born_c, keep = [], [], []
     tasks = _alloc_tasks(m, stack)
     try:
         for k in range(m):
             t = _step_ok(step if steps is None else _item(steps, k), 1)
-            if t < 0 or not _adam_task(&tasks[k], &h, keras, _item(ps, k), _item(gs, k), _item(ms, k),
-                                       _item(vs, k), _item(xs, k) if h.amsgrad else None, t, born, keep):
+            if t < 0 or not (_adam_task(&tasks[k], &h, keras, _item(ps, k), _item(gs, k), _item(ms, k),
+                                        _item(vs, k), _item(xs, k) if h.amsgrad else None, t, born, keep)
+                             and _round_task(&tasks[k], _item(ps, k), rnd, _item(cs, k) if cs is not None else None,
+                                             sd, t, k, born_c, keep)) \
+                    or (tasks[k].rounding == ROUND_COMPENSATED and cs is None):
                 ok = False
                 break
         if ok and m > 1 and not _no_overlap(tasks, m, False):
@@ -312,7 +433,11 @@ def adam_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs=None, *, ste
             _validate.adam_tensors(params if ps is None else ps, grads if gs is None else gs,
                                    exp_avgs if ms is None else ms, exp_avg_sqs if vs is None else vs,
                                    max_exp_avg_sqs if xs is None else xs, h.amsgrad, step)
+            _validate.rounding_tensors(ps, rounding, step, compensations)
             _internal("adam_step's arrays")
+        if any(b is not None for b in born_c) and not PyList_Check(compensations):
+            raise TypeError("compensations must be a list when an entry is None (a new array is put "
+                            "in its place)")
         if h.amsgrad and any(b is not None for b in born) and not PyList_Check(max_exp_avg_sqs):
             raise TypeError("max_exp_avg_sqs must be a list when an entry is None (a new array "
                             "is put in its place)")
@@ -322,6 +447,8 @@ def adam_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs=None, *, ste
     for k in range(len(born)):
         if born[k] is not None:
             max_exp_avg_sqs[k] = born[k]
+        if born_c[k] is not None:
+            compensations[k] = born_c[k]
 
 
 # ---------------------------------------------------------------- optimizer step ------------
@@ -355,6 +482,8 @@ def _optimizer_step(bint adam, list groups, tuple slots, list flat, list state, 
     cdef Task* tasks
     cdef bint keras = False, ok = True
     cdef long long t
+    cdef int rnd
+    cdef unsigned long long sd
     cdef dict g, st
     gs = _items(grads)
     if gs is None or len(gs) != m or len(slots) != ngroups or len(state) != m:
@@ -365,6 +494,7 @@ def _optimizer_step(bint adam, list groups, tuple slots, list flat, list state, 
             raise MemoryError()
     tasks = _alloc_tasks(m, stack)
     born = []      # per task: the state array born in this step, or None
+    born_c = []    # per task: the compensation buffer born in this step, or None
     keep = []      # every array of the step (see _sgd_task)
     try:
         for i in range(ngroups):
@@ -384,7 +514,7 @@ def _optimizer_step(bint adam, list groups, tuple slots, list flat, list state, 
                                 _get(g, "nesterov"), _get(g, "maximize"), _get(g, "reg"),
                                 _get(g, "momentum_form"))
                 key = _VELOCITY if h.velocity else _MOMENTUM_BUFFER
-            if not ok:
+            if not (ok and _rounding_ok(_get(g, "rounding"), &rnd) and _seed_ok(_get(g, "seed"), &sd)):
                 return False
             for j in range(len(slot)):
                 idx = <Py_ssize_t>slot[j]
@@ -398,7 +528,14 @@ def _optimizer_step(bint adam, list groups, tuple slots, list flat, list state, 
                             &tasks[nt], h, keras, p, _item(gs, idx), _get(st, "exp_avg"),
                             _get(st, "exp_avg_sq"), _get(st, "max_exp_avg_sq"), t + 1, born, keep):
                         return False
-                elif not _sgd_task(&tasks[nt], h, p, _item(gs, idx), _get(st, key), born, keep):
+                else:
+                    # SGD counts steps only for stochastic rounding's random bits
+                    t = _step_ok(_get(st, "step"), 0) if _get(st, "step") is not None else 0
+                    if t < 0 or t == MAX_STEP or not _sgd_task(&tasks[nt], h, p, _item(gs, idx), _get(st, key), born, keep):
+                        return False
+                    tasks[nt].step = t + 1
+                if not _round_task(&tasks[nt], p, rnd, _get(st, "compensation"), sd, tasks[nt].step, idx,
+                                   born_c, keep):
                     return False
                 nt += 1
         if nt != m or (m > 1 and not _no_overlap(tasks, m, False)):
@@ -411,8 +548,11 @@ def _optimizer_step(bint adam, list groups, tuple slots, list flat, list state, 
             key = _VELOCITY if hs[i].velocity else _MOMENTUM_BUFFER
             for j in range(len(slot)):
                 st = <dict>state[<Py_ssize_t>slot[j]]
-                if adam:
+                if born_c[nt] is not None:
+                    st["compensation"] = born_c[nt]
+                if adam or tasks[nt].rounding == ROUND_STOCHASTIC:
                     st["step"] = tasks[nt].step + 0     # (a new int object)
+                if adam:
                     if born[nt] is not None:
                         st["max_exp_avg_sq"] = born[nt]
                 elif born[nt] is not None:
@@ -447,7 +587,7 @@ cdef inline void _c_sgd(void* w, const void* grad, void* buf, Py_ssize_t n, bint
     h.sign = -1.0 if maximize else 1.0
     h.amsgrad = False
     _c_reg(&h, reg, strength)
-    _init_task(&t, w, <void*>grad, n, is_double, &h)
+    _init_task(&t, w, <void*>grad, n, KIND_F64 if is_double else KIND_F32, &h)
     t.s1 = <char*>buf
     t.first = first
     _run(OP_SGD, &t)
@@ -483,7 +623,7 @@ cdef inline void _c_adam(void* w, const void* grad, void* m, void* v, void* vmax
     h.amsgrad = vmax != NULL
     h.sign = -1.0 if maximize else 1.0
     _c_reg(&h, reg, strength)
-    _init_task(&t, w, <void*>grad, n, is_double, &h)
+    _init_task(&t, w, <void*>grad, n, KIND_F64 if is_double else KIND_F32, &h)
     t.s1 = <char*>m
     t.s2 = <char*>v
     t.s3 = <char*>vmax

@@ -88,7 +88,7 @@ def _tensor_step(bint adam, list groups, list regs, object state, tuple kinds, o
                 t = &tasks[nt]
                 if not _tensor_ok(p, kinds, &is_double, &ptr, &n):
                     return None
-                _init_task(t, ptr, NULL, n, is_double, h)
+                _init_task(t, ptr, NULL, n, KIND_F64 if is_double else KIND_F32, h)
                 if not (_tensor_ok(gr, kinds, &d2, &ptr, &k) and d2 == is_double and k == n
                         and gr.shape == p.shape):
                     return None

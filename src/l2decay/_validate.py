@@ -11,7 +11,13 @@ import numbers
 
 import numpy as np
 
-FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+try:    # numpy's bfloat16 comes from ml_dtypes (a dependency), the package JAX and TensorFlow use
+    from ml_dtypes import bfloat16 as _bfloat16
+    HALF_DTYPES = (np.dtype(np.float16), np.dtype(_bfloat16))
+except ImportError:  # pragma: no cover
+    HALF_DTYPES = (np.dtype(np.float16),)
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64)) + HALF_DTYPES
+_DTYPE_NAMES = "float32, float64, float16 or bfloat16"
 _PLAIN_NUMBERS = (float, int)
 
 
@@ -38,7 +44,7 @@ def _array(name, a, writes):
     if not isinstance(a, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
     if a.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{name} must have dtype float32 or float64 (native byte order), got {a.dtype}")
+        raise TypeError(f"{name} must have dtype {_DTYPE_NAMES} (native byte order), got {a.dtype}")
     if not a.flags.c_contiguous:
         raise ValueError(
             f"{name} must be C-contiguous to be updated in place; got a strided view "
@@ -126,6 +132,48 @@ def reg(name, value):
 
 
 FORMS = ("torch", "keras")
+ROUNDINGS = ("nearest", "stochastic", "compensated")
+
+
+def rounding_args(rounding, seed, where=""):
+    """`rounding` (None or a name) and `seed` (an int >= 0), checked."""
+    if rounding is not None:
+        choice(f"{where}rounding", rounding, ROUNDINGS)
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (numbers.Integral, np.integer)):
+        raise TypeError(f"{where}seed must be an int, got {type(seed).__name__}")
+    if not 0 <= int(seed) < 2 ** 63:
+        raise ValueError(f"{where}seed must be an int in [0, 2**63), got {seed!r}")
+    return rounding, int(seed)
+
+
+def rounding_of(rounding, p):
+    """The rounding a param gets: None picks by dtype; "stochastic" needs 16-bit weights."""
+    if rounding == "stochastic" and p.dtype not in HALF_DTYPES:
+        return None
+    return rounding
+
+
+def rounding_tensors(params, rounding, step, compensations):
+    """What rounding asks of the arrays of a functional step: raises the worded error."""
+    ps = tuple(params)
+    for k, p in enumerate(ps):
+        if rounding == "stochastic" and p.dtype not in HALF_DTYPES:
+            raise ValueError(f"rounding 'stochastic' needs bfloat16 or float16 weights, but params[{k}] is "
+                             f"{p.dtype} (its arithmetic has no wider precision to round from); use "
+                             f"'nearest' or 'compensated'")
+    if rounding == "stochastic" and step is None:
+        raise ValueError("rounding 'stochastic' needs step= (its random bits are keyed by seed, step and index)")
+    if rounding == "compensated":
+        if compensations is None:
+            raise ValueError("rounding 'compensated' needs compensations= (a list; None entries are born zero)")
+        cs = _sequence("compensations", compensations, len(ps))
+        for k, (p, c) in enumerate(zip(ps, cs)):
+            if c is not None:
+                state_array(f"compensations[{k}]", c, f"params[{k}]", p, dtype=p.dtype)
+    if step is not None:
+        steps = _sequence("step", step, len(ps)) if isinstance(step, (list, tuple)) else [step] * len(ps)
+        for k, t in enumerate(steps):
+            step_count(f"step[{k}]" if isinstance(step, (list, tuple)) else "step", t, 1)
 MAX_STEP = 2 ** 53   # step counts stay exact as doubles
 
 
@@ -149,6 +197,7 @@ def sgd_hyper(h, where):
     out["maximize"] = flag(f"{where}maximize", h["maximize"])
     out["reg"] = reg(f"{where}reg", h["reg"])
     out["momentum_form"] = choice(f"{where}momentum_form", h["momentum_form"], FORMS)
+    out["rounding"], out["seed"] = rounding_args(h.get("rounding"), h.get("seed", 0), where)
     if out["nesterov"] and (out["momentum"] == 0 or out["dampening"] != 0):
         raise ValueError(f"{where}nesterov requires momentum > 0 and dampening == 0")
     if out["momentum_form"] == "keras" and out["dampening"] != 0:
@@ -170,6 +219,7 @@ def adam_hyper(h, where):
     out["maximize"] = flag(f"{where}maximize", h["maximize"])
     out["reg"] = reg(f"{where}reg", h["reg"])
     out["eps_form"] = choice(f"{where}eps_form", h["eps_form"], FORMS)
+    out["rounding"], out["seed"] = rounding_args(h.get("rounding"), h.get("seed", 0), where)
     return out
 
 
@@ -181,11 +231,22 @@ def _sequence(name, seq, n=None):
     return tuple(seq)
 
 
-def state_array(name, a, pname, p):
-    """A state array (momentum buffer, Adam moment) of parameter `p`: like it, writeable."""
+def state_dtype(p):
+    """The dtype of the optimizer state of param `p`: float32 for 16-bit params (their
+    arithmetic is float32), else p's own."""
+    return np.dtype(np.float32) if p.dtype in HALF_DTYPES else p.dtype
+
+
+def state_array(name, a, pname, p, dtype=None):
+    """A state array (momentum buffer, Adam moment) of parameter `p`: its shape, the state
+    dtype (or `dtype`), writeable."""
     _array(name, a, True)
-    if a.dtype != p.dtype:
+    dtype = state_dtype(p) if dtype is None else dtype
+    if a.dtype != dtype and dtype == p.dtype:
         raise TypeError(f"{name} has dtype {a.dtype} but {pname} has dtype {p.dtype}; they must match")
+    if a.dtype != dtype:
+        raise TypeError(f"{name} has dtype {a.dtype} but {pname} ({p.dtype}) has {dtype} state "
+                        f"(16-bit weights compute and keep their state in float32)")
     if a.shape != p.shape:
         raise ValueError(f"{name} has shape {a.shape} but {pname} has shape {p.shape}; they must match")
 

@@ -12,7 +12,8 @@ gradient and state array before touching anything; a failed step modifies nothin
 import numpy as np
 
 from . import _kernels
-from ._validate import _array, _pair, adam_hyper, disjoint, sgd_hyper, state_array, step_count
+from ._validate import (HALF_DTYPES, _array, _pair, adam_hyper, disjoint, sgd_hyper, state_array,
+                        state_dtype, step_count)
 from .rules import RULES, Decay, Decoupled, L2
 
 __all__ = ["L2", "Decoupled", "Decay", "SGD", "Adam", "exclude_1d", "ParamGroups"]
@@ -176,6 +177,18 @@ class _Optimizer:
     _state_arrays = ()      # names of the state arrays a state dict may hold
     _state_required = ()    # ... and must hold
 
+    @staticmethod
+    def _check_rounding(k, p, st, hyper):
+        """The rounding of param k and its compensation buffer: the worded errors."""
+        if hyper["rounding"] == "stochastic" and p.dtype not in HALF_DTYPES:
+            raise ValueError(f"rounding 'stochastic' needs bfloat16 or float16 weights, but params[{k}] is "
+                             f"{p.dtype}; use 'nearest' or 'compensated'")
+        comp = st.get("compensation")
+        if hyper["rounding"] != "compensated" or comp is None:
+            return []
+        state_array(f"state[{k}]['compensation']", comp, f"params[{k}]", p, dtype=p.dtype)
+        return [(f"state[{k}]['compensation']", comp, True)]
+
     # -- state dicts -------------------------------------------------------------------------
     def state_dict(self):
         """A flat dict of numpy arrays, numbers and strings, savable with ``np.savez(f, **d)``."""
@@ -188,6 +201,8 @@ class _Optimizer:
                     d[f"group.{i}.reg"] = reg.name if reg is not None else "none"
                     d[f"group.{i}.reg_strength"] = reg.strength if reg is not None else 0.0
                     d[f"group.{i}.reg_lr_max"] = getattr(reg, "lr_max", None) or 0.0
+                elif key == "rounding":   # None (by dtype) as a string: np.load refuses objects
+                    d[f"group.{i}.rounding"] = g[key] or "default"
                 else:
                     d[f"group.{i}.{key}"] = g[key]
             d[f"group.{i}.params"] = np.array(slot, dtype=np.int64)
@@ -238,6 +253,9 @@ class _Optimizer:
                                                  float(np.asarray(d[pre + "reg_lr_max"])))
                     else:
                         hyper["reg"] = RULES[name](float(np.asarray(d[pre + "reg_strength"])))
+                elif key == "rounding":
+                    value = str(np.asarray(d[pre + key]))
+                    hyper[key] = None if value == "default" else value
                 else:
                     value = np.asarray(d[pre + key])
                     hyper[key] = tuple(x.item() for x in value) if value.ndim else value.item()
@@ -247,7 +265,7 @@ class _Optimizer:
         for key in d:
             if key.startswith(prefix):
                 k, _, name = key[len(prefix):].partition(".")
-                if not k.isdigit() or int(k) >= len(self._flat) or name not in self._state_arrays + ("step",) * self._adam:
+                if not k.isdigit() or int(k) >= len(self._flat) or name not in self._state_arrays + ("step",):
                     raise ValueError(f"state dict has an unexpected entry {key!r}")
                 names.setdefault(int(k), []).append(name)
         states = []
@@ -263,9 +281,10 @@ class _Optimizer:
                         raise ValueError(f"state dict state.{k}.step must be an int, got {value!r}")
                     new[name] = step_count(f"state dict state.{k}.step", int(value), 0)
                     continue
-                if value.shape != p.shape or value.dtype != p.dtype:
+                dtype = p.dtype if name == "compensation" else state_dtype(p)
+                if value.shape != p.shape or value.dtype != dtype:
                     raise ValueError(f"state dict state.{k}.{name} has shape {value.shape} and dtype "
-                                     f"{value.dtype}; the param has {p.shape} and {p.dtype}")
+                                     f"{value.dtype}; it must have {p.shape} and {dtype}")
                 if not np.all(np.isfinite(value)):
                     raise ValueError(f"state dict state.{k}.{name} holds non-finite values")
                 new[name] = np.array(value, order="C", copy=True)
@@ -293,8 +312,8 @@ class SGD(_Optimizer):
     """
 
     _defaults = {"lr": 0.01, "momentum": 0.0, "dampening": 0.0, "nesterov": False,
-                 "maximize": False, "reg": None, "momentum_form": "torch"}
-    _state_arrays = ("momentum_buffer", "velocity")
+                 "maximize": False, "reg": None, "momentum_form": "torch", "rounding": None, "seed": 0}
+    _state_arrays = ("momentum_buffer", "velocity", "compensation")
 
     def _check_hyper(self, h, where):
         return sgd_hyper(h, where)
@@ -305,10 +324,13 @@ class SGD(_Optimizer):
     def _check_state(self, k, p, st, hyper):
         key = "velocity" if hyper["momentum_form"] == "keras" else "momentum_buffer"
         buf = st.get(key)
+        if "step" in st:
+            step_count(f"state[{k}]['step']", st["step"], 0)
+        out = self._check_rounding(k, p, st, hyper)
         if hyper["momentum"] == 0 or buf is None:
-            return []
+            return out
         state_array(f"state[{k}]['{key}']", buf, f"params[{k}]", p)
-        return [(f"state[{k}]['{key}']", buf, True)]
+        return out + [(f"state[{k}]['{key}']", buf, True)]
 
 
 class Adam(_Optimizer):
@@ -331,16 +353,17 @@ class Adam(_Optimizer):
     """
 
     _defaults = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "amsgrad": False,
-                 "maximize": False, "reg": None, "eps_form": "torch"}
+                 "maximize": False, "reg": None, "eps_form": "torch", "rounding": None, "seed": 0}
     _adam = True
-    _state_arrays = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+    _state_arrays = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq", "compensation")
     _state_required = ("step", "exp_avg", "exp_avg_sq")
 
     def _check_hyper(self, h, where):
         return adam_hyper(h, where)
 
     def _new_state(self, p, hyper):
-        return {"step": 0, "exp_avg": np.zeros_like(p), "exp_avg_sq": np.zeros_like(p)}
+        dt = state_dtype(p)
+        return {"step": 0, "exp_avg": np.zeros(p.shape, dt), "exp_avg_sq": np.zeros(p.shape, dt)}
 
     def _check_state(self, k, p, st, hyper):
         for name in self._state_required:
@@ -352,7 +375,8 @@ class Adam(_Optimizer):
             names.append("max_exp_avg_sq")
         for name in names:
             state_array(f"state[{k}]['{name}']", st[name], f"params[{k}]", p)
-        return [(f"state[{k}]['{name}']", st[name], True) for name in names]
+        return ([(f"state[{k}]['{name}']", st[name], True) for name in names]
+                + self._check_rounding(k, p, st, hyper))
 
 
 def exclude_1d(params, reg, names=None, *, verbose=True):

@@ -1,0 +1,218 @@
+"""16-bit weights (bfloat16, float16) and the rounding modes: against numpy references of the
+formulas, bit-identical across threads, instruction sets and resumes, and the share of the
+intended weight decay actually applied (the point of it all)."""
+import contextlib
+
+import numpy as np
+import pytest
+
+ml_dtypes = pytest.importorskip("ml_dtypes")
+import l2decay  # noqa: E402
+import numpy_reference as ref  # noqa: E402
+from l2decay import SGD, Adam, Decay, Decoupled, L2, _kernels  # noqa: E402
+
+BF16 = np.dtype(ml_dtypes.bfloat16)
+F16 = np.dtype(np.float16)
+HALVES = [BF16, F16]
+F32 = np.float32
+
+
+@contextlib.contextmanager
+def configured(level=None, threads=None, threshold=None):
+    old = (_kernels.get_simd(), _kernels.get_parallel_threshold())
+    try:
+        if level is not None:
+            _kernels.set_simd(level)
+        if threads is not None:
+            l2decay.set_num_threads(threads)
+        if threshold is not None:
+            _kernels.set_parallel_threshold(threshold)
+        yield
+    finally:
+        _kernels.set_simd(old[0])
+        _kernels.set_parallel_threshold(old[1])
+        l2decay.set_num_threads(0)
+
+
+def data(dtype, shapes, steps, seed=0):
+    rng = np.random.default_rng(seed)
+    w = [rng.standard_normal(s).astype(dtype) for s in shapes]
+    grads = [[(rng.standard_normal(s) * 0.1).astype(dtype) for s in shapes] for _ in range(steps)]
+    return w, grads
+
+
+def reg_tuple(reg):
+    return ("none", 0.0) if reg is None else (reg.name, reg.coef)
+
+
+SHAPES = [(7, 5), (5,), (0,), (333,)]
+REGS = [None, L2(0.05), Decoupled(0.05), Decay(0.01)]
+
+
+@pytest.mark.parametrize("dtype", HALVES, ids=str)
+@pytest.mark.parametrize("reg", REGS, ids=repr)
+@pytest.mark.parametrize("cls,cfg", [(SGD, dict(momentum=0.9, nesterov=True)), (SGD, dict(momentum=0.8, momentum_form="keras")),
+                                     (SGD, dict()), (Adam, dict(amsgrad=True)), (Adam, dict(eps_form="keras"))], ids=str)
+def test_nearest_is_float32_arithmetic_rounded_once_per_step(dtype, reg, cls, cfg):
+    # the reference: float32 copies, the float32 formulas, the weights rounded to the 16-bit
+    # format after every step (round to nearest even); the state stays float32
+    w, grads = data(dtype, SHAPES, 5)
+    w32 = [x.astype(F32) for x in w]
+    r = (ref.SGD if cls is SGD else ref.Adam)(w32, lr=0.05 if cls is SGD else 0.01, reg=reg_tuple(reg), **cfg)
+    opt = cls(w, lr=0.05 if cls is SGD else 0.01, reg=reg, rounding="nearest", **cfg)
+    for g in grads:
+        opt.step(g)
+        r.step([x.astype(F32) for x in g])
+        for x in w32:
+            x[...] = x.astype(dtype).astype(F32)
+    for k, (a, b) in enumerate(zip(w, w32)):
+        assert a.dtype == dtype
+        np.testing.assert_array_equal(a.astype(F32), b, err_msg=f"tensor {k}")
+    if cls is Adam:
+        assert all(st["exp_avg"].dtype == F32 for st in opt.state)
+
+
+def _kahan(w, c, change, pre=0.0, post=0.0):
+    """The compensated write, in numpy: the change (decay included) added to w + c."""
+    dt, w0 = w.dtype, w.astype(F32)
+    d = change - F32(pre) * w0
+    d = d - F32(post) * (w0 + d)
+    y = d + c.astype(F32)
+    t = (w0 + y).astype(dt)
+    return t, (y - (t.astype(F32) - w0)).astype(dt)
+
+
+@pytest.mark.parametrize("dtype", HALVES + [np.dtype(F32)], ids=str)
+@pytest.mark.parametrize("reg", [None, Decoupled(0.3), Decay(1e-3)], ids=repr)
+def test_compensated_is_kahan_summation_with_the_decay_inside(dtype, reg):
+    w, grads = data(dtype, [(1000,)], 20)
+    w_ref, c_ref = w[0].copy(), np.zeros_like(w[0])
+    opt = SGD(w, lr=0.01, reg=reg, rounding="compensated")
+    pre = 0.01 * 0.3 if isinstance(reg, Decoupled) else 0.0
+    post = 1e-3 if isinstance(reg, Decay) else 0.0
+    for g in grads:
+        opt.step(g)
+        w_ref, c_ref = _kahan(w_ref, c_ref, -(F32(0.01) * g[0].astype(F32)), pre, post)
+    np.testing.assert_array_equal(w[0], w_ref)
+    np.testing.assert_array_equal(opt.state[0]["compensation"], c_ref)
+
+
+def test_stochastic_rounding_is_unbiased():
+    # x lies 0.3 of the way from one bfloat16 to the next: about 30% of a million draws round up
+    n = 1_000_000
+    lo = np.float32(1.0)
+    hi = np.float32(np.nextafter(BF16.type(1.0), BF16.type(2.0)))   # 1 + 2**-7
+    x = lo + np.float32(0.3) * (hi - lo)
+    w = np.full(n, lo, dtype=BF16)
+    g = np.full(n, -(x - lo), dtype=F32)          # step: w - lr*g = x
+    l2decay.sgd_step([w.view(BF16)], [g.astype(BF16)], lr=1.0, rounding="stochastic", seed=7, step=1)
+    up = np.mean(w.astype(F32) == hi)
+    exact_g = np.float32(g[0].astype(BF16))      # the gradient as bfloat16 stores it
+    p = float((-exact_g) / (hi - lo))
+    assert np.all((w.astype(F32) == lo) | (w.astype(F32) == hi))
+    assert abs(up - p) < 5 * np.sqrt(p * (1 - p) / n), (up, p)
+
+
+@pytest.mark.parametrize("dtype", HALVES, ids=str)
+def test_stochastic_rounding_is_the_same_bits_on_every_level_thread_count_and_resume(dtype):
+    shapes = [(3 * 8192 + 5,), (77,), (0,)]
+    w0, grads = data(dtype, shapes, 4, seed=3)
+    results = []
+    for level in _kernels.simd_available():
+        for threads in (1, 2, 3):
+            with configured(level=level, threads=threads, threshold=1024):
+                w = [x.copy() for x in w0]
+                opt = Adam(w, lr=0.01, reg=Decoupled(0.1), rounding="stochastic", seed=11)
+                for g in grads:
+                    opt.step(g)
+                results.append(w)
+    for w in results[1:]:
+        for a, b in zip(w, results[0]):
+            np.testing.assert_array_equal(a.view(np.uint16), b.view(np.uint16))
+    # a resume from a state dict continues with the same random bits
+    w = [x.copy() for x in w0]
+    opt = Adam(w, lr=0.01, reg=Decoupled(0.1), rounding="stochastic", seed=11)
+    for g in grads[:2]:
+        opt.step(g)
+    saved = opt.state_dict()
+    w2 = [x.copy() for x in w]
+    opt2 = Adam(w2, lr=0.01)
+    opt2.load_state_dict(saved)
+    for g in grads[2:]:
+        opt2.step(g)
+    for a, b in zip(w2, results[0]):
+        np.testing.assert_array_equal(a.view(np.uint16), b.view(np.uint16))
+    # another seed draws other bits
+    w3 = [x.copy() for x in w0]
+    opt3 = Adam(w3, lr=0.01, reg=Decoupled(0.1), rounding="stochastic", seed=12)
+    for g in grads:
+        opt3.step(g)
+    assert not np.array_equal(w3[0].view(np.uint16), results[0][0].view(np.uint16))
+
+
+def decay_applied(dtype, lr_wd, rounding, n=200_000, steps=1000):
+    """Decay only (zero gradients), N(0,1) weights: the share of the intended shrink
+    (1 - lr*wd)**steps that the stored weights show."""
+    rng = np.random.default_rng(0)
+    w0 = rng.standard_normal(n).astype(dtype)
+    w = w0.copy()
+    opt = SGD([w], lr=1.0, reg=Decoupled(lr_wd), rounding=rounding)
+    g = np.zeros(n, dtype)
+    for _ in range(steps):
+        opt.step([g])
+    a, b = w0.astype(np.float64), w.astype(np.float64)
+    return float(np.sum(a * (a - b)) / np.sum(a * (a - a * (1 - lr_wd) ** steps)))
+
+
+# The share of the intended decay applied (README's table).  Round to nearest loses all of it
+# in bfloat16 below 2**-9 per step; stochastic rounding and compensation apply it.
+@pytest.mark.parametrize("dtype", HALVES, ids=str)
+@pytest.mark.parametrize("lr_wd", [1e-5, 1e-4, 1e-3])
+@pytest.mark.parametrize("rounding", ["stochastic", "compensated"])
+def test_16_bit_weights_get_their_decay(dtype, lr_wd, rounding):
+    assert decay_applied(dtype, lr_wd, rounding) == pytest.approx(1.0, abs=0.01)
+
+
+@pytest.mark.parametrize("dtype,lr_wd", [(BF16, 1e-5), (BF16, 1e-3), (F16, 1e-5)])
+def test_round_to_nearest_loses_small_decays(dtype, lr_wd):
+    assert decay_applied(dtype, lr_wd, "nearest") == 0.0
+
+
+@pytest.mark.parametrize("lr_wd,rounding,want,tol", [(1e-8, "compensated", 1.0, 0.01), (1e-7, "compensated", 1.0, 0.01),
+                                                      (1e-6, "nearest", 1.0, 0.005), (1e-8, "nearest", 0.0, 0.0)])
+def test_float32_decay_applied(lr_wd, rounding, want, tol):
+    # w - (lr*wd)*w: at 1e-6 round to nearest applies it faithfully (a rounded factor
+    # 1 - lr*wd gave 101.5%); at 1e-8 nothing can, but compensation
+    assert decay_applied(np.float32, lr_wd, rounding, n=50_000) == pytest.approx(want, abs=tol)
+
+
+def test_rounding_errors_are_named_and_change_nothing():
+    w = [np.ones(3, F32)]
+    with pytest.raises(ValueError, match=r"^rounding must be one of \('nearest', 'stochastic', 'compensated'\)"):
+        SGD(w, rounding="up")
+    with pytest.raises(TypeError, match=r"^seed must be an int"):
+        Adam(w, rounding="stochastic", seed=1.5)
+    opt = SGD(w, lr=0.1, rounding="stochastic")
+    with pytest.raises(ValueError, match=r"rounding 'stochastic' needs bfloat16 or float16 weights, but params\[0\] is float32"):
+        opt.step([np.ones(3, F32)])
+    np.testing.assert_array_equal(w[0], 1.0)
+    with pytest.raises(ValueError, match=r"^rounding 'stochastic' needs step="):
+        l2decay.sgd_step([np.ones(3, BF16)], [np.ones(3, BF16)], lr=0.1, rounding="stochastic")
+    with pytest.raises(ValueError, match=r"^rounding 'compensated' needs compensations="):
+        l2decay.sgd_step([np.ones(3, BF16)], [np.ones(3, BF16)], lr=0.1, rounding="compensated")
+    h = [np.ones(3, BF16)]
+    with pytest.raises(TypeError, match=r"^exp_avgs\[0\] has dtype bfloat16 but params\[0\] \(bfloat16\) has float32 state"):
+        l2decay.adam_step(h, [np.ones(3, BF16)], [np.zeros(3, BF16)], [np.zeros(3, F32)], step=1, lr=0.1)
+    with pytest.raises(TypeError, match=r"^grads\[0\] has dtype float16 but params\[0\] has dtype bfloat16"):
+        l2decay.sgd_step(h, [np.ones(3, F16)], lr=0.1)
+    np.testing.assert_array_equal(h[0].astype(F32), 1.0)
+
+
+def test_kernels_take_16_bit_arrays():
+    for dt in HALVES:
+        w, g = np.full(4, 2.0, dt), np.full(4, 1.0, dt)
+        l2decay.decay_step(w, g, lr=0.5, decay=0.25)
+        np.testing.assert_array_equal(w.astype(F32), 1.125)
+        l2decay.l2_step(w, g, lr=0.5, lam=1.0)
+        np.testing.assert_array_equal(g.astype(F32), 2.125)
+        np.testing.assert_array_equal(w.astype(F32), 0.0625)
