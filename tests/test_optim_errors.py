@@ -253,18 +253,18 @@ def test_numpy_scalars_as_hyperparameters_work():
 
 def test_conversion_helpers():
     c = l2decay.convert
-    assert c.from_torch("SGD", 5e-4) == L2(5e-4)
-    assert c.from_torch("adam", 1e-2) == L2(1e-2)
-    assert c.from_torch("AdamW", 1e-2) == Decoupled(1e-2)
-    assert c.from_keras(weight_decay=0.004) == Decoupled(0.004)
-    assert c.from_keras(l2=0.01) == L2(0.02)
-    assert c.from_sklearn_mlp(1e-4, 200) == L2(1e-4 / 200)
-    with pytest.raises(ValueError, match="exactly one"):
-        c.from_keras(weight_decay=0.1, l2=0.1)
-    with pytest.raises(ValueError, match="optimizer must be one of"):
+    assert c.from_torch("SGD", 5e-4).rule() == L2(5e-4)
+    assert c.from_torch("adam", weight_decay=1e-2).rule() == L2(1e-2)
+    assert c.from_torch("AdamW", 1e-2).rule() == Decoupled(1e-2)
+    assert c.from_keras("adamw", weight_decay=0.004).rule() == Decoupled(0.004)
+    assert c.from_keras("sgd", kernel_regularizer=0.01).rule() == L2(0.02)
+    assert c.from_sklearn_mlp("sgd", alpha=1e-4, batch_size=200).rule(batch=200) == L2(1e-4 / 200)
+    with pytest.raises(ValueError, match="two rules on the same weights"):
+        c.from_keras("sgd", weight_decay=0.1, kernel_regularizer=0.1)
+    with pytest.raises(ValueError, match="has no l2decay counterpart"):
         c.from_torch("lion", 0.1)
-    with pytest.raises(ValueError, match="batch_size must be a positive int"):
-        c.from_sklearn_mlp(1e-4, 0)
+    with pytest.raises(ValueError, match="batch_size=0 is refused"):
+        c.from_sklearn_mlp("sgd", alpha=1e-4, batch_size=0)
     with pytest.raises(ValueError, match=r"lr\*lam must be < 1"):
         c.l2_to_decay(10.0, 0.5)
 
