@@ -305,13 +305,14 @@ cdef inline void _st(store_t* p, Py_ssize_t i, work_t x, int rounding, uint32_t 
 
 
 cdef inline void _write(store_t* w, store_t* comp, Py_ssize_t i, work_t w0, work_t change,
-                        const Hyper* h, int rounding, uint32_t key, Py_ssize_t index) noexcept nogil:
+                        work_t pre, work_t post, int rounding, uint32_t key, Py_ssize_t index) noexcept nogil:
     """The new weight from the loaded one, w0, and the optimizer's `change` (its step, e.g.
     -lr*g): Decoupled's shrink before it and Decay's after, then stored by `rounding`.
     Compensated: the whole change, decay included, is Kahan-added to w0 + comp, so that changes
-    smaller than half a unit in the last place add up instead of rounding away."""
-    cdef work_t x, pre = <work_t>h.shrink if h.decoupled else 0, post = <work_t>h.shrink if h.decay else 0
-    cdef work_t d, y, t
+    smaller than half a unit in the last place add up instead of rounding away.  pre/post: the
+    shrink of Decoupled / Decay, 0 otherwise (locals of the caller: read through the Hyper
+    pointer, which the stores could alias, they would stop gcc from vectorizing)."""
+    cdef work_t x, d, y, t
     if rounding == ROUND_COMPENSATED:
         d = change - pre * w0
         d = d - post * (w0 + d)
@@ -321,10 +322,10 @@ cdef inline void _write(store_t* w, store_t* comp, Py_ssize_t i, work_t w0, work
         _st(comp, i, y - (t - w0), ROUND_NEAREST, key, index)
     else:
         x = w0
-        if h.decoupled:
+        if pre != 0:
             x = x - pre * x
         x = x + change
-        if h.decay:
+        if post != 0:
             x = x - post * x
         _st(w, i, x, rounding, key, index)
 
@@ -337,6 +338,7 @@ cdef inline void _sgd_gen(store_t* w, const store_t* g, work_t* buf, store_t* co
     cdef work_t lr = <work_t>h.lr, lam = <work_t>h.lam, sign = <work_t>h.sign
     cdef work_t mu = <work_t>h.mu, damp1 = <work_t>h.damp1
     cdef work_t gi, w0, bi, change
+    cdef work_t pre = <work_t>h.shrink if h.decoupled else 0, post = <work_t>h.shrink if h.decay else 0
     cdef bint l2 = h.l2, use_momentum = h.mu != 0.0, velocity = h.velocity, nesterov = h.nesterov
     for i in range(n):
         gi = sign * <work_t>_ld(g, i)
@@ -353,7 +355,7 @@ cdef inline void _sgd_gen(store_t* w, const store_t* g, work_t* buf, store_t* co
             bi = gi if first else mu * buf[i] + damp1 * gi
             buf[i] = bi
             change = -(lr * ((gi + mu * bi) if nesterov else bi))
-        _write(w, comp, i, w0, change, h, rounding, key, i0 + i)
+        _write(w, comp, i, w0, change, pre, post, rounding, key, i0 + i)
 
 
 cdef inline void _adam_gen(store_t* w, const store_t* g, work_t* m, work_t* v, work_t* vmax,
@@ -365,6 +367,7 @@ cdef inline void _adam_gen(store_t* w, const store_t* g, work_t* m, work_t* v, w
     cdef work_t a1 = <work_t>(1.0 - h.b1), a2 = <work_t>(1.0 - h.b2), eps = <work_t>h.eps
     cdef work_t ss = <work_t>step_size, bc2s = <work_t>bc2_sqrt
     cdef work_t gi, w0, mi, vi, root
+    cdef work_t pre = <work_t>h.shrink if h.decoupled else 0, post = <work_t>h.shrink if h.decay else 0
     cdef bint l2 = h.l2, amsgrad = h.amsgrad
     for i in range(n):
         gi = sign * <work_t>_ld(g, i)
@@ -383,7 +386,7 @@ cdef inline void _adam_gen(store_t* w, const store_t* g, work_t* m, work_t* v, w
             root = sqrtf(vi)
         else:
             root = sqrt(vi)
-        _write(w, comp, i, w0, -((ss * mi) / (root / bc2s + eps)), h, rounding, key, i0 + i)
+        _write(w, comp, i, w0, -((ss * mi) / (root / bc2s + eps)), pre, post, rounding, key, i0 + i)
 
 
 cdef inline void _rule_gen(Op op, store_t* w, store_t* g, Py_ssize_t n, const Hyper* h) noexcept nogil:
@@ -404,45 +407,56 @@ cdef inline void _rule_gen(Op op, store_t* w, store_t* g, Py_ssize_t n, const Hy
             _st(w, i, wi - lr * gi, ROUND_NEAREST, 0, 0)
 
 
-cdef inline void _generic(Op op, const Task* t, Py_ssize_t a, Py_ssize_t b) noexcept nogil:
-    """Run `op` on elements [a, b) of task `t` with the generic loops."""
+cdef inline void _generic_r(Op op, const Task* t, Py_ssize_t a, Py_ssize_t b, int rounding) noexcept nogil:
+    """Run `op` on elements [a, b) of task `t` with the generic loops, for one `rounding`
+    (passed as a constant by _generic: each mode compiles to its own loop, which gcc can
+    vectorize; a run-time switch inside the loop stops it)."""
     cdef const Hyper* h = t.h
     if t.kind == KIND_BF16:
         if op == OP_SGD:
             _sgd_gen(<bf16*>t.w + a, <bf16*>t.g + a, <float*>t.s1 + a if t.s1 != NULL else NULL,
-                     <bf16*>t.comp + a if t.comp != NULL else NULL, b - a, h, t.first, t.rounding, t.key, a)
+                     <bf16*>t.comp + a if t.comp != NULL else NULL, b - a, h, t.first, rounding, t.key, a)
         elif op == OP_ADAM:
             _adam_gen(<bf16*>t.w + a, <bf16*>t.g + a, <float*>t.s1 + a, <float*>t.s2 + a,
                       <float*>t.s3 + a if t.s3 != NULL else NULL, <bf16*>t.comp + a if t.comp != NULL else NULL,
-                      b - a, h, t.step_size, t.bc2_sqrt, t.rounding, t.key, a)
+                      b - a, h, t.step_size, t.bc2_sqrt, rounding, t.key, a)
         else:
             _rule_gen(op, <bf16*>t.w + a, <bf16*>t.g + a, b - a, h)
     elif t.kind == KIND_F16:
         if op == OP_SGD:
             _sgd_gen(<f16*>t.w + a, <f16*>t.g + a, <float*>t.s1 + a if t.s1 != NULL else NULL,
-                     <f16*>t.comp + a if t.comp != NULL else NULL, b - a, h, t.first, t.rounding, t.key, a)
+                     <f16*>t.comp + a if t.comp != NULL else NULL, b - a, h, t.first, rounding, t.key, a)
         elif op == OP_ADAM:
             _adam_gen(<f16*>t.w + a, <f16*>t.g + a, <float*>t.s1 + a, <float*>t.s2 + a,
                       <float*>t.s3 + a if t.s3 != NULL else NULL, <f16*>t.comp + a if t.comp != NULL else NULL,
-                      b - a, h, t.step_size, t.bc2_sqrt, t.rounding, t.key, a)
+                      b - a, h, t.step_size, t.bc2_sqrt, rounding, t.key, a)
         else:
             _rule_gen(op, <f16*>t.w + a, <f16*>t.g + a, b - a, h)
     elif t.kind == KIND_F32:
         if op == OP_SGD:
             _sgd_gen(<float*>t.w + a, <float*>t.g + a, <float*>t.s1 + a if t.s1 != NULL else NULL,
-                     <float*>t.comp + a if t.comp != NULL else NULL, b - a, h, t.first, t.rounding, t.key, a)
+                     <float*>t.comp + a if t.comp != NULL else NULL, b - a, h, t.first, rounding, t.key, a)
         else:
             _adam_gen(<float*>t.w + a, <float*>t.g + a, <float*>t.s1 + a, <float*>t.s2 + a,
                       <float*>t.s3 + a if t.s3 != NULL else NULL, <float*>t.comp + a if t.comp != NULL else NULL,
-                      b - a, h, t.step_size, t.bc2_sqrt, t.rounding, t.key, a)
+                      b - a, h, t.step_size, t.bc2_sqrt, rounding, t.key, a)
     else:
         if op == OP_SGD:
             _sgd_gen(<double*>t.w + a, <double*>t.g + a, <double*>t.s1 + a if t.s1 != NULL else NULL,
-                     <double*>t.comp + a if t.comp != NULL else NULL, b - a, h, t.first, t.rounding, t.key, a)
+                     <double*>t.comp + a if t.comp != NULL else NULL, b - a, h, t.first, rounding, t.key, a)
         else:
             _adam_gen(<double*>t.w + a, <double*>t.g + a, <double*>t.s1 + a, <double*>t.s2 + a,
                       <double*>t.s3 + a if t.s3 != NULL else NULL, <double*>t.comp + a if t.comp != NULL else NULL,
-                      b - a, h, t.step_size, t.bc2_sqrt, t.rounding, t.key, a)
+                      b - a, h, t.step_size, t.bc2_sqrt, rounding, t.key, a)
+
+
+cdef inline void _generic(Op op, const Task* t, Py_ssize_t a, Py_ssize_t b) noexcept nogil:
+    if t.rounding == ROUND_STOCHASTIC:
+        _generic_r(op, t, a, b, ROUND_STOCHASTIC)
+    elif t.rounding == ROUND_COMPENSATED:
+        _generic_r(op, t, a, b, ROUND_COMPENSATED)
+    else:
+        _generic_r(op, t, a, b, ROUND_NEAREST)
 
 
 # ---- bench only: the memory ceiling of the rules' traffic (l2decay bench's "stream" column)
