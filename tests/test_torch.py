@@ -92,8 +92,8 @@ def test_defaults_are_torchs():
     p = [torch.nn.Parameter(torch.ones(2))]
     for name in ("SGD", "Adam", "AdamW"):
         ours, theirs = getattr(lt, name)(p).defaults, getattr(torch.optim, name)(p).defaults
-        assert {k: v for k, v in ours.items() if k != "reg"} == theirs
-        assert ours["reg"] is None
+        assert {k: v for k, v in ours.items() if k not in ("reg", "rounding", "seed")} == theirs
+        assert ours["reg"] is None and ours["rounding"] is None and ours["seed"] == 0
 
 
 @pytest.mark.parametrize("reg,torch_name,torch_kw", [
@@ -297,3 +297,70 @@ def test_step_hooks_and_the_profiler_still_work():
     with torch.profiler.profile() as prof:
         opt.step()
     assert any("Optimizer.step#SGD.step" in e.name for e in prof.events())
+
+
+# ---- 16-bit params ---------------------------------------------------------------------------
+ml_dtypes = pytest.importorskip("ml_dtypes")
+
+
+def _as_numpy(t):
+    """A bfloat16/float16 tensor's memory as numpy (torch has no numpy bfloat16)."""
+    dt = ml_dtypes.bfloat16 if t.dtype == torch.bfloat16 else np.float16
+    return t.detach().view(torch.int16).numpy().view(dt)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
+@pytest.mark.parametrize("rounding", [None, "nearest", "stochastic", "compensated"])
+@pytest.mark.parametrize("name", ["SGD", "AdamW"])
+def test_16_bit_params_step_as_l2decay_optim_does(dtype, rounding, name):
+    # the same compiled step as the numpy optimizers: the same bits, state float32
+    import l2decay
+    gen = torch.Generator().manual_seed(0)
+    shapes = [(6, 5), (5,)]
+    params = [torch.nn.Parameter(torch.randn(s, generator=gen).to(dtype)) for s in shapes]
+    grads = [[(torch.randn(s, generator=gen) * 0.1).to(dtype) for s in shapes] for _ in range(4)]
+    ws = [_as_numpy(p).copy() for p in params]
+    kw = dict(lr=0.05, rounding=rounding, seed=3)
+    if name == "SGD":
+        opt = lt.SGD(params, momentum=0.9, weight_decay=1e-2, **kw)
+        ref = l2decay.SGD(ws, momentum=0.9, reg=L2(1e-2), **kw)
+    else:
+        opt = lt.AdamW(params, **kw)
+        ref = l2decay.Adam(ws, reg=Decoupled(1e-2), **kw)
+    for g in grads:
+        for p, x in zip(params, g):
+            p.grad = x
+        opt.step()
+        ref.step([_as_numpy(x) for x in g])
+    for p, w in zip(params, ws):
+        np.testing.assert_array_equal(_as_numpy(p).view(np.uint16), w.view(np.uint16))
+    st = opt.state[params[0]]
+    assert (st.get("exp_avg", st.get("momentum_buffer"))).dtype == torch.float32
+    assert ("compensation" in st) == (rounding == "compensated")
+
+
+def test_16_bit_torch_params_get_their_decay():
+    # torch's own AdamW keeps none of a 1e-5 decay in bfloat16; l2decay's default keeps it
+    p = torch.nn.Parameter(torch.randn(200_000, generator=torch.Generator().manual_seed(0)).to(torch.bfloat16))
+    w0 = p.detach().double().clone()
+    ours, theirs = lt.AdamW([p], lr=1.0, weight_decay=1e-5), None
+    q = torch.nn.Parameter(p.detach().clone())
+    theirs = torch.optim.AdamW([q], lr=1.0, weight_decay=1e-5)
+    for _ in range(300):
+        p.grad = torch.zeros_like(p)
+        q.grad = torch.zeros_like(q)
+        ours.step()
+        theirs.step()
+    want = w0 * (1 - 1e-5) ** 300
+    share = lambda x: float(((w0 * (w0 - x.detach().double())).sum() / (w0 * (w0 - want)).sum()))  # noqa: E731
+    assert share(q) == 0.0
+    assert share(p) == pytest.approx(1.0, abs=0.02)
+
+
+def test_stochastic_rounding_of_float32_params_is_refused():
+    p = torch.nn.Parameter(torch.ones(3))
+    p.grad = torch.ones(3)
+    opt = lt.SGD([p], lr=0.1, rounding="stochastic")
+    with pytest.raises(ValueError, match=r"rounding 'stochastic' needs bfloat16 or float16 params"):
+        opt.step()
+    assert torch.equal(p.detach(), torch.ones(3))

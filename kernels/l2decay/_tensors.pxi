@@ -1,55 +1,64 @@
 # Part of _kernels.pyx: the optimizer step over torch tensors (l2decay.torch), reading
 # param_groups and state afresh at every call.  This module never imports torch: it reads the
-# tensors through their own methods (dtype, is_cpu, layout, is_contiguous, data_ptr, numel),
-# and l2decay.torch passes the torch objects it compares with.
+# tensors through their own methods (dtype, is_cpu, is_contiguous, data_ptr, numel), and
+# l2decay.torch passes the torch objects it compares with:
+# kinds = (float32, float64, strided, Tensor, Parameter, bfloat16, float16).
 
-cdef inline bint _tensor_ok(object t, tuple kinds, bint* is_double, char** ptr,
-                            Py_ssize_t* n) noexcept:
-    """A dense contiguous CPU float32/float64 tensor: its dtype, data pointer and size.
-    kinds = (torch.float32, torch.float64, torch.strided, torch.Tensor, torch.nn.Parameter)."""
+cdef inline int _tensor_kind(object t, tuple kinds, char** ptr, Py_ssize_t* n) noexcept:
+    """The Kind of a dense contiguous CPU float tensor, with its data pointer and size; -1."""
+    cdef int kind
     if type(t) is not (<tuple>kinds)[3] and type(t) is not (<tuple>kinds)[4] and not isinstance(t, (<tuple>kinds)[3]):
-        return False
+        return -1
     try:
         dt = t.dtype
         if dt is (<tuple>kinds)[0]:
-            is_double[0] = False
+            kind = KIND_F32
         elif dt is (<tuple>kinds)[1]:
-            is_double[0] = True
+            kind = KIND_F64
+        elif dt is (<tuple>kinds)[5]:
+            kind = KIND_BF16
+        elif dt is (<tuple>kinds)[6]:
+            kind = KIND_F16
         else:
-            return False
-        # (a sparse tensor raises in is_contiguous or data_ptr: refused below)
+            return -1
+        # (a sparse tensor raises in is_contiguous or data_ptr: refused here)
         if t.is_cpu is not True or t.is_contiguous() is not True:
-            return False
+            return -1
         ptr[0] = <char*><size_t>t.data_ptr()
         n[0] = t.numel()
     except Exception:
-        return False
-    return True
+        return -1
+    return kind
 
 
-cdef inline bint _state_tensor_ok(object s, bint is_double, Py_ssize_t n, tuple kinds,
-                                  char** ptr) noexcept:
-    """A state tensor of a param with `is_double` and `n` elements."""
-    cdef bint d
+cdef inline bint _state_tensor_ok(object s, int kind, Py_ssize_t n, tuple kinds, char** ptr) noexcept:
+    """A state tensor of `kind` (float32 for 16-bit params, see _state_kind) with n elements."""
     cdef Py_ssize_t k
-    return _tensor_ok(s, kinds, &d, ptr, &k) and d == is_double and k == n
+    return _tensor_kind(s, kinds, ptr, &k) == kind and k == n
+
+
+cdef inline int _state_kind(int kind) noexcept nogil:
+    return KIND_F32 if kind == KIND_BF16 or kind == KIND_F16 else kind
 
 
 def _tensor_step(bint adam, list groups, list regs, object state, tuple kinds, object new_tensor):
-    """One step of an l2decay.torch optimizer.  groups: its param_groups (torch's keys);
-    regs[i]: the rule of group i (from weight_decay or "reg"); state: its state (keyed by
-    param; a step count is a plain int); new_tensor(p, zero): a new contiguous tensor like p.
-    Params whose grad is None are skipped.  Returns the list of params updated, or None,
-    having touched nothing but the state of params that had none, if a fast check fails (the
-    optimizer then words the error or normalizes a value only the fast checks refuse)."""
-    cdef Py_ssize_t ngroups = len(groups), i, j, nt = 0, m = 0, n, k
+    """One step of an l2decay.torch optimizer.  groups: its param_groups (torch's keys, and
+    "rounding" and "seed"); regs[i]: the rule of group i (from weight_decay or "reg"); state:
+    its state (keyed by param; a step count is a plain int); new_tensor(p, state): a new zero
+    contiguous tensor like p (float32 for 16-bit params when `state`).  Params whose grad is
+    None are skipped.  Returns the list of params updated, or None, having touched nothing but
+    the state of params that had none, if a fast check fails (the optimizer then words the
+    error or normalizes a value only the fast checks refuse)."""
+    cdef Py_ssize_t ngroups = len(groups), i, j, nt = 0, m = 0, n, k, base = 0
     cdef Hyper hstack[_STACK_GROUPS]
     cdef Hyper* hs = hstack
     cdef Hyper* h
     cdef Task stack[_STACK_TASKS]
     cdef Task* tasks = stack
     cdef Task* t
-    cdef bint keras = False, ok, is_double, d2
+    cdef bint keras = False, ok, half
+    cdef int kind, skind, rnd
+    cdef unsigned long long sd
     cdef long long step
     cdef char* ptr
     cdef dict g
@@ -63,7 +72,7 @@ def _tensor_step(bint adam, list groups, list regs, object state, tuple kinds, o
         hs = <Hyper*>malloc(ngroups * sizeof(Hyper))
         if hs == NULL:
             raise MemoryError()
-    updated, born, dicts, keep = [], [], [], []
+    updated, born, born_c, dicts, keep = [], [], [], [], []
     try:
         tasks = _alloc_tasks(m, stack)
         for i in range(ngroups):
@@ -77,27 +86,33 @@ def _tensor_step(bint adam, list groups, list regs, object state, tuple kinds, o
             else:
                 ok = _sgd_hyper(h, _get(g, "lr"), _get(g, "momentum"), _get(g, "dampening"),
                                 _get(g, "nesterov"), _get(g, "maximize"), regs[i], _TORCH)
-            if not ok:
+            seed = _get(g, "seed")
+            if not (ok and _rounding_ok(_get(g, "rounding"), &rnd) and _seed_ok(0 if seed is None else seed, &sd)):
                 return None
             params = <list>g["params"]
+            if i:
+                base += len((<dict>groups[i - 1])["params"])
             for j in range(len(params)):
                 p = params[j]
                 gr = getattr(p, "grad", None)
                 if gr is None:
                     continue
                 t = &tasks[nt]
-                if not _tensor_ok(p, kinds, &is_double, &ptr, &n):
+                kind = _tensor_kind(p, kinds, &ptr, &n)
+                if kind < 0:
                     return None
-                _init_task(t, ptr, NULL, n, KIND_F64 if is_double else KIND_F32, h)
-                if not (_tensor_ok(gr, kinds, &d2, &ptr, &k) and d2 == is_double and k == n
-                        and gr.shape == p.shape):
+                _init_task(t, ptr, NULL, n, kind, h)
+                if not (_tensor_kind(gr, kinds, &ptr, &k) == kind and k == n and gr.shape == p.shape):
                     return None
                 t.g = ptr
+                skind = _state_kind(kind)
+                half = skind != kind
                 st = state[p]
                 if type(st) is not dict:
                     return None
                 keep.append(p)
                 keep.append(gr)
+                new = None
                 if adam:
                     if not st:
                         st["step"] = 0
@@ -107,31 +122,52 @@ def _tensor_step(bint adam, list groups, list regs, object state, tuple kinds, o
                     if step < 0 or step == MAX_STEP:
                         return None
                     m_, v_ = _get(st, "exp_avg"), _get(st, "exp_avg_sq")
-                    if not (_state_tensor_ok(m_, is_double, n, kinds, &t.s1)
-                            and _state_tensor_ok(v_, is_double, n, kinds, &t.s2)):
+                    if not (_state_tensor_ok(m_, skind, n, kinds, &t.s1)
+                            and _state_tensor_ok(v_, skind, n, kinds, &t.s2)):
                         return None
                     keep.append(m_)
                     keep.append(v_)
-                    new = None
                     if h.amsgrad:
                         x = _get(st, "max_exp_avg_sq")
                         if x is None:
                             x = new = new_tensor(p, True)
-                        if not _state_tensor_ok(x, is_double, n, kinds, &t.s3):
+                        if not _state_tensor_ok(x, skind, n, kinds, &t.s3):
                             return None
                         keep.append(x)
-                    t.step = step + 1
                     _bias_correction(t, h, step + 1, False)
                 else:
-                    new = None
+                    # SGD counts steps only for stochastic rounding's random bits
+                    step = _step_ok(_get(st, "step"), 0) if _get(st, "step") is not None else 0
+                    if step < 0 or step == MAX_STEP:
+                        return None
                     if h.mu != 0.0:
                         b = _get(st, "momentum_buffer")
                         if b is None:
-                            b = new = new_tensor(p, False)
+                            b = new = new_tensor(p, True)
                             t.first = True
-                        if not _state_tensor_ok(b, is_double, n, kinds, &t.s1):
+                        if not _state_tensor_ok(b, skind, n, kinds, &t.s1):
                             return None
                         keep.append(b)
+                t.step = step + 1
+                # how the new weights are stored: as _round_task, with torch tensors
+                t.rounding = (ROUND_HALF_DEFAULT if half else ROUND_NEAREST) if rnd < 0 else rnd
+                if t.rounding == ROUND_STOCHASTIC and not half:
+                    return None
+                c = None
+                if t.rounding == ROUND_COMPENSATED:
+                    c = _get(st, "compensation")
+                    if c is None:
+                        c = new_tensor(p, False)
+                        born_c.append(c)
+                    else:
+                        born_c.append(None)
+                    if not _state_tensor_ok(c, kind, n, kinds, &t.comp):
+                        return None
+                    keep.append(c)
+                else:
+                    born_c.append(None)
+                if t.rounding == ROUND_STOCHASTIC:
+                    t.key = _key(sd, t.step, base + j)   # the param's place in the groups
                 born.append(new)
                 dicts.append(st)
                 updated.append(p)
@@ -141,12 +177,12 @@ def _tensor_step(bint adam, list groups, list regs, object state, tuple kinds, o
         _run_tasks(OP_ADAM if adam else OP_SGD, tasks, nt)
         for k in range(nt):
             st = dicts[k]
-            if adam:
+            if adam or tasks[k].rounding == ROUND_STOCHASTIC:
                 st["step"] = tasks[k].step + 0
-                if born[k] is not None:
-                    st["max_exp_avg_sq"] = born[k]
-            elif born[k] is not None:
-                st["momentum_buffer"] = born[k]
+            if born_c[k] is not None:
+                st["compensation"] = born_c[k]
+            if born[k] is not None:
+                st["max_exp_avg_sq" if adam else "momentum_buffer"] = born[k]
         return updated
     finally:
         _free_tasks(tasks, stack)

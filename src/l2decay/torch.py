@@ -8,8 +8,10 @@
 a state dict of ``torch.optim.AdamW`` loads here and the other way round),
 DistributedDataParallel and ``ZeroRedundancyOptimizer`` work as with torch's own.
 
-Params: CPU float32/float64, contiguous, updated in place (no copies); params whose grad is
-None are skipped.  A step reads param_groups and state afresh, checks every tensor before it
+Params: CPU float32/float64/bfloat16/float16, contiguous, updated in place (no copies); params
+whose grad is None are skipped.  16-bit params compute in float32 with float32 state, and
+``rounding=`` ("nearest", "stochastic", "compensated"; None: nearest for float32/float64,
+stochastic for 16-bit) and ``seed=`` choose how new weights are stored, as l2decay.optim's.  A step reads param_groups and state afresh, checks every tensor before it
 touches any, and updates all params of all groups in one compiled call.  ``foreach`` and
 ``fused`` are accepted and change nothing (the step is always one fused pass per tensor);
 ``capturable`` and ``differentiable`` are refused.
@@ -18,18 +20,21 @@ import torch
 from torch.optim.optimizer import _global_optimizer_post_hooks, _global_optimizer_pre_hooks
 
 from . import _kernels
-from ._validate import adam_hyper, real, reg as _check_reg, sgd_hyper, step_count
+from ._validate import adam_hyper, real, reg as _check_reg, rounding_args, sgd_hyper, step_count
 from .rules import L2, Decay, Decoupled
 
 __all__ = ["SGD", "Adam", "AdamW", "L2", "Decoupled", "Decay"]
 
-_KINDS = (torch.float32, torch.float64, torch.strided, torch.Tensor, torch.nn.Parameter)
+_KINDS = (torch.float32, torch.float64, torch.strided, torch.Tensor, torch.nn.Parameter, torch.bfloat16, torch.float16)
+_HALVES = (torch.bfloat16, torch.float16)
 _UNSET = object()   # weight_decay not given: its torch default, or 0 when reg= is given
 
 
-def _new_tensor(p, zero):
-    f = torch.zeros_like if zero else torch.empty_like
-    return f(p, memory_format=torch.contiguous_format)
+def _new_tensor(p, state):
+    """Zeros like p: optimizer state (float32 for 16-bit params, whose arithmetic is float32)
+    when `state`, else p's dtype (a compensation buffer)."""
+    dtype = torch.float32 if state and p.dtype in _HALVES else p.dtype
+    return torch.zeros_like(p, dtype=dtype, memory_format=torch.contiguous_format)
 
 
 def _number(value):
@@ -42,7 +47,7 @@ class _Base(torch.optim.Optimizer):
 
     _adam = False
 
-    def __init__(self, params, defaults, weight_decay, default_wd, reg):
+    def __init__(self, params, defaults, weight_decay, default_wd, reg, rounding, seed):
         for flag in ("capturable", "differentiable"):
             if defaults.get(flag, False):
                 raise ValueError(f"{flag}=True is not supported by l2decay.torch (CPU steps, no autograd "
@@ -53,6 +58,7 @@ class _Base(torch.optim.Optimizer):
                              "reg=Decoupled(wd) AdamW's)")
         defaults["weight_decay"] = (0 if reg is not None else default_wd) if weight_decay is _UNSET else weight_decay
         defaults["reg"] = reg
+        defaults["rounding"], defaults["seed"] = rounding_args(rounding, seed)
         self._rules = {}
         super().__init__(params, defaults)
 
@@ -60,8 +66,10 @@ class _Base(torch.optim.Optimizer):
         super().__setstate__(state)
         for group in self.param_groups:   # a state dict from torch's optimizer has no "reg"
             group.setdefault("reg", None)
+            group.setdefault("rounding", None)
+            group.setdefault("seed", 0)
             for key, value in self.defaults.items():
-                if key != "reg":
+                if key not in ("reg", "rounding", "seed"):
                     group.setdefault(key, value)
 
     def _decoupled(self, group):
@@ -124,6 +132,7 @@ class _Base(torch.optim.Optimizer):
                 if group.get(flag):
                     raise ValueError(f"{where}{flag}=True is not supported by l2decay.torch")
             hyper = self._check_group({k: _number(v) for k, v in group.items() if k != "params"}, regs[i], where)
+            hyper["rounding"], hyper["seed"] = rounding_args(group.get("rounding"), group.get("seed", 0), where)
             groups.append({**group, **hyper})
             for j, p in enumerate(group["params"]):
                 if p.grad is None:
@@ -131,6 +140,9 @@ class _Base(torch.optim.Optimizer):
                 name = f"{where}params[{j}]"
                 self._check_tensor(name, p)
                 self._check_tensor(f"{name}.grad", p.grad, like=p)
+                if hyper["rounding"] == "stochastic" and p.dtype not in _HALVES:
+                    raise ValueError(f"{name}: rounding 'stochastic' needs bfloat16 or float16 params, not "
+                                     f"{p.dtype}; use 'nearest' or 'compensated'")
                 st = self.state[p]
                 for key, value in list(st.items()):
                     if key == "step":   # torch keeps it as a float tensor
@@ -139,7 +151,8 @@ class _Base(torch.optim.Optimizer):
                             value = int(value)
                         st["step"] = step_count(f"state of {name}: step", value, 0)
                     elif isinstance(value, torch.Tensor):
-                        self._check_tensor(f"state of {name}: {key}", value, like=p, shape=False)
+                        state_dtype = p.dtype if key == "compensation" or p.dtype not in _HALVES else torch.float32
+                        self._check_tensor(f"state of {name}: {key}", value, like=p, shape=False, dtype=state_dtype)
         updated = _kernels._tensor_step(self._adam, groups, regs, self.state, _KINDS, _new_tensor)
         if updated is None:
             raise ValueError("params overlap in memory (two params, or a param and its state, share "
@@ -147,17 +160,19 @@ class _Base(torch.optim.Optimizer):
         return updated
 
     @staticmethod
-    def _check_tensor(name, t, like=None, shape=True):
+    def _check_tensor(name, t, like=None, shape=True, dtype=None):
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
         if t.layout is not torch.strided:
             raise TypeError(f"{name} is {t.layout}: l2decay.torch takes dense tensors (no sparse gradients)")
         if not t.is_cpu:
             raise ValueError(f"{name} is on {t.device}: l2decay.torch updates CPU tensors only")
-        if t.dtype not in (torch.float32, torch.float64):
-            raise TypeError(f"{name} has dtype {t.dtype}: l2decay.torch takes float32 or float64")
-        if like is not None and t.dtype != like.dtype:
-            raise TypeError(f"{name} has dtype {t.dtype} but its param has {like.dtype}; they must match")
+        if t.dtype not in (torch.float32, torch.float64) + _HALVES:
+            raise TypeError(f"{name} has dtype {t.dtype}: l2decay.torch takes float32, float64, bfloat16 "
+                            f"or float16")
+        want = dtype if dtype is not None else (like.dtype if like is not None else None)
+        if want is not None and t.dtype != want:
+            raise TypeError(f"{name} has dtype {t.dtype} but its param ({like.dtype}) needs {want}")
         if like is not None and (t.shape != like.shape if shape else t.numel() != like.numel()):
             raise ValueError(f"{name} has shape {tuple(t.shape)} but its param has {tuple(like.shape)}")
         if not t.is_contiguous():
@@ -176,12 +191,12 @@ class SGD(_Base):
     """torch.optim.SGD, on l2decay's compiled step; ``weight_decay`` is ``L2(weight_decay)``."""
 
     def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=_UNSET, nesterov=False, *,
-                 maximize=False, foreach=None, differentiable=False, fused=None, reg=None):
+                 maximize=False, foreach=None, differentiable=False, fused=None, reg=None, rounding=None, seed=0):
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening, nesterov=nesterov, maximize=maximize,
                         foreach=foreach, differentiable=differentiable, fused=fused)
         self._check_group({**defaults, "weight_decay": 0 if weight_decay is _UNSET else weight_decay},
                           reg, "")
-        super().__init__(params, defaults, weight_decay, 0, reg)
+        super().__init__(params, defaults, weight_decay, 0, reg, rounding, seed)
 
     @staticmethod
     def _check_group(h, reg, where):
@@ -202,13 +217,13 @@ class Adam(_Base):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=_UNSET, amsgrad=False, *,
                  foreach=None, maximize=False, capturable=False, differentiable=False, fused=None,
-                 decoupled_weight_decay=False, reg=None):
+                 decoupled_weight_decay=False, reg=None, rounding=None, seed=0):
         defaults = dict(lr=lr, betas=betas, eps=eps, amsgrad=amsgrad, maximize=maximize, foreach=foreach,
                         capturable=capturable, differentiable=differentiable, fused=fused,
                         decoupled_weight_decay=decoupled_weight_decay)
         wd = self._default_wd if weight_decay is _UNSET else weight_decay
         self._check_group({**defaults, "weight_decay": wd}, reg, "")
-        super().__init__(params, defaults, weight_decay, self._default_wd, reg)
+        super().__init__(params, defaults, weight_decay, self._default_wd, reg, rounding, seed)
 
     def _decoupled(self, group):
         return bool(group.get("decoupled_weight_decay", False))
@@ -232,7 +247,9 @@ class AdamW(Adam):
     _default_wd = 1e-2
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=_UNSET, amsgrad=False, *,
-                 maximize=False, foreach=None, capturable=False, differentiable=False, fused=None, reg=None):
+                 maximize=False, foreach=None, capturable=False, differentiable=False, fused=None, reg=None,
+                 rounding=None, seed=0):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
                          foreach=foreach, maximize=maximize, capturable=capturable,
-                         differentiable=differentiable, fused=fused, decoupled_weight_decay=True, reg=reg)
+                         differentiable=differentiable, fused=fused, decoupled_weight_decay=True, reg=reg,
+                         rounding=rounding, seed=seed)
