@@ -276,13 +276,16 @@ ctypedef fused work_t:
     double
 
 
-cdef inline double _ld(const store_t* p, Py_ssize_t i) noexcept nogil:
+cdef inline work_t _ld(const store_t* p, Py_ssize_t i, work_t like) noexcept nogil:
+    """p[i] in the working precision (`like` only picks it: a double return would make gcc
+    give up vectorizing the float loops)."""
+    # (the 16-bit structs are read and written as uint16_t: gcc does not vectorize struct accesses)
     if store_t is bf16:
-        return l2d_bf16_to_f32(p[i].bits)
+        return <work_t>l2d_bf16_to_f32((<const uint16_t*>p)[i])
     elif store_t is f16:
-        return l2d_f16_to_f32(p[i].bits)
+        return <work_t>l2d_f16_to_f32((<const uint16_t*>p)[i])
     else:
-        return p[i]
+        return <work_t>p[i]
 
 
 cdef inline void _st(store_t* p, Py_ssize_t i, work_t x, int rounding, uint32_t key,
@@ -290,14 +293,14 @@ cdef inline void _st(store_t* p, Py_ssize_t i, work_t x, int rounding, uint32_t 
     """Store x, rounded to nearest, or stochastically with element `index`'s random bits."""
     if store_t is bf16:
         if rounding == ROUND_STOCHASTIC:
-            p[i].bits = l2d_f32_to_bf16_sr(<float>x, l2d_random(key, index))
+            (<uint16_t*>p)[i] = l2d_f32_to_bf16_sr(<float>x, l2d_random(key, index))
         else:
-            p[i].bits = l2d_f32_to_bf16(<float>x)
+            (<uint16_t*>p)[i] = l2d_f32_to_bf16(<float>x)
     elif store_t is f16:
         if rounding == ROUND_STOCHASTIC:
-            p[i].bits = l2d_f32_to_f16_sr(<float>x, l2d_random(key, index))
+            (<uint16_t*>p)[i] = l2d_f32_to_f16_sr(<float>x, l2d_random(key, index))
         else:
-            p[i].bits = l2d_f32_to_f16(<float>x)
+            (<uint16_t*>p)[i] = l2d_f32_to_f16(<float>x)
     elif store_t is float:
         p[i] = <float>x
     else:
@@ -316,9 +319,9 @@ cdef inline void _write(store_t* w, store_t* comp, Py_ssize_t i, work_t w0, work
     if rounding == ROUND_COMPENSATED:
         d = change - pre * w0
         d = d - post * (w0 + d)
-        y = d + <work_t>_ld(comp, i)
+        y = d + _ld(comp, i, w0)
         _st(w, i, w0 + y, ROUND_NEAREST, key, index)
-        t = <work_t>_ld(w, i)
+        t = _ld(w, i, w0)
         _st(comp, i, y - (t - w0), ROUND_NEAREST, key, index)
     else:
         x = w0
@@ -341,8 +344,8 @@ cdef inline void _sgd_gen(store_t* w, const store_t* g, work_t* buf, store_t* co
     cdef work_t pre = <work_t>h.shrink if h.decoupled else 0, post = <work_t>h.shrink if h.decay else 0
     cdef bint l2 = h.l2, use_momentum = h.mu != 0.0, velocity = h.velocity, nesterov = h.nesterov
     for i in range(n):
-        gi = sign * <work_t>_ld(g, i)
-        w0 = <work_t>_ld(w, i)
+        gi = sign * _ld(g, i, sign)
+        w0 = _ld(w, i, sign)
         if l2:
             gi = gi + lam * w0
         if not use_momentum:
@@ -370,8 +373,8 @@ cdef inline void _adam_gen(store_t* w, const store_t* g, work_t* m, work_t* v, w
     cdef work_t pre = <work_t>h.shrink if h.decoupled else 0, post = <work_t>h.shrink if h.decay else 0
     cdef bint l2 = h.l2, amsgrad = h.amsgrad
     for i in range(n):
-        gi = sign * <work_t>_ld(g, i)
-        w0 = <work_t>_ld(w, i)
+        gi = sign * _ld(g, i, sign)
+        w0 = _ld(w, i, sign)
         if l2:
             gi = gi + lam * w0
         mi = b1 * m[i] + a1 * gi
@@ -394,8 +397,8 @@ cdef inline void _rule_gen(Op op, store_t* w, store_t* g, Py_ssize_t n, const Hy
     cdef Py_ssize_t i
     cdef float lr = <float>h.lr, lam = <float>h.lam, decay = <float>h.shrink, wi, gi, z
     for i in range(n):
-        wi = <float>_ld(w, i)
-        gi = <float>_ld(g, i)
+        wi = _ld(w, i, lr)
+        gi = _ld(g, i, lr)
         if op == OP_DECAY:
             z = wi - lr * gi
             _st(w, i, z - decay * z, ROUND_NEAREST, 0, 0)
@@ -403,7 +406,7 @@ cdef inline void _rule_gen(Op op, store_t* w, store_t* g, Py_ssize_t n, const Hy
             gi = gi + lam * wi
             if op == OP_L2:
                 _st(g, i, gi, ROUND_NEAREST, 0, 0)
-                gi = <float>_ld(g, i)       # the stored gradient, as the float loops use it
+                gi = _ld(g, i, lr)          # the stored gradient, as the float loops use it
             _st(w, i, wi - lr * gi, ROUND_NEAREST, 0, 0)
 
 
