@@ -335,14 +335,17 @@ cdef inline void _write(store_t* w, store_t* comp, Py_ssize_t i, work_t w0, work
 
 cdef inline void _sgd_gen(store_t* w, const store_t* g, work_t* buf, store_t* comp, Py_ssize_t n,
                           const Hyper* h, bint first, int rounding, uint32_t key,
-                          Py_ssize_t i0) noexcept nogil:
-    """_sgd_loop for any storage and rounding; elements i0 + [0, n) of the tensor."""
+                          Py_ssize_t i0, bint use_momentum) noexcept nogil:
+    """_sgd_loop for any storage and rounding; elements i0 + [0, n) of the tensor.  Only
+    `use_momentum` and `rounding` are constants (from _generic_r); the other flags select
+    between values computed either way, never between memory accesses, so gcc if-converts and
+    vectorizes the loop (a born buffer's garbage is read and not used)."""
     cdef Py_ssize_t i
     cdef work_t lr = <work_t>h.lr, lam = <work_t>h.lam, sign = <work_t>h.sign
     cdef work_t mu = <work_t>h.mu, damp1 = <work_t>h.damp1
-    cdef work_t gi, w0, bi, change
+    cdef work_t gi, w0, bi, bprev, change
     cdef work_t pre = <work_t>h.shrink if h.decoupled else 0, post = <work_t>h.shrink if h.decay else 0
-    cdef bint l2 = h.l2, use_momentum = h.mu != 0.0, velocity = h.velocity, nesterov = h.nesterov
+    cdef bint l2 = h.l2, velocity = h.velocity, nesterov = h.nesterov
     for i in range(n):
         gi = sign * _ld(g, i, sign)
         w0 = _ld(w, i, sign)
@@ -350,28 +353,31 @@ cdef inline void _sgd_gen(store_t* w, const store_t* g, work_t* buf, store_t* co
             gi = gi + lam * w0
         if not use_momentum:
             change = -(lr * gi)
-        elif velocity:
-            bi = -(lr * gi) if first else mu * buf[i] - lr * gi
-            buf[i] = bi
-            change = (mu * bi - lr * gi) if nesterov else bi
         else:
-            bi = gi if first else mu * buf[i] + damp1 * gi
+            bprev = buf[i]
+            if velocity:
+                bi = -(lr * gi) if first else mu * bprev - lr * gi
+                change = (mu * bi - lr * gi) if nesterov else bi
+            else:
+                bi = gi if first else mu * bprev + damp1 * gi
+                change = -(lr * ((gi + mu * bi) if nesterov else bi))
             buf[i] = bi
-            change = -(lr * ((gi + mu * bi) if nesterov else bi))
         _write(w, comp, i, w0, change, pre, post, rounding, key, i0 + i)
 
 
 cdef inline void _adam_gen(store_t* w, const store_t* g, work_t* m, work_t* v, work_t* vmax,
                            store_t* comp, Py_ssize_t n, const Hyper* h, double step_size,
-                           double bc2_sqrt, int rounding, uint32_t key, Py_ssize_t i0) noexcept nogil:
-    """_adam_loop for any storage and rounding; elements i0 + [0, n) of the tensor."""
+                           double bc2_sqrt, int rounding, uint32_t key, Py_ssize_t i0,
+                           bint amsgrad) noexcept nogil:
+    """_adam_loop for any storage and rounding; elements i0 + [0, n) of the tensor
+    (`amsgrad` and `rounding` constants, see _sgd_gen)."""
     cdef Py_ssize_t i
     cdef work_t lam = <work_t>h.lam, sign = <work_t>h.sign, b1 = <work_t>h.b1, b2 = <work_t>h.b2
     cdef work_t a1 = <work_t>(1.0 - h.b1), a2 = <work_t>(1.0 - h.b2), eps = <work_t>h.eps
     cdef work_t ss = <work_t>step_size, bc2s = <work_t>bc2_sqrt
     cdef work_t gi, w0, mi, vi, root
     cdef work_t pre = <work_t>h.shrink if h.decoupled else 0, post = <work_t>h.shrink if h.decay else 0
-    cdef bint l2 = h.l2, amsgrad = h.amsgrad
+    cdef bint l2 = h.l2
     for i in range(n):
         gi = sign * _ld(g, i, sign)
         w0 = _ld(w, i, sign)
@@ -382,8 +388,7 @@ cdef inline void _adam_gen(store_t* w, const store_t* g, work_t* m, work_t* v, w
         m[i] = mi
         v[i] = vi
         if amsgrad:
-            if vmax[i] > vi:
-                vi = vmax[i]
+            vi = vmax[i] if vmax[i] > vi else vi
             vmax[i] = vi
         if work_t is float:
             root = sqrtf(vi)
@@ -410,7 +415,8 @@ cdef inline void _rule_gen(Op op, store_t* w, store_t* g, Py_ssize_t n, const Hy
             _st(w, i, wi - lr * gi, ROUND_NEAREST, 0, 0)
 
 
-cdef inline void _generic_r(Op op, const Task* t, Py_ssize_t a, Py_ssize_t b, int rounding) noexcept nogil:
+cdef inline void _generic_r(Op op, const Task* t, Py_ssize_t a, Py_ssize_t b, int rounding,
+                            bint use_momentum, bint amsgrad) noexcept nogil:
     """Run `op` on elements [a, b) of task `t` with the generic loops, for one `rounding`
     (passed as a constant by _generic: each mode compiles to its own loop, which gcc can
     vectorize; a run-time switch inside the loop stops it)."""
@@ -418,48 +424,58 @@ cdef inline void _generic_r(Op op, const Task* t, Py_ssize_t a, Py_ssize_t b, in
     if t.kind == KIND_BF16:
         if op == OP_SGD:
             _sgd_gen(<bf16*>t.w + a, <bf16*>t.g + a, <float*>t.s1 + a if t.s1 != NULL else NULL,
-                     <bf16*>t.comp + a if t.comp != NULL else NULL, b - a, h, t.first, rounding, t.key, a)
+                     <bf16*>t.comp + a if t.comp != NULL else NULL, b - a, h, t.first, rounding, t.key, a, use_momentum)
         elif op == OP_ADAM:
             _adam_gen(<bf16*>t.w + a, <bf16*>t.g + a, <float*>t.s1 + a, <float*>t.s2 + a,
                       <float*>t.s3 + a if t.s3 != NULL else NULL, <bf16*>t.comp + a if t.comp != NULL else NULL,
-                      b - a, h, t.step_size, t.bc2_sqrt, rounding, t.key, a)
+                      b - a, h, t.step_size, t.bc2_sqrt, rounding, t.key, a, amsgrad)
         else:
             _rule_gen(op, <bf16*>t.w + a, <bf16*>t.g + a, b - a, h)
     elif t.kind == KIND_F16:
         if op == OP_SGD:
             _sgd_gen(<f16*>t.w + a, <f16*>t.g + a, <float*>t.s1 + a if t.s1 != NULL else NULL,
-                     <f16*>t.comp + a if t.comp != NULL else NULL, b - a, h, t.first, rounding, t.key, a)
+                     <f16*>t.comp + a if t.comp != NULL else NULL, b - a, h, t.first, rounding, t.key, a, use_momentum)
         elif op == OP_ADAM:
             _adam_gen(<f16*>t.w + a, <f16*>t.g + a, <float*>t.s1 + a, <float*>t.s2 + a,
                       <float*>t.s3 + a if t.s3 != NULL else NULL, <f16*>t.comp + a if t.comp != NULL else NULL,
-                      b - a, h, t.step_size, t.bc2_sqrt, rounding, t.key, a)
+                      b - a, h, t.step_size, t.bc2_sqrt, rounding, t.key, a, amsgrad)
         else:
             _rule_gen(op, <f16*>t.w + a, <f16*>t.g + a, b - a, h)
     elif t.kind == KIND_F32:
         if op == OP_SGD:
             _sgd_gen(<float*>t.w + a, <float*>t.g + a, <float*>t.s1 + a if t.s1 != NULL else NULL,
-                     <float*>t.comp + a if t.comp != NULL else NULL, b - a, h, t.first, rounding, t.key, a)
+                     <float*>t.comp + a if t.comp != NULL else NULL, b - a, h, t.first, rounding, t.key, a, use_momentum)
         else:
             _adam_gen(<float*>t.w + a, <float*>t.g + a, <float*>t.s1 + a, <float*>t.s2 + a,
                       <float*>t.s3 + a if t.s3 != NULL else NULL, <float*>t.comp + a if t.comp != NULL else NULL,
-                      b - a, h, t.step_size, t.bc2_sqrt, rounding, t.key, a)
+                      b - a, h, t.step_size, t.bc2_sqrt, rounding, t.key, a, amsgrad)
     else:
         if op == OP_SGD:
             _sgd_gen(<double*>t.w + a, <double*>t.g + a, <double*>t.s1 + a if t.s1 != NULL else NULL,
-                     <double*>t.comp + a if t.comp != NULL else NULL, b - a, h, t.first, rounding, t.key, a)
+                     <double*>t.comp + a if t.comp != NULL else NULL, b - a, h, t.first, rounding, t.key, a, use_momentum)
         else:
             _adam_gen(<double*>t.w + a, <double*>t.g + a, <double*>t.s1 + a, <double*>t.s2 + a,
                       <double*>t.s3 + a if t.s3 != NULL else NULL, <double*>t.comp + a if t.comp != NULL else NULL,
-                      b - a, h, t.step_size, t.bc2_sqrt, rounding, t.key, a)
+                      b - a, h, t.step_size, t.bc2_sqrt, rounding, t.key, a, amsgrad)
+
+
+cdef inline void _generic_m(Op op, const Task* t, Py_ssize_t a, Py_ssize_t b, int rounding) noexcept nogil:
+    # momentum (SGD) and amsgrad (Adam) as constants too: see _sgd_gen
+    if op == OP_SGD and t.h.mu != 0.0:
+        _generic_r(op, t, a, b, rounding, True, False)
+    elif op == OP_ADAM and t.h.amsgrad:
+        _generic_r(op, t, a, b, rounding, False, True)
+    else:
+        _generic_r(op, t, a, b, rounding, False, False)
 
 
 cdef inline void _generic(Op op, const Task* t, Py_ssize_t a, Py_ssize_t b) noexcept nogil:
     if t.rounding == ROUND_STOCHASTIC:
-        _generic_r(op, t, a, b, ROUND_STOCHASTIC)
+        _generic_m(op, t, a, b, ROUND_STOCHASTIC)
     elif t.rounding == ROUND_COMPENSATED:
-        _generic_r(op, t, a, b, ROUND_COMPENSATED)
+        _generic_m(op, t, a, b, ROUND_COMPENSATED)
     else:
-        _generic_r(op, t, a, b, ROUND_NEAREST)
+        _generic_m(op, t, a, b, ROUND_NEAREST)
 
 
 # ---- bench only: the memory ceiling of the rules' traffic (l2decay bench's "stream" column)
