@@ -1,6 +1,6 @@
-"""The `l2decay` command: train one rule, or compare the rules side by side, on real data."""
+"""The `l2decay` command: train one rule, compare the rules over several seeds, or sweep the
+learning rate against each rule's strength, on real data."""
 import argparse
-import dataclasses
 import json
 import math
 import os
@@ -8,12 +8,37 @@ import sys
 
 import numpy as np
 
-from . import datasets
-from .driver import DEFAULT_STRENGTH, CheckpointError, Config, OutputError, check_writable, compare, train
+from . import __version__, datasets, sweep
+from .driver import (DEFAULT_LR, DEFAULT_SEEDS, DEFAULT_STRENGTH, OUTSIDE, CheckpointError, Config, ConfigError,
+                     Interrupted, OutputError, check_writable, compare, read_comparison, summarize, train)
+from .parallel import available_cores
 
 RULE_FLAGS = (("l2", "LAMBDA", "L2 regularization: grad += LAMBDA*w before the optimizer"),
               ("decay", "FRACTION", "weight decay: w *= 1 - FRACTION after each step"),
               ("decoupled", "LAMBDA", "decoupled decay: w *= 1 - lr*LAMBDA before each step (AdamW)"))
+WEIGHT_NOTE = (f"|w|>{OUTSIDE:g}: the share of weights beyond +-{OUTSIDE:g}, the range the article gives for a "
+               f"good net's weights (an overfitted one, it says, has weights like 25 or -32)")
+STDOUT = "-"  # --json -: the JSON document on stdout, the table on stderr
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the project's error form: one line, 'l2decay: error: ...', exit 2 (argparse
+    would print the usage first, several lines)."""
+
+    def error(self, message):
+        self.exit(2, f"l2decay: error: {message} (see {self.prog} --help)\n")
+
+
+class _Formatter(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless the help already states it."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        # identity, not ==: a default of 0 (--seed) is shown, one of False (a flag) is not
+        if "default" in text or action.default is None or action.default is False \
+                or action.default is argparse.SUPPRESS or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
 
 
 def _int_at_least(low):
@@ -49,6 +74,13 @@ def _fraction(text):
     return v
 
 
+def _open_fraction(text):
+    v = _nonneg_float(text)
+    if not 0 < v < 1:  # both splits need samples
+        raise argparse.ArgumentTypeError(f"must be in (0, 1), got {text}")
+    return v
+
+
 def _hidden(text):
     try:
         sizes = tuple(int(s) for s in text.split(","))
@@ -59,63 +91,14 @@ def _hidden(text):
     return sizes
 
 
-def _parser():
-    d = Config()
-    common = argparse.ArgumentParser(add_help=False)
-    g = common.add_argument_group("data and model")
-    g.add_argument("--data", default=d.data,
-                   help=f"embedded data set ({', '.join(datasets.EMBEDDED)}) or a CSV path "
-                        f"(numeric features, integer class label last, optional header); default {d.data}")
-    g.add_argument("--test-fraction", type=_fraction, default=d.test_fraction, help=f"default {d.test_fraction}")
-    g.add_argument("--train-size", type=_nonneg_int, default=d.train_size,
-                   help=f"stratified subset of the training split (0: all); default {d.train_size}")
-    g.add_argument("--hidden", type=_hidden, default=d.hidden, help="hidden widths, e.g. 64 or 128,64; default 100")
-    g.add_argument("--activation", choices=("tanh", "relu"), default=d.activation)
-    g.add_argument("--loss", choices=("ce", "mse"), default=d.loss, help="cross-entropy or squared error")
-    g.add_argument("--dtype", choices=("float64", "float32"), default=d.dtype)
-    g = common.add_argument_group("training")
-    g.add_argument("--optimizer", choices=("sgd", "adam"), default=d.optimizer)
-    g.add_argument("--lr", type=_nonneg_float, default=d.lr, help=f"default {d.lr}")
-    g.add_argument("--momentum", type=_fraction, default=d.momentum, help="SGD momentum in [0, 1)")
-    g.add_argument("--batch-size", type=_positive_int, default=d.batch_size, help="1: per-sample (online) training")
-    g.add_argument("--epochs", type=_positive_int, default=d.epochs, help=f"default {d.epochs}")
-    g.add_argument("--seed", type=_nonneg_int, default=d.seed)
-    g = common.add_argument_group("output")
-    g.add_argument("--json", metavar="PATH", help="write config, final metrics and per-epoch history")
-    g.add_argument("--plot", metavar="PATH.png", help="learning curves and weight histograms (needs matplotlib)")
-    g.add_argument("--quiet", action="store_true", help="no progress bar, no table")
-
-    parser = argparse.ArgumentParser(prog="l2decay", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("train", parents=[common], help="train with one rule")
-    rules = p.add_mutually_exclusive_group()
-    for name, metavar, help_ in RULE_FLAGS:
-        rules.add_argument(f"--{name}", type=_fraction if name == "decay" else _nonneg_float, metavar=metavar, help=help_)
-    p.add_argument("--checkpoint", metavar="PATH", help="save the training state (.npz) after every epoch")
-    p.add_argument("--resume", action="store_true", help="continue from --checkpoint up to --epochs in total")
-    p.set_defaults(func=_cmd_train)
-    p = sub.add_parser("compare", parents=[common],
-                       help="train with no regularization, l2, decay and decoupled from the same start")
-    for name, metavar, help_ in RULE_FLAGS:
-        p.add_argument(f"--{name}", type=_fraction if name == "decay" else _nonneg_float, metavar=metavar,
-                       default=DEFAULT_STRENGTH[name], help=f"{help_}; default {DEFAULT_STRENGTH[name]:g}")
-    p.set_defaults(func=_cmd_compare)
-    p = sub.add_parser("bench", help="time the update rules against numpy, torch, a native C loop "
-                                     "and the memory ceiling (see README, Performance)")
-    p.add_argument("--quick", action="store_true", help="4 sizes, fewer repeats: under 30 s")
-    p.add_argument("--sizes", type=_sizes, metavar="N,N,...", help="element counts to sweep (overrides --quick's)")
-    p.add_argument("--dtype", choices=("float32", "float64", "both"), default="both")
-    p.add_argument("--threads", type=_nonneg_int, default=0,
-                   help="threads for every implementation alike (l2decay, torch, native C); 0: all cores")
-    p.add_argument("--repeats", type=_positive_int, help="timings per case, median reported (default 7, quick 5)")
-    p.add_argument("--json", metavar="PATH", help='write {"machine": {...}, "results": [...]}')
-    p.add_argument("--plot", metavar="PATH.png", help="ns/element against n, log-log, caches marked (needs matplotlib)")
-    p.add_argument("--crossover", action="store_true",
-                   help="instead of the sweep: one thread against all, per size, to place the parallel "
-                        "threshold (L2DECAY_PARALLEL_THRESHOLD)")
-    p.add_argument("--quiet", action="store_true", help="no progress lines, no tables")
-    p.set_defaults(func=_cmd_bench)
-    return parser
+def _choices(allowed):
+    def parse(text):
+        values = tuple(dict.fromkeys(v.strip() for v in text.split(",")))
+        bad = [v for v in values if v not in allowed]
+        if bad or not values:
+            raise argparse.ArgumentTypeError(f"expected some of {','.join(allowed)} (comma-separated), got {text!r}")
+        return values
+    return parse
 
 
 def _sizes(text):
@@ -128,22 +111,184 @@ def _sizes(text):
     return sizes
 
 
-def _config(args, **extra):
-    return Config(data=args.data, test_fraction=args.test_fraction, train_size=args.train_size,
-                  hidden=args.hidden, activation=args.activation, loss=args.loss, dtype=args.dtype,
-                  optimizer=args.optimizer, lr=args.lr, momentum=args.momentum, batch_size=args.batch_size,
-                  epochs=args.epochs, seed=args.seed, **extra)
+def _data_options(parser):
+    d = Config()
+    g = parser.add_argument_group("data and model")
+    g.add_argument("--data", default=d.data,
+                   help=f"embedded data set ({', '.join(datasets.EMBEDDED)}) or a CSV path "
+                        f"(numeric features, integer class label last, optional header)")
+    g.add_argument("--test-fraction", type=_open_fraction, default=d.test_fraction,
+                   help="share of each class held out for testing, in (0, 1)")
+    g.add_argument("--train-size", type=_nonneg_int, default=d.train_size,
+                   help="stratified subset of the training split (0: all of it)")
+    g.add_argument("--hidden", type=_hidden, default=",".join(map(str, d.hidden)),
+                   help="hidden layer widths, e.g. 64 or 128,64")
+    g.add_argument("--activation", choices=("tanh", "relu"), default=d.activation, help="hidden activation")
+    g.add_argument("--loss", choices=("ce", "mse"), default=d.loss,
+                   help="softmax cross-entropy or sigmoid squared error")
+    g.add_argument("--dtype", choices=("float64", "float32"), default=d.dtype, help="float type of the net")
+    return g
+
+
+def _output_options(parser, what):
+    g = parser.add_argument_group("output")
+    g.add_argument("--json", metavar="PATH", help=f"write {what} as JSON; - for stdout (default: no JSON)")
+    g.add_argument("--plot", metavar="PATH.png", help="write the figure (needs matplotlib: pip install "
+                                                      "'l2decay[plot]'; default: no figure)")
+    g.add_argument("--quiet", action="store_true", help="no progress bar, no table")
+
+
+def _parser():
+    d = Config()
+    common = _Parser(add_help=False)
+    _data_options(common)
+    g = common.add_argument_group("training")
+    g.add_argument("--optimizer", choices=tuple(DEFAULT_LR), default=d.optimizer, help="the optimizer")
+    g.add_argument("--lr", type=_nonneg_float,
+                   help="learning rate (default: " + ", ".join(f"{v:g} for {k}" for k, v in DEFAULT_LR.items()) + ")")
+    g.add_argument("--momentum", type=_fraction, help="momentum in [0, 1), sgd only (default: 0)")
+    g.add_argument("--batch-size", type=_positive_int, default=d.batch_size, help="1: per-sample (online) training")
+    g.add_argument("--epochs", type=_positive_int, default=d.epochs, help="passes over the training set")
+    g.add_argument("--seed", type=_nonneg_int, default=d.seed,
+                   help="random seed of the split, initial weights and batch order")
+    _output_options(common, "the config, final metrics and per-epoch history")
+
+    parser = _Parser(prog="l2decay", description=__doc__, formatter_class=_Formatter)
+    parser.add_argument("--version", action="version", version=f"l2decay {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    p = sub.add_parser("train", parents=[common], formatter_class=_Formatter, help="train with one rule",
+                       epilog=WEIGHT_NOTE,
+                       description="Train the MLP with one rule (none without a rule option).")
+    rules = p.add_mutually_exclusive_group()
+    for name, metavar, help_ in RULE_FLAGS:
+        rules.add_argument(f"--{name}", type=_fraction if name == "decay" else _nonneg_float, metavar=metavar,
+                           help=f"{help_} (default: no regularization)")
+    p.add_argument("--checkpoint", metavar="PATH",
+                   help="save the training state (.npz) after every epoch (default: none)")
+    p.add_argument("--resume", action="store_true", help="continue from --checkpoint up to --epochs in total")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("compare", parents=[common], formatter_class=_Formatter, epilog=WEIGHT_NOTE,
+                       help="train with no regularization, l2, decay and decoupled over several seeds",
+                       description="Train every rule from the same start (data split, initial weights, batch "
+                                   "order) on each seed, and report each rule's mean and spread over the seeds.")
+    for name, metavar, help_ in RULE_FLAGS:
+        p.add_argument(f"--{name}", type=_fraction if name == "decay" else _nonneg_float, metavar=metavar,
+                       default=DEFAULT_STRENGTH[name], help=help_)
+    p.add_argument("--seeds", type=_positive_int, default=DEFAULT_SEEDS,
+                   help="number of seeds, from --seed on")
+    p.add_argument("--jobs", type=_positive_int, default=available_cores(),
+                   help=f"worker processes (default: {available_cores()}, the cores available)")
+    p.set_defaults(func=_cmd_compare)
+
+    p = sub.add_parser("sweep", formatter_class=_Formatter,
+                       help="learning rate x strength grid per rule, for SGD (momentum) and Adam: "
+                            "Loshchilov & Hutter's figure 2",
+                       description="Train every rule on a grid of learning rates and strengths, for SGD with "
+                                   "momentum and for Adam, and measure how the best strength moves with the "
+                                   "learning rate (the slope of log best strength against log lr: 0 is "
+                                   "separable, +-1 a diagonal valley).")
+    _data_options(p)
+    g = p.add_argument_group("the grid and its runs")
+    g.add_argument("--quick", action="store_true", help="a coarse grid (a point per decade) on one seed: "
+                                                         "under a minute on 2 cores")
+    g.add_argument("--optimizers", type=_choices(sweep.OPTIMIZERS), default=",".join(sweep.OPTIMIZERS),
+                   help="optimizers to sweep, comma-separated")
+    g.add_argument("--rules", type=_choices(sweep.RULES), default=",".join(sweep.RULES),
+                   help="rules to sweep, comma-separated")
+    g.add_argument("--momentum", type=_fraction, default=sweep.MOMENTUM, help="SGD's momentum")
+    g.add_argument("--batch-size", type=_positive_int, default=sweep.RUN["batch_size"], help="minibatch size")
+    g.add_argument("--epochs", type=_positive_int, default=sweep.RUN["epochs"], help="passes over the training set")
+    g.add_argument("--seed", type=_nonneg_int, default=d.seed, help="the first seed")
+    g.add_argument("--seeds", type=_positive_int,
+                   help=f"number of seeds (default: {sweep.SEEDS['full']}, with --quick {sweep.SEEDS['quick']})")
+    g.add_argument("--jobs", type=_positive_int, default=available_cores(),
+                   help=f"worker processes (default: {available_cores()}, the cores available)")
+    _output_options(p, "every run's final metrics and the slopes")
+    p.set_defaults(func=_cmd_sweep)
+
+    p = sub.add_parser("bench", formatter_class=_Formatter,
+                       help="time the update rules against numpy, torch, a native C loop "
+                            "and the memory ceiling (see README, Performance)")
+    p.add_argument("--quick", action="store_true", help="4 sizes, fewer repeats: under 30 s")
+    p.add_argument("--sizes", type=_sizes, metavar="N,N,...",
+                   help="element counts to sweep, overriding --quick's (default: README's sizes)")
+    p.add_argument("--dtype", choices=("float32", "float64", "both"), default="both", help="dtypes to time")
+    p.add_argument("--threads", type=_nonneg_int, default=0,
+                   help="threads for every implementation alike (l2decay, torch, native C); 0: all cores")
+    p.add_argument("--repeats", type=_positive_int, help="timings per case, median reported (default: 7, quick 5)")
+    p.add_argument("--json", metavar="PATH", help='write {"machine": {...}, "results": [...]} (default: no JSON)')
+    p.add_argument("--plot", metavar="PATH.png",
+                   help="ns/element against n, log-log, caches marked (needs matplotlib; default: no figure)")
+    p.add_argument("--crossover", action="store_true",
+                   help="instead of the sweep: one thread against all, per size, to place the parallel "
+                        "threshold (L2DECAY_PARALLEL_THRESHOLD)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines, no tables")
+    p.set_defaults(func=_cmd_bench)
+    return parser
+
+
+class _UsageError(Exception):
+    """A bad option found after parsing: reported like argparse's own errors."""
+
+
+def _config(args, **fixed):
+    """The Config the options describe (`fixed`: fields the command sets itself); a value Config
+    refuses is a usage error naming the option (Config's messages start with the field's name)."""
+    values = {name: getattr(args, name) for name in Config.__dataclass_fields__ if hasattr(args, name)}
+    values.update(fixed)
+    if values.get("momentum") is not None and values.get("optimizer") != "sgd":
+        raise _UsageError(f"argument --momentum: applies to --optimizer sgd only ({values['optimizer']}'s momentum "
+                          f"is its betas)")
+    values["momentum"] = values.get("momentum") or 0.0
+    try:
+        return Config(**values)
+    except (TypeError, ValueError) as exc:
+        raise _UsageError(_option_message(exc)) from None
+
+
+def _option_message(exc):
+    """'test_fraction must be ...' -> 'argument --test-fraction: must be ...'."""
+    name, _, rest = str(exc).partition(" ")
+    if name in Config.__dataclass_fields__ and name not in ("rule", "strength"):
+        return f"argument --{name.replace('_', '-')}: {rest}"
+    return str(exc)
+
+
+def _setting(cfg):
+    """The settings line above a table (the sample counts come from the runs: train_size asks
+    for a subset, the data decides how many there are)."""
+    opt = f"{cfg.optimizer} lr {cfg.lr:g}" + (f" momentum {cfg.momentum:g}" if cfg.optimizer == "sgd" else "")
+    return (f"MLP hidden {list(cfg.hidden)} {cfg.activation}, loss {cfg.loss}, {cfg.dtype}; {opt}, "
+            f"batch {cfg.batch_size}, {cfg.epochs} epochs")
+
+
+def _counts(runs):
+    def span(key):
+        lo, hi = min(r[key] for r in runs), max(r[key] for r in runs)
+        return f"{lo}" if lo == hi else f"{lo}-{hi}"
+    return f"{span('n_train')} training samples, {span('n_test')} test samples"
+
+
+def _seed_span(seeds):
+    seeds = sorted(seeds)
+    if len(seeds) == 1:
+        return f"seed {seeds[0]}"
+    if seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"{len(seeds)} seeds ({seeds[0]}-{seeds[-1]})"
+    return f"{len(seeds)} seeds ({', '.join(map(str, seeds))})"
 
 
 COLUMNS = [("rule", "rule", "{:<10}"), ("strength", "strength", "{:>8g}"),
            ("train_accuracy", "train acc", "{:>9.3f}"), ("test_accuracy", "test acc", "{:>8.3f}"),
            ("train_loss", "train loss", "{:>10.4f}"), ("test_loss", "test loss", "{:>9.4f}"),
            ("mean_abs_weight", "mean|w|", "{:>7.3f}"), ("max_abs_weight", "max|w|", "{:>7.3f}"),
-           ("fraction_outside_5", "|w|>5", "{:>6.1%}"), ("update_seconds", "update s", "{:>8.2f}"),
+           ("fraction_outside_5", "|w|>5", "{:>6.2%}"), ("update_seconds", "update s", "{:>8.2f}"),
            ("epoch_seconds", "epochs s", "{:>8.2f}")]
 
 
 def format_table(runs):
+    """One row per run (the train command)."""
     header = "  ".join(f"{title:>{len(fmt.format(runs[0][key]))}}" if i else f"{title:<10}"
                        for i, (key, title, fmt) in enumerate(COLUMNS))
     lines = [header]
@@ -152,21 +297,35 @@ def format_table(runs):
     return "\n".join(lines)
 
 
-def _report(args, cfg, runs):
-    if not args.quiet:
-        n_train = cfg.train_size or "all"
-        print(f"data {cfg.data}: {n_train} training samples, test fraction {cfg.test_fraction}; "
-              f"MLP hidden {list(cfg.hidden)} {cfg.activation}, loss {cfg.loss}, {cfg.dtype}; "
-              f"{cfg.optimizer} lr {cfg.lr:g} momentum {cfg.momentum:g}, batch {cfg.batch_size}, "
-              f"{cfg.epochs} epochs, seed {cfg.seed}; rules act on weight matrices, not biases")
-        print(format_table(runs))
-    if args.json:
-        out = {"config": {k: v for k, v in cfg.to_dict().items() if k not in ("rule", "strength")},
-               "runs": [{k: v for k, v in r.items() if k != "weights"} for r in runs]}
-        _write_json(args.json, out)
-    if args.plot:
-        from .plot import plot_runs
-        plot_runs(runs, args.plot)
+# (metric, title, format, with spread): the summary table of compare, one row per rule
+SUMMARY_COLUMNS = [("train_accuracy", "train acc", "{:.3f}", False), ("test_accuracy", "test acc", "{:.3f}", True),
+                   ("train_loss", "train loss", "{:.4f}", False), ("test_loss", "test loss", "{:.4f}", True),
+                   ("mean_abs_weight", "mean|w|", "{:.3f}", False), ("max_abs_weight", "max|w|", "{:.3f}", False),
+                   ("fraction_outside_5", "|w|>5", "{:.2%}", False)]
+
+
+def format_summary(summary):
+    """One row per rule: means over the seeds, +- the sd over seeds for the test metrics, the
+    largest max|w| of any seed, and the seconds per run."""
+    rows = []
+    for e in summary:
+        cells = [e["rule"], f"{e['strength']:g}"]
+        for key, _, fmt, spread in SUMMARY_COLUMNS:
+            value = e[key]["max" if key == "max_abs_weight" else "mean"]
+            cells.append(fmt.format(value) + (f" +- {fmt.format(e[key]['sd'])}" if spread else ""))
+        cells.append(f"{e['seconds_per_run']:.2f}")
+        rows.append(cells)
+    titles = ["rule", "strength", *(c[1] for c in SUMMARY_COLUMNS), "s/run"]
+    widths = [max(len(t), *(len(r[k]) for r in rows)) for k, t in enumerate(titles)]
+
+    def line(cells):  # the rule left-aligned, numbers right-aligned
+        return "  ".join(c.ljust(w) if k == 0 else c.rjust(w) for k, (c, w) in enumerate(zip(cells, widths)))
+    return "\n".join([line(titles), *map(line, rows)])
+
+
+def _say(args):
+    """Where the human-readable report goes: stdout, or stderr when the JSON takes stdout."""
+    return sys.stderr if args.json == STDOUT else sys.stdout
 
 
 def _cmd_train(args):
@@ -177,15 +336,102 @@ def _cmd_train(args):
     if args.resume and not args.checkpoint:
         raise _UsageError("--resume needs --checkpoint PATH")
     cfg = _config(args, rule=rule, strength=strength)
-    run = train(cfg, checkpoint=args.checkpoint, resume=args.resume, progress=_tty(args))
-    _report(args, cfg, [run])
+    if args.checkpoint:
+        check_writable(args.checkpoint)
+    if args.resume and not os.path.exists(args.checkpoint):
+        print(f"l2decay: no checkpoint at {args.checkpoint} yet: starting fresh", file=sys.stderr)
+    run = _guarded(train, cfg, checkpoint=args.checkpoint, resume=args.resume, progress=_tty(args))
+    out = _say(args)
+    if not args.quiet:
+        print(f"data {cfg.data}: {_counts([run])}, test fraction {cfg.test_fraction}; {_setting(cfg)}, "
+              f"seed {cfg.seed}; rules act on weight matrices, not biases", file=out)
+        print(format_table([run]), file=out)
+        print(WEIGHT_NOTE, file=out)
+    if args.json:
+        _write_json(args.json, {"config": _config_dict(cfg), "runs": [_strip(run)]})
+    if args.plot:
+        from .plot import plot_runs
+        plot_runs([run], args.plot)
 
 
 def _cmd_compare(args):
     cfg = _config(args)
     strengths = {name: getattr(args, name) for name, _, _ in RULE_FLAGS}
-    runs = compare(cfg, strengths, progress=_tty(args))
-    _report(args, cfg, runs)
+    runs = _guarded(compare, cfg, strengths, seeds=args.seeds, jobs=args.jobs, progress=_tty(args))
+    summary = summarize(runs)
+    verdict, reading = read_comparison(runs)
+    seeds = sorted({r["seed"] for r in runs})
+    out = _say(args)
+    if not args.quiet:
+        print(f"data {cfg.data}: {_counts(runs)}, test fraction {cfg.test_fraction}; {_setting(cfg)}; "
+              f"{_seed_span(seeds)}; rules act on weight matrices, not biases", file=out)
+        print(format_summary(summary), file=out)
+        print(f"Means over {_seed_span(seeds)}; +- is the standard deviation over seeds; max|w| is the largest "
+              f"of any seed. {WEIGHT_NOTE}.", file=out)
+        print("Reading:", file=out)
+        for line in reading:
+            print(f"- {line}", file=out)
+    if args.json:
+        config = _config_dict(cfg)
+        config["seeds"] = seeds
+        config["strengths"] = strengths
+        _write_json(args.json, {"config": config, "summary": summary,
+                                "reading": {"verdict": verdict, "lines": reading},
+                                "runs": [_strip(r) for r in runs]})
+    if args.plot:
+        from .plot import plot_runs
+        plot_runs(runs, args.plot)
+
+
+def _cmd_sweep(args):
+    cfg = _config(args, optimizer="sgd", lr=None, momentum=None)  # the sweep sets these per run
+    results = _guarded(sweep.sweep, cfg, optimizers=args.optimizers, rules=args.rules, quick=args.quick,
+                       seeds=args.seeds, momentum=args.momentum, jobs=args.jobs, progress=_tty(args))
+    analysis = sweep.analyse(results)
+    verdict, reading = sweep.read_sweep(analysis, args.momentum)
+    seeds = sorted({r["seed"] for r in results})
+    out = _say(args)
+    if not args.quiet:
+        n = len(results)
+        seconds = sum(r["seconds"] for r in results)
+        print(f"data {cfg.data}: {_counts(results)}, test fraction {cfg.test_fraction}; MLP hidden "
+              f"{list(cfg.hidden)} {cfg.activation}, loss {cfg.loss}, {cfg.dtype}; batch {cfg.batch_size}, "
+              f"{cfg.epochs} epochs; sgd momentum {args.momentum:g}; {_seed_span(seeds)}; {n} runs, "
+              f"{seconds / n:.2f} s each", file=out)
+        print(sweep.format_surfaces(results), file=out)
+        print(file=out)
+        print(f"Slope of log10(best strength) against log10(lr): 0 is separable, +-1 a diagonal valley "
+              f"(|slope| < {sweep.SEPARABLE:.2g}: separable, > {sweep.DIAGONAL:.2g}: diagonal):", file=out)
+        print(sweep.format_slopes(analysis), file=out)
+        print("Reading:", file=out)
+        for line in reading:
+            print(f"- {line}" if not line.startswith("  ") else f"  {line.strip()}", file=out)
+    if args.json:
+        config = {k: v for k, v in _config_dict(cfg).items() if k not in ("optimizer", "lr", "momentum", "seed")}
+        config.update(optimizers=list(args.optimizers), rules=list(args.rules), momentum=args.momentum,
+                      seeds=seeds, quick=args.quick)
+        _write_json(args.json, {"config": config, "analysis": analysis,
+                                "reading": {"verdict": verdict, "lines": reading}, "results": results})
+    if args.plot:
+        from .plot import plot_sweep
+        plot_sweep(results, analysis, args.plot, momentum=args.momentum)
+
+
+def _config_dict(cfg):
+    return {k: v for k, v in cfg.to_dict().items() if k not in ("rule", "strength")}
+
+
+def _strip(run):
+    return {k: v for k, v in run.items() if k != "weights"}
+
+
+def _guarded(function, *args, **kwargs):
+    """Call the training `function`; a setting that fails once the data is known (the model's
+    memory) becomes a usage error naming the option."""
+    try:
+        return function(*args, **kwargs)
+    except ConfigError as exc:
+        raise _UsageError(_option_message(exc)) from None
 
 
 def _cmd_bench(args):
@@ -197,13 +443,14 @@ def _cmd_bench(args):
     repeats = args.repeats or (5 if quick else 7)
     say = None if args.quiet else (lambda msg: print(f"  measured {msg}", file=sys.stderr, flush=True))
     machine = bench.machine_info(args.threads)
+    out = _say(args)
     if not args.quiet:
         b = machine["build_info"]
         print(f"{machine['cpu']}, {machine['cores']} cores, {machine['threads']} threads; l2decay SIMD "
               f"{b['simd']} (available {', '.join(b['simd_available'])}), OpenMP {b['openmp']}, "
               f"parallel from {b['parallel_threshold_bytes'] // 1024:,} KiB per array; numpy {machine['numpy']}, "
               f"torch {machine['torch'] or 'not installed'}; native C: "
-              f"{machine['native_reference'] or 'no C compiler'}", flush=True)
+              f"{machine['native_reference'] or 'no C compiler'}", file=out, flush=True)
     if args.crossover:
         results = bench.crossover(sizes=args.sizes or bench.CROSSOVER_SIZES, dtypes=dtypes,
                                   threads=args.threads, repeats=args.repeats or 9, progress=say)
@@ -214,7 +461,7 @@ def _cmd_bench(args):
                               progress=say)
         text = bench.tables(results)
     if not args.quiet:
-        print(text)
+        print(text, file=out)
     if args.json:
         _write_json(args.json, {"machine": machine, "results": results})
     if args.plot and not args.crossover:
@@ -236,12 +483,18 @@ def _non_finite(obj, where):
 
 
 def _write_json(path, doc):
-    """Write `doc` as strict JSON.  json.dump would write NaN and Infinity, which JSON parsers
-    refuse: such a run is reported as an error instead, and nothing is written."""
+    """Write `doc` as strict JSON to `path` (- : stdout).  json.dump would write NaN and
+    Infinity, which JSON parsers refuse: such a run is reported as an error instead, and
+    nothing is written."""
     found = _non_finite(doc, "")
     if found:
-        raise OutputError(f"{path}: not written, as JSON has no NaN or infinity: {found}")
+        raise OutputError(f"{'stdout' if path == STDOUT else path}: not written, as JSON has no NaN or "
+                          f"infinity: {found}")
     text = json.dumps(doc, indent=1, allow_nan=False)
+    if path == STDOUT:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+        return
     with open(path, "w") as f:
         f.write(text)
 
@@ -250,33 +503,53 @@ def _tty(args):
     return not args.quiet and sys.stderr.isatty()
 
 
-class _UsageError(Exception):
-    pass
-
-
-def main(argv=None):
-    parser = _parser()
-    args = parser.parse_args(argv)
-    if args.plot:
+def _check_inputs(args):
+    """What can be checked before any training, so that a bad option costs no run."""
+    if getattr(args, "plot", None):
         from .plot import require_matplotlib
         try:
             require_matplotlib()
         except ImportError as exc:
-            parser.error(str(exc))
-    if args.command != "bench" and args.data not in datasets.EMBEDDED and not os.path.exists(args.data) \
-            and not args.data.endswith((".csv", ".gz")):
-        parser.error(f"argument --data: unknown data set {args.data!r} "
-                     f"(embedded: {', '.join(datasets.EMBEDDED)}; or a path to a .csv file)")
+            raise _UsageError(str(exc)) from None
+    data = getattr(args, "data", None)
+    if data is not None and data not in datasets.EMBEDDED and not os.path.exists(data) \
+            and not data.endswith((".csv", ".gz")):
+        raise _UsageError(f"argument --data: unknown data set {data!r} "
+                          f"(embedded: {', '.join(datasets.EMBEDDED)}; or a path to a .csv file)")
+    for path in (args.json, getattr(args, "plot", None)):
+        if path and path != STDOUT:
+            check_writable(path)
+
+
+def _what_was_saved(exc):
+    if not isinstance(exc, Interrupted) or not exc.checkpoint:
+        return "nothing written"
+    if exc.saved_epoch:
+        return f"{exc.checkpoint} holds epoch {exc.saved_epoch}; add --resume to continue from it"
+    return f"no epoch completed, nothing saved in {exc.checkpoint}"
+
+
+def main(argv=None):
+    """The command line; returns the exit code: 0, 2 for a bad option or input (one line on
+    stderr, never a traceback), 130 after Ctrl-C."""
+    parser = _parser()
+    args = parser.parse_args(argv)
     try:
-        for path in (args.json, args.plot):  # before training, not after it
-            if path:
-                check_writable(path)
+        _check_inputs(args)
         args.func(args)
     except _UsageError as exc:
-        parser.error(str(exc))
+        parser.exit(2, f"l2decay: error: {exc} (see l2decay {args.command} --help)\n")
     except (datasets.DataError, CheckpointError, OutputError) as exc:
         print(f"l2decay: error: {exc}", file=sys.stderr)
         return 2
+    except MemoryError:
+        print("l2decay: error: out of memory; try a smaller --hidden, --train-size or --batch-size", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as exc:
+        # "\r": over the terminal's "^C", so that Ctrl-C leaves one line
+        start = "\r" if sys.stderr.isatty() else ""
+        print(f"{start}l2decay: interrupted: {_what_was_saved(exc)}", file=sys.stderr)
+        return 130
     return 0
 
 

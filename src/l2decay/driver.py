@@ -1,5 +1,6 @@
 """The training driver: minibatch training of an MLP with one regularization rule, per-epoch
-history, atomic checkpoints with bit-identical resume, and a side-by-side comparison of rules.
+history, atomic checkpoints with bit-identical resume, and a side-by-side comparison of rules
+over several seeds.
 
 Every weight update goes through the compiled optimizer kernels; the rule applies to the weight
 matrices only (biases are not regularized, see :func:`l2decay.exclude_1d`).
@@ -21,14 +22,23 @@ from . import datasets
 from ._validate import real
 from .mlp import ACTIVATIONS, LOSSES, MLP
 from .optim import SGD, Adam, exclude_1d
+from .parallel import run_all
 from .rules import Decay, Decoupled, L2
 
 RULE_TYPES = {"none": None, "l2": L2, "decay": Decay, "decoupled": Decoupled}
+RULES = tuple(RULE_TYPES)
 # Strengths `compare` uses unless told otherwise: every rule removes the same fraction of each
 # weight per step at the default lr (decay d = lr * lam), so under plain SGD they are the same
-# update up to constants (the seed's claim) and differences come from momentum or Adam alone.
+# update up to constants (the article's claim: "L2 regularization and weight decay are the same
+# thing") and differences come from momentum or Adam alone.
 DEFAULT_STRENGTH = {"none": 0.0, "l2": 1e-3, "decay": 2e-4, "decoupled": 1e-3}
-OUTSIDE = 5.0  # the seed's "a good net stays within about +-5"
+# Each optimizer's own default learning rate: SGD's is this experiment's (per-sample steps on
+# standardized digits), Adam's is torch's.  Adam at SGD's 0.2 diverges.
+DEFAULT_LR = {"sgd": 0.2, "adam": 1e-3}
+# `compare` trains every rule on this many seeds: enough for a mean and a spread, few enough
+# that the default run takes about 11 s on 2 cores (16 runs of 1.3 s on 2 worker processes).
+DEFAULT_SEEDS = 4
+OUTSIDE = 5.0  # the article: "a good NN might have weight values that range between -5.0 to +5.0"
 # The final metrics of a run, taken from the last epoch of its history.
 METRICS = ("train_accuracy", "test_accuracy", "train_loss", "test_loss",
            "mean_abs_weight", "max_abs_weight", "fraction_outside_5")
@@ -40,7 +50,8 @@ class Config:
     """Everything that defines a run (and, but for `epochs`, what a checkpoint must match)."""
 
     # Defaults: a small training set, a wide layer and long per-sample (online) training, so
-    # the unregularized net fits the training set perfectly and overfits, as in the seed.
+    # the unregularized net fits the training set perfectly and overfits, as the article
+    # describes ("near 100% accuracy" on the training data, poor on new data).
     data: str = "digits"
     test_fraction: float = 0.5
     train_size: int = 150  # 0: all of the training split; else a stratified subset of this size
@@ -49,8 +60,8 @@ class Config:
     loss: str = "ce"
     dtype: str = "float64"
     optimizer: str = "sgd"
-    lr: float = 0.2
-    momentum: float = 0.0
+    lr: float = None  # None: the optimizer's own default, DEFAULT_LR
+    momentum: float = 0.0  # SGD only; Adam's momentum is its betas
     batch_size: int = 1
     epochs: int = 300
     rule: str = "none"
@@ -59,9 +70,9 @@ class Config:
 
     def __post_init__(self):
         """Every field checked here, so that a bad value is a ValueError/TypeError naming it
-        rather than a failure deep inside training."""
+        (each message starts with the field's name) rather than a failure deep inside training."""
         choices = {"activation": ACTIVATIONS, "loss": LOSSES, "dtype": ("float32", "float64"),
-                   "optimizer": ("sgd", "adam"), "rule": tuple(RULE_TYPES)}
+                   "optimizer": tuple(DEFAULT_LR), "rule": RULES}
         for name, options in choices.items():
             if getattr(self, name) not in options:
                 raise ValueError(f"{name} must be one of {options}, got {getattr(self, name)!r}")
@@ -77,9 +88,22 @@ class Config:
                 isinstance(h, (int, np.integer)) and not isinstance(h, bool) and h >= 1 for h in self.hidden):
             raise ValueError(f"hidden must be a list of positive int layer widths, got {self.hidden!r}")
         real("test_fraction", self.test_fraction, low_open=True, high=1.0, high_open=True)
+        if self.lr is None:
+            self.lr = DEFAULT_LR[self.optimizer]
         real("lr", self.lr)
         real("momentum", self.momentum, high=1.0, high_open=True)
+        if self.momentum and self.optimizer != "sgd":
+            # refused rather than ignored: a user who asks for momentum would not get it
+            raise ValueError(f"momentum applies to optimizer 'sgd' only ({self.optimizer}'s momentum is "
+                             f"its betas), got momentum={self.momentum!r}")
         real("strength", self.strength)
+
+    def replace(self, **changes):
+        """A copy with `changes`; switching the optimizer without giving an lr also switches to
+        the new optimizer's default lr (SGD's 0.2 would make Adam diverge)."""
+        if changes.get("optimizer", self.optimizer) != self.optimizer and "lr" not in changes:
+            changes["lr"] = None
+        return dataclasses.replace(self, **changes)
 
     def regularizer(self):
         cls = RULE_TYPES[self.rule]
@@ -89,6 +113,11 @@ class Config:
         d = dataclasses.asdict(self)
         d["hidden"] = list(self.hidden)
         return d
+
+
+class ConfigError(ValueError):
+    """A setting that only fails once the data is known (the model's memory); like Config's
+    errors, the message starts with the field's name."""
 
 
 class CheckpointError(ValueError):
@@ -168,8 +197,11 @@ def weight_stats(model):
 
 def build(cfg, data):
     """The model and optimizer a config describes (deterministic for cfg.seed)."""
-    model = MLP([data.X_train.shape[1], *cfg.hidden, data.n_classes], activation=cfg.activation,
-                loss=cfg.loss, dtype=cfg.dtype, seed=cfg.seed)
+    try:
+        model = MLP([data.X_train.shape[1], *cfg.hidden, data.n_classes], activation=cfg.activation,
+                    loss=cfg.loss, dtype=cfg.dtype, seed=cfg.seed)
+    except ValueError as exc:  # Config checked the rest: what is left is the memory the sizes need
+        raise ConfigError(f"hidden {list(cfg.hidden)} is too large: {exc}") from None
     groups = exclude_1d(model.params, cfg.regularizer(), model.names, verbose=False)
     if cfg.optimizer == "sgd":
         opt = SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
@@ -249,8 +281,22 @@ def _read_checkpoint(path):
         bad = zf.testzip()
     if bad is not None:
         raise ValueError(f"{bad} fails its CRC check")
+    arrays = {}
     with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+        for key in z.files:
+            try:
+                value = z[key]
+            except ValueError as exc:
+                # numpy's message advises allow_pickle=True: unpickling a file runs its code,
+                # and l2decay never writes objects, so the file is simply not a checkpoint
+                if "allow_pickle" in str(exc):
+                    raise ValueError(f"{key} holds pickled Python objects, which an l2decay checkpoint "
+                                     f"never does") from None
+                raise
+            if not isinstance(value, np.ndarray):  # a zip member without a .npy header: raw bytes
+                raise ValueError(f"{key} is not a .npy array")
+            arrays[key] = value
+    return arrays
 
 
 def _meta(stored):
@@ -345,76 +391,230 @@ def load_checkpoint(path, cfg, data, model, opt, rng):
     return epoch, meta["history"]
 
 
-def _progress(total, initial, label, enabled):
+def progress_bar(total, *, unit, label, initial=0, enabled=True):
+    """A tqdm bar on stderr that appears only once a job has run 2 s, so short runs print
+    nothing extra; None when not `enabled`."""
     if not enabled:
         return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, initial=initial, desc=label, unit="epoch", leave=False)
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=label, unit=unit, leave=False, delay=2.0)
 
 
-def train(cfg=None, *, prepared=None, checkpoint=None, resume=False, progress=False, **overrides):
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`train`: `saved_epoch` is the last epoch the checkpoint holds (0:
+    none written by this run)."""
+
+    def __init__(self, checkpoint, saved_epoch):
+        super().__init__(checkpoint, saved_epoch)
+        self.checkpoint, self.saved_epoch = checkpoint, saved_epoch
+
+
+def train(cfg=None, *, prepared=None, checkpoint=None, resume=False, progress=False, history=True,
+          **overrides):
     """Train one model with one rule; returns a run dict (final metrics and per-epoch history).
 
     ``train(Config(...))`` or ``train(rule="l2", strength=1e-3, epochs=10, ...)``; keyword
     overrides replace Config fields.  `prepared` reuses a :func:`prepare_data` result.
+    ``history=False`` evaluates the model after the last epoch only (half the time of a
+    minibatch run, whose evaluations cost as much as its steps); the history is then that one
+    epoch, and there can be no checkpoint.  Ctrl-C raises :class:`Interrupted` (a
+    KeyboardInterrupt) saying what the checkpoint holds.
     """
-    cfg = dataclasses.replace(cfg or Config(), **overrides)
+    cfg = (cfg or Config()).replace(**overrides)
     if checkpoint:
+        if not history:
+            raise ValueError("history=False cannot be checkpointed: a checkpoint holds every epoch's history")
         check_writable(checkpoint)
     data = prepared or prepare_data(cfg)
     model, opt = build(cfg, data)
     rng = np.random.default_rng([cfg.seed, 2])  # batch order
-    start, history = 0, []
+    start, done = 0, []
     if resume and checkpoint and os.path.exists(checkpoint):
-        start, history = load_checkpoint(checkpoint, cfg, data, model, opt, rng)
-    n = data.X_train.shape[0]
-    bar = _progress(cfg.epochs, start, cfg.rule, progress)
-    for epoch in range(start + 1, cfg.epochs + 1):
-        t_epoch = time.perf_counter()
-        update = 0.0
-        order = rng.permutation(n)
-        for i in range(0, n, cfg.batch_size):
-            idx = order[i:i + cfg.batch_size]
-            acts = model.forward(data.X_train[idx])
-            grads = model.backward(acts, data.y_train[idx])
-            t = time.perf_counter()
-            opt.step(grads)   # in the model's order, which exclude_1d keeps
-            update += time.perf_counter() - t
-        train_acc, train_loss = model.evaluate(data.X_train, data.y_train)
-        test_acc, test_loss = model.evaluate(data.X_test, data.y_test)
-        history.append({
-            "epoch": epoch, "train_accuracy": train_acc, "test_accuracy": test_acc,
-            "train_loss": train_loss, "test_loss": test_loss, **weight_stats(model),
-            "update_seconds": update, "epoch_seconds": time.perf_counter() - t_epoch,
-        })
-        if checkpoint:
-            save_checkpoint(checkpoint, cfg, data, model, opt, epoch, rng, history)
+        start, done = load_checkpoint(checkpoint, cfg, data, model, opt, rng)
+    bar = progress_bar(cfg.epochs, initial=start, unit="epoch", label=cfg.rule, enabled=progress)
+    saved, update_seconds, seconds = start, 0.0, 0.0
+    try:
+        for epoch in range(start + 1, cfg.epochs + 1):
+            entry = _epoch(cfg, data, model, opt, rng, epoch, evaluate=history or epoch == cfg.epochs)
+            update_seconds += entry["update_seconds"]
+            seconds += entry["epoch_seconds"]
+            if "test_loss" in entry:
+                done.append(entry)
+            if checkpoint:
+                save_checkpoint(checkpoint, cfg, data, model, opt, epoch, rng, done)
+                saved = epoch
+            if bar is not None:
+                bar.update(1)
+                if "test_loss" in entry:
+                    bar.set_postfix(test_acc=f"{entry['test_accuracy']:.3f}", refresh=False)  # keep the delay
+    except KeyboardInterrupt:
+        raise Interrupted(checkpoint, saved) from None
+    finally:
         if bar is not None:
-            bar.update(1)
-            bar.set_postfix(test_acc=f"{test_acc:.3f}")
-    if bar is not None:
-        bar.close()
-    last = history[-1]
-    run = {"rule": cfg.rule, "strength": cfg.strength}
+            bar.close()
+    last = done[-1]
+    run = {"rule": cfg.rule, "strength": cfg.strength, "seed": cfg.seed,
+           "n_train": int(data.X_train.shape[0]), "n_test": int(data.X_test.shape[0])}
     run.update({k: last[k] for k in METRICS})
-    run["update_seconds"] = sum(h["update_seconds"] for h in history)
-    run["epoch_seconds"] = sum(h["epoch_seconds"] for h in history)
-    run["history"] = history
+    # from the loaded history too, so a resumed run reports the time of all its epochs
+    run["update_seconds"] = sum(h["update_seconds"] for h in done) if history else update_seconds
+    run["epoch_seconds"] = sum(h["epoch_seconds"] for h in done) if history else seconds
+    run["history"] = done
     run["weights"] = np.concatenate([W.ravel() for W in model.weights])
     return run
 
 
-def compare(cfg=None, strengths=None, *, progress=False, **overrides):
-    """Train once per rule (none, l2, decay, decoupled) from the same initial weights and batch
-    order; returns the list of run dicts."""
-    cfg = dataclasses.replace(cfg or Config(), **overrides)
+def _epoch(cfg, data, model, opt, rng, epoch, evaluate=True):
+    """One pass over the training split in a fresh random order; the epoch's history entry
+    (without the metrics unless `evaluate`)."""
+    t_epoch = time.perf_counter()
+    update = 0.0
+    order = rng.permutation(data.X_train.shape[0])
+    for i in range(0, order.size, cfg.batch_size):
+        idx = order[i:i + cfg.batch_size]
+        acts = model.forward(data.X_train[idx])
+        grads = model.backward(acts, data.y_train[idx])
+        t = time.perf_counter()
+        opt.step(grads)   # in the model's order, which exclude_1d keeps
+        update += time.perf_counter() - t
+    entry = {"epoch": epoch}
+    if evaluate:
+        train_acc, train_loss = model.evaluate(data.X_train, data.y_train)
+        test_acc, test_loss = model.evaluate(data.X_test, data.y_test)
+        entry.update({"train_accuracy": train_acc, "test_accuracy": test_acc, "train_loss": train_loss,
+                      "test_loss": test_loss, **weight_stats(model)})
+    entry.update({"update_seconds": update, "epoch_seconds": time.perf_counter() - t_epoch})
+    return entry
+
+
+def seed_list(first, seeds):
+    """`seeds` as a tuple: an int n is the n seeds first, first+1, ...; a sequence is taken as is."""
+    if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
+        if seeds < 1:
+            raise ValueError(f"seeds must be >= 1, got {seeds}")
+        return tuple(range(first, first + int(seeds)))
+    seeds = tuple(seeds)
+    if not seeds or len(set(seeds)) != len(seeds) or not all(
+            isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s >= 0 for s in seeds):
+        raise ValueError(f"seeds must be distinct ints >= 0, got {seeds!r}")
+    return tuple(int(s) for s in seeds)
+
+
+def _data_key(cfg):
+    """The fields prepare_data reads: runs that share them share the data."""
+    return cfg.data, cfg.test_fraction, cfg.train_size, cfg.dtype, cfg.seed
+
+
+def train_task(cfg, cache):
+    """:func:`train` for :func:`l2decay.parallel.run_all`: the data is loaded once per worker
+    and seed (loading and splitting digits takes a tenth of a run)."""
+    key = _data_key(cfg)
+    if key not in cache:
+        cache.clear()  # tasks come seed by seed: keep one data set, not all of them
+        cache[key] = prepare_data(cfg)
+    return train(cfg, prepared=cache[key])
+
+
+def compare(cfg=None, strengths=None, *, seeds=None, jobs=1, progress=False, **overrides):
+    """Train every rule (none, l2, decay, decoupled) on each seed; for one seed all rules start
+    from the same data split, initial weights and batch order.  Returns the runs, seed by seed
+    in that rule order, each with its ``seed``; :func:`summarize` gives means and spreads.
+
+    `seeds`: a count of seeds from ``cfg.seed`` on (default DEFAULT_SEEDS) or a list of seeds.
+    `jobs`: worker processes (1: all in this process; the CLI uses every core).  A script that
+    passes jobs > 1 needs the ``if __name__ == "__main__":`` guard of multiprocessing's spawn.
+    """
+    cfg = (cfg or Config()).replace(**overrides)
     strengths = {**DEFAULT_STRENGTH, **(strengths or {})}
-    data = prepare_data(cfg)
-    return [
-        train(dataclasses.replace(cfg, rule=rule, strength=strengths[rule]), prepared=data,
-              progress=progress)
-        for rule in ("none", "l2", "decay", "decoupled")
-    ]
+    tasks = [cfg.replace(seed=seed, rule=rule, strength=strengths[rule])
+             for seed in seed_list(cfg.seed, DEFAULT_SEEDS if seeds is None else seeds) for rule in RULES]
+    bar = progress_bar(len(tasks), unit="run", label="compare", enabled=progress)
+    try:
+        return run_all(train_task, tasks, jobs, on_result=None if bar is None else lambda i, r: bar.update(1))
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _stats(values):
+    a = np.asarray(values, dtype=np.float64)
+    return {"mean": float(a.mean()), "sd": float(a.std(ddof=1)) if a.size > 1 else 0.0,
+            "min": float(a.min()), "max": float(a.max()), "per_seed": [float(v) for v in a]}
+
+
+def summarize(runs):
+    """Per rule, in the order of `runs`: each final metric's mean, sd (sample standard deviation
+    over seeds; 0 for one seed), min, max and per-seed values, and the seconds per run."""
+    out = []
+    for rule in dict.fromkeys(r["rule"] for r in runs):
+        mine = [r for r in runs if r["rule"] == rule]
+        entry = {"rule": rule, "strength": mine[0]["strength"], "seeds": [r["seed"] for r in mine]}
+        entry.update({k: _stats([r[k] for r in mine]) for k in METRICS})
+        entry["seconds_per_run"] = float(np.mean([r["epoch_seconds"] for r in mine]))
+        out.append(entry)
+    return out
+
+
+def read_comparison(runs):
+    """What the runs of :func:`compare` show, as (verdict, lines).  `verdict` holds the
+    qualitative findings, which must not change with the machine (BLAS and CPU change the
+    last bits of every trajectory, and a single seed's numbers with them); `lines` states
+    them with the numbers behind them.  Each finding compares seeds pairwise (same data, start
+    and batch order) or with the seed-to-seed spread, not one trajectory."""
+    by_seed = {}
+    for r in runs:
+        by_seed.setdefault(r["seed"], {})[r["rule"]] = r
+    seeds = sorted(by_seed)
+    regs = [rule for rule in ("l2", "decay", "decoupled") if all(rule in by_seed[s] for s in seeds)]
+    has_none = all("none" in by_seed[s] for s in seeds)
+    summary = {e["rule"]: e for e in summarize(runs)}
+    verdict, lines = {}, []
+    lowest = min(r["train_accuracy"] for r in runs)
+    verdict["overfits"] = lowest >= 0.99
+    if verdict["overfits"]:
+        lines.append(f"Every run fits its training set (train accuracy >= {lowest:.3f}), as the article says an "
+                     f"overfitted net does.")
+    else:
+        lines.append(f"Not every run fits its training set (lowest train accuracy {lowest:.3f}): train longer or "
+                     f"on fewer samples to see overfitting.")
+    if has_none and regs:
+        ratios = [by_seed[s]["none"]["test_loss"] / max(by_seed[s][rule]["test_loss"] for rule in regs)
+                  for s in seeds]
+        acc = np.mean([min(by_seed[s][rule]["test_accuracy"] for rule in regs) - by_seed[s]["none"]["test_accuracy"]
+                       for s in seeds])
+        verdict["regularization_helps"] = all(q > 1 for q in ratios)
+        if verdict["regularization_helps"]:
+            lines.append(f"Every rule beats no regularization on every seed: test loss {np.mean(ratios):.1f}x lower on "
+                         f"average ({min(ratios):.1f}-{max(ratios):.1f}x per seed), test accuracy {100 * acc:+.1f} "
+                         f"points.")
+        else:
+            lines.append(f"Regularization does not help on every seed (test loss ratio none/worst rule "
+                         f"{min(ratios):.2f}-{max(ratios):.2f}).")
+        none = summary["none"]
+        reg_w = np.mean([summary[rule]["mean_abs_weight"]["mean"] for rule in regs])
+        biggest = none["max_abs_weight"]["max"]
+        verdict["article_large_weights"] = biggest >= 25.0
+        lines.append(f"Without regularization the weights are {none['mean_abs_weight']['mean'] / reg_w:.1f}x larger "
+                     f"(mean |w|); the largest is {biggest:.1f} and {100 * none['fraction_outside_5']['mean']:.2g}% "
+                     f"pass +-5, so the article's weights of 25 or 32 "
+                     f"{'do appear' if verdict['article_large_weights'] else 'do not appear'}.")
+    if len(regs) > 1:
+        means = {rule: summary[rule]["test_loss"]["mean"] for rule in regs}
+        gap = max(means.values()) - min(means.values())
+        spread = max(summary[rule]["test_loss"]["sd"] for rule in regs)
+        if len(seeds) < 2:
+            verdict["rules_agree"] = None
+            lines.append(f"The rules' test losses differ by {gap:.4f}; one seed cannot say whether that is more than "
+                         f"chance (use --seeds).")
+        else:
+            verdict["rules_agree"] = gap < spread
+            best, worst = min(means, key=means.get), max(means, key=means.get)
+            if verdict["rules_agree"]:
+                lines.append(f"The {len(regs)} rules are equivalent here: their mean test losses differ by {gap:.4f}, "
+                             f"less than the seed-to-seed spread (sd up to {spread:.4f}).")
+            else:
+                lines.append(f"The rules differ: {best} ends lowest ({means[best]:.4f}) and {worst} highest "
+                             f"({means[worst]:.4f}) in mean test loss, {gap:.4f} apart, more than the seed-to-seed "
+                             f"spread (sd up to {spread:.4f}).")
+    return verdict, lines
