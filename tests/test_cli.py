@@ -108,16 +108,19 @@ def test_json_into_a_missing_folder_is_refused_before_training(tmp_path, capsys,
 def test_simd_override_the_cpu_lacks_is_one_line():
     """L2DECAY_SIMD is read when l2decay._kernels is imported; a level the CPU lacks (or a made-up
     one) raises ImportError there."""
-    env = {**os.environ, "L2DECAY_SIMD": "avx9"}
-    if subprocess.run([sys.executable, "-c", "import l2decay"], env=env, capture_output=True).returncode != 0:
-        # l2decay/__init__.py imports the kernels, so `import l2decay.cli` fails before any CLI
-        # code runs: only a change there (deferring the error to l2decay.cli.main) can fix it
-        pytest.xfail("l2decay/__init__.py raises the L2DECAY_SIMD ImportError before the CLI can catch it")
-    proc = subprocess.run([sys.executable, "-m", "l2decay", "compare", *FAST, "--quiet"], env=env,
-                          capture_output=True, text=True)
-    assert proc.returncode == 2
-    assert proc.stderr.startswith("l2decay: error: ") and proc.stderr.count("\n") == 1, proc.stderr
-    assert "L2DECAY_SIMD" in proc.stderr
+    for var, value in (("L2DECAY_SIMD", "avx9"), ("L2DECAY_NUM_THREADS", "99999999999"),
+                       ("L2DECAY_PARALLEL_THRESHOLD", "lots")):
+        env = {**os.environ, var: value}
+        for cmd in ([sys.executable, "-m", "l2decay", "compare", *FAST, "--quiet"],
+                    [os.path.join(os.path.dirname(sys.executable), "l2decay"), "--version"]):
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+            assert proc.returncode == 2, (var, proc.stderr)
+            assert proc.stderr.startswith("l2decay: error: ") and proc.stderr.count("\n") == 1, proc.stderr
+            assert var in proc.stderr
+        # the library itself: import works, using it raises the error
+        proc = subprocess.run([sys.executable, "-c", "import l2decay; l2decay.SGD"], env=env,
+                              capture_output=True, text=True)
+        assert proc.returncode == 1 and f"ImportError: {var}" in proc.stderr
 
 
 def test_csv_too_small_for_a_split_is_an_error_not_nan(tmp_path):

@@ -205,7 +205,7 @@ def test_environment_variable_sets_the_parallel_threshold():
 
 
 def test_environment_variable_with_a_bad_level_fails_clearly():
-    proc = run_python("import l2decay", L2DECAY_SIMD="avx9000")
+    proc = run_python("import l2decay; l2decay.l2_step", L2DECAY_SIMD="avx9000")
     assert proc.returncode != 0
     assert "L2DECAY_SIMD='avx9000'" in proc.stderr
     assert "choose one of" in proc.stderr

@@ -137,7 +137,8 @@ def test_environment_thread_count_out_of_range_is_a_clear_error():
     import subprocess
     import sys
     env = {**os.environ, "L2DECAY_NUM_THREADS": "99999999999"}
-    proc = subprocess.run([sys.executable, "-c", "import l2decay"], env=env, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-c", "import l2decay; l2decay.set_num_threads"], env=env,
+                          capture_output=True, text=True)
     assert proc.returncode != 0
     assert "L2DECAY_NUM_THREADS must be an int in [0, 1024], got '99999999999'" in proc.stderr
     assert "OverflowError" not in proc.stderr

@@ -1,12 +1,4 @@
 """l2decay: L2 regularization and weight decay as exact, fast, comparable in-place updates."""
-from . import convert
-from ._config import build_info, get_include, get_num_threads, set_num_threads, _apply_environment
-from .driver import Config, compare, train
-from .mlp import MLP
-from .optim import SGD, Adam, ParamGroups, exclude_1d
-from .rules import L2, Decay, Decoupled
-from .steps import adam_step, decay_step, l2_step, sgd_step
-
 __version__ = "0.1.0"
 __all__ = [
     "l2_step", "decay_step", "sgd_step", "adam_step",
@@ -15,5 +7,28 @@ __all__ = [
     "build_info", "get_include", "get_num_threads", "set_num_threads",
 ]
 
-_apply_environment()
-del _apply_environment
+try:
+    from . import convert
+    from ._config import build_info, get_include, get_num_threads, set_num_threads, _apply_environment
+    from .driver import Config, compare, train
+    from .mlp import MLP
+    from .optim import SGD, Adam, ParamGroups, exclude_1d
+    from .rules import L2, Decay, Decoupled
+    from .steps import adam_step, decay_step, l2_step, sgd_step
+
+    _apply_environment()
+except (ImportError, ValueError) as _exc:
+    # An L2DECAY_* variable the kernels refuse (L2DECAY_SIMD=avx9, say): `import l2decay` still
+    # works, so that the command can say so in one line (l2decay/__main__.py); using anything
+    # raises the error.
+    if not str(_exc).startswith("L2DECAY_"):
+        raise
+    _ENVIRONMENT_ERROR = _exc
+    for _name in __all__:      # (imported before the error: unusable all the same)
+        globals().pop(_name, None)
+
+    def __getattr__(name):
+        raise ImportError(str(_ENVIRONMENT_ERROR))
+else:
+    _ENVIRONMENT_ERROR = None
+    del _apply_environment
