@@ -482,8 +482,8 @@ def _optimizer_step(bint adam, list groups, tuple slots, list flat, list state, 
     cdef Task* tasks
     cdef bint keras = False, ok = True
     cdef long long t
-    cdef int rnd
-    cdef unsigned long long sd
+    cdef int rnd, eff
+    cdef unsigned long long sd = 0
     cdef dict g, st
     gs = _items(grads)
     if gs is None or len(gs) != m or len(slots) != ngroups or len(state) != m:
@@ -514,8 +514,9 @@ def _optimizer_step(bint adam, list groups, tuple slots, list flat, list state, 
                                 _get(g, "nesterov"), _get(g, "maximize"), _get(g, "reg"),
                                 _get(g, "momentum_form"))
                 key = _VELOCITY if h.velocity else _MOMENTUM_BUFFER
-            if not (ok and _rounding_ok(_get(g, "rounding"), &rnd) and _seed_ok(_get(g, "seed"), &sd)):
+            if not (ok and _rounding_ok(_get(g, "rounding"), &rnd)):
                 return False
+            seed = _get(g, "seed")     # parsed when a tensor rounds stochastically
             for j in range(len(slot)):
                 idx = <Py_ssize_t>slot[j]
                 p = _item(params, j)
@@ -528,14 +529,22 @@ def _optimizer_step(bint adam, list groups, tuple slots, list flat, list state, 
                             &tasks[nt], h, keras, p, _item(gs, idx), _get(st, "exp_avg"),
                             _get(st, "exp_avg_sq"), _get(st, "max_exp_avg_sq"), t + 1, born, keep):
                         return False
-                else:
+                elif not _sgd_task(&tasks[nt], h, p, _item(gs, idx), _get(st, key), born, keep):
+                    return False
+                # the state rounding needs, looked up only when it is needed (the common case,
+                # rounding to nearest, pays nothing for the others)
+                eff = rnd if rnd >= 0 else (ROUND_HALF_DEFAULT if tasks[nt].kind >= KIND_BF16 else ROUND_NEAREST)
+                if eff == ROUND_STOCHASTIC and not _seed_ok(seed, &sd):
+                    return False
+                if not adam and eff == ROUND_STOCHASTIC:
                     # SGD counts steps only for stochastic rounding's random bits
-                    t = _step_ok(_get(st, "step"), 0) if _get(st, "step") is not None else 0
-                    if t < 0 or t == MAX_STEP or not _sgd_task(&tasks[nt], h, p, _item(gs, idx), _get(st, key), born, keep):
+                    sv = _get(st, "step")
+                    t = _step_ok(sv, 0) if sv is not None else 0
+                    if t < 0 or t == MAX_STEP:
                         return False
                     tasks[nt].step = t + 1
-                if not _round_task(&tasks[nt], p, rnd, _get(st, "compensation"), sd, tasks[nt].step, idx,
-                                   born_c, keep):
+                if not _round_task(&tasks[nt], p, eff, _get(st, "compensation") if eff == ROUND_COMPENSATED else None,
+                                   sd, tasks[nt].step, idx, born_c, keep):
                     return False
                 nt += 1
         if nt != m or (m > 1 and not _no_overlap(tasks, m, False)):
