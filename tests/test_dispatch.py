@@ -4,7 +4,6 @@ The loops are compiled once per level (l2decay._simd_<level>); which one runs is
 import from the CPU's features, or by L2DECAY_SIMD.  Each test runs the same updates at every
 level available on this machine and under several thread counts and compares results bit for bit.
 """
-import contextlib
 import os
 import subprocess
 import sys
@@ -16,27 +15,11 @@ import l2decay
 from l2decay import _kernels
 
 import numpy_reference as ref
+from kernel_config import configured
 
 DTYPES = [np.float32, np.float64]
 LEVELS = _kernels.simd_available()
 SIZES = [0, 1, 7, 16, 33, 1000, 16385]
-
-
-@contextlib.contextmanager
-def configured(level=None, threads=None, threshold=None):
-    old = (_kernels.get_simd(), _kernels.get_parallel_threshold())
-    try:
-        if level is not None:
-            _kernels.set_simd(level)
-        if threads is not None:
-            l2decay.set_num_threads(threads)
-        if threshold is not None:
-            _kernels.set_parallel_threshold(threshold)
-        yield
-    finally:
-        _kernels.set_simd(old[0])
-        _kernels.set_parallel_threshold(old[1])
-        l2decay.set_num_threads(0)
 
 
 def arrays(n, dtype, count, seed):

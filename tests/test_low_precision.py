@@ -1,7 +1,6 @@
 """16-bit weights (bfloat16, float16) and the rounding modes: against numpy references of the
 formulas, bit-identical across threads, instruction sets and resumes, and the share of the
 intended weight decay actually applied (the point of it all)."""
-import contextlib
 
 import numpy as np
 import pytest
@@ -9,29 +8,13 @@ import pytest
 ml_dtypes = pytest.importorskip("ml_dtypes")
 import l2decay  # noqa: E402
 import numpy_reference as ref  # noqa: E402
+from kernel_config import configured  # noqa: E402
 from l2decay import SGD, Adam, Decay, Decoupled, L2, _kernels  # noqa: E402
 
 BF16 = np.dtype(ml_dtypes.bfloat16)
 F16 = np.dtype(np.float16)
 HALVES = [BF16, F16]
 F32 = np.float32
-
-
-@contextlib.contextmanager
-def configured(level=None, threads=None, threshold=None):
-    old = (_kernels.get_simd(), _kernels.get_parallel_threshold())
-    try:
-        if level is not None:
-            _kernels.set_simd(level)
-        if threads is not None:
-            l2decay.set_num_threads(threads)
-        if threshold is not None:
-            _kernels.set_parallel_threshold(threshold)
-        yield
-    finally:
-        _kernels.set_simd(old[0])
-        _kernels.set_parallel_threshold(old[1])
-        l2decay.set_num_threads(0)
 
 
 def data(dtype, shapes, steps, seed=0):

@@ -516,6 +516,16 @@ def train_task(cfg, cache):
     return train(cfg, prepared=cache[key])
 
 
+def run_with_progress(function, tasks, jobs, *, label, progress):
+    """run_all(function, tasks, jobs) with a progress bar of one tick per finished run."""
+    bar = progress_bar(len(tasks), unit="run", label=label, enabled=progress)
+    try:
+        return run_all(function, tasks, jobs, on_result=None if bar is None else lambda i, r: bar.update(1))
+    finally:
+        if bar is not None:
+            bar.close()
+
+
 def compare(cfg=None, strengths=None, *, seeds=None, jobs=1, progress=False, **overrides):
     """Train every rule (none, l2, decay, decoupled) on each seed; for one seed all rules start
     from the same data split, initial weights and batch order.  Returns the runs, seed by seed
@@ -529,12 +539,7 @@ def compare(cfg=None, strengths=None, *, seeds=None, jobs=1, progress=False, **o
     strengths = {**DEFAULT_STRENGTH, **(strengths or {})}
     tasks = [cfg.replace(seed=seed, rule=rule, strength=strengths[rule])
              for seed in seed_list(cfg.seed, DEFAULT_SEEDS if seeds is None else seeds) for rule in RULES]
-    bar = progress_bar(len(tasks), unit="run", label="compare", enabled=progress)
-    try:
-        return run_all(train_task, tasks, jobs, on_result=None if bar is None else lambda i, r: bar.update(1))
-    finally:
-        if bar is not None:
-            bar.close()
+    return run_with_progress(train_task, tasks, jobs, label="compare", progress=progress)
 
 
 def _stats(values):

@@ -20,8 +20,7 @@ import warnings
 
 import numpy as np
 
-from .driver import Config, progress_bar, prepare_data, seed_list, train, _data_key
-from .parallel import run_all
+from .driver import Config, prepare_data, run_with_progress, seed_list, train, _data_key
 
 OPTIMIZERS = ("sgd", "adam")
 RULES = ("l2", "decoupled", "decay")
@@ -96,12 +95,7 @@ def sweep(cfg=None, *, optimizers=OPTIMIZERS, rules=RULES, quick=False, lrs=None
                     for s in (strengths or {}).get((opt, rule)) or grid(opt, rule, quick=quick):
                         # Config checks each value here, before the first run
                         tasks.append(dataclasses.replace(base, rule=rule, lr=float(lr), strength=float(s)))
-    bar = progress_bar(len(tasks), unit="run", label="sweep", enabled=progress)
-    try:
-        return run_all(sweep_task, tasks, jobs, on_result=None if bar is None else lambda i, r: bar.update(1))
-    finally:
-        if bar is not None:
-            bar.close()
+    return run_with_progress(sweep_task, tasks, jobs, label="sweep", progress=progress)
 
 
 def surface(results, optimizer, rule, seed=None):
