@@ -168,7 +168,14 @@ cdef bint _no_overlap(const Task* tasks, Py_ssize_t m, bint writes_g) noexcept:
                 r[count].hi = ptrs[j] + (nb * 2 if 2 <= j <= 4 and tasks[k].kind >= KIND_BF16 else nb)
                 r[count].written = j != 1 or writes_g
                 count += 1
-    qsort(r, count, sizeof(Range), _range_cmp)
+    if count <= 32:     # (insertion sort: no comparator calls for the common small case)
+        for k in range(1, count):
+            j = k
+            while j > 0 and r[j - 1].lo > r[j].lo:
+                r[j - 1], r[j] = r[j], r[j - 1]
+                j -= 1
+    else:
+        qsort(r, count, sizeof(Range), _range_cmp)
     for k in range(count):
         if r[k].lo < end_written or (r[k].written and r[k].lo < end_any):
             ok = False
