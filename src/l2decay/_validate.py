@@ -146,13 +146,6 @@ def rounding_args(rounding, seed, where=""):
     return rounding, int(seed)
 
 
-def rounding_of(rounding, p):
-    """The rounding a param gets: None picks by dtype; "stochastic" needs 16-bit weights."""
-    if rounding == "stochastic" and p.dtype not in HALF_DTYPES:
-        return None
-    return rounding
-
-
 def rounding_tensors(params, rounding, step, compensations):
     """What rounding asks of the arrays of a functional step: raises the worded error."""
     ps = tuple(params)

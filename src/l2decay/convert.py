@@ -321,18 +321,25 @@ def _object(library, opt, attr, names):
                         f"optimizer object, got {type(opt).__name__}")
 
 
-def _torch_object(opt):
-    _object("torch.optim", opt, "param_groups", sorted(_TORCH))
+def _class_name(opt, module, table, converts):
+    """The lower-case class name of an optimizer object from `module` that `table` knows; refuse
+    any other class, saying which ones l2decay converts."""
     cls = type(opt)
     name = cls.__name__.lower()
-    if not cls.__module__.startswith("torch.optim") or name not in _TORCH:
+    if not cls.__module__.startswith(module) or name not in table:
         raise ValueError(f"{cls.__module__}.{cls.__name__} has no l2decay counterpart: l2decay "
-                         f"converts torch.optim.SGD, Adam and AdamW")
+                         f"converts {converts}")
+    return name
+
+
+def _torch_object(opt):
+    _object("torch.optim", opt, "param_groups", sorted(_TORCH))
+    name = _class_name(opt, "torch.optim", _TORCH, "torch.optim.SGD, Adam and AdamW")
     table = _TORCH[name][1]
     groups = opt.param_groups
     differ = sorted(k for k in table if len({repr(g.get(k, table[k])) for g in groups}) > 1)
     if differ:
-        raise ValueError(f"the param groups of this {cls.__name__} differ in {differ}: convert each "
+        raise ValueError(f"the param groups of this {type(opt).__name__} differ in {differ}: convert each "
                          f"group's values by name, from_torch({name!r}, **values), and give l2decay "
                          f"one param group per Setting")
     return name, {k: groups[0].get(k, v) for k, v in table.items()}
@@ -423,11 +430,7 @@ _FLOATX = {"float32": np.float32, "float64": np.float64}
 
 def _keras_object(opt):
     _object("Keras", opt, "get_config", sorted(_KERAS))
-    cls = type(opt)
-    name = cls.__name__.lower()
-    if not cls.__module__.startswith("keras") or name not in _KERAS:
-        raise ValueError(f"{cls.__module__}.{cls.__name__} has no l2decay counterpart: l2decay "
-                         f"converts keras.optimizers.SGD, Adam and AdamW")
+    name = _class_name(opt, "keras", _KERAS, "keras.optimizers.SGD, Adam and AdamW")
     config = {k: v for k, v in opt.get_config().items() if k in _KERAS[name][1]}
     notes = []
     # the variable Keras steps with: already rounded to floatx; a schedule's value now
