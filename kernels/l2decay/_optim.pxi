@@ -140,18 +140,34 @@ cdef inline unsigned int _key(unsigned long long seed, long long step, Py_ssize_
     return <unsigned int>((z ^ (z >> 31)) >> 32)
 
 
-cdef inline bint _round_task(Task* t, object w, int rounding, object comp, unsigned long long seed,
-                             long long step, Py_ssize_t index, list born, list keep) noexcept:
-    """How task t stores its weights: `rounding` (-1: by dtype); with "compensated" its
-    compensation buffer (None: born zero now, appended to `born`; else None appended); with
-    "stochastic" the key of (seed, step, index).  Stochastic rounding needs 16-bit weights."""
-    cdef bint half = t.kind == KIND_BF16 or t.kind == KIND_F16
-    if rounding < 0:
-        rounding = ROUND_HALF_DEFAULT if half else ROUND_NEAREST
-    if rounding == ROUND_STOCHASTIC and not half:
+cdef inline int _effective_rounding(int rounding, int kind) noexcept nogil:
+    """`rounding`, or for -1 (None) the dtype's default."""
+    if rounding >= 0:
+        return rounding
+    return ROUND_HALF_DEFAULT if kind == KIND_BF16 or kind == KIND_F16 else ROUND_NEAREST
+
+
+cdef inline bint _set_rounding(Task* t, int rounding, unsigned long long seed, long long step,
+                               Py_ssize_t index) noexcept nogil:
+    """Task t's rounding (-1: by dtype) and, for "stochastic", the key of (seed, step, index);
+    False if stochastic rounding is asked of weights wider than 16 bits.  Its compensation
+    buffer, if any, is the front end's business (numpy arrays or torch tensors)."""
+    rounding = _effective_rounding(rounding, t.kind)
+    if rounding == ROUND_STOCHASTIC and not (t.kind == KIND_BF16 or t.kind == KIND_F16):
         return False
     t.rounding = rounding
-    if rounding == ROUND_COMPENSATED:
+    if rounding == ROUND_STOCHASTIC:
+        t.key = _key(seed, step, index)
+    return True
+
+
+cdef inline bint _round_task(Task* t, object w, int rounding, object comp, unsigned long long seed,
+                             long long step, Py_ssize_t index, list born, list keep) noexcept:
+    """_set_rounding, and with "compensated" the compensation buffer (None: born zero now,
+    appended to `born`; else None appended)."""
+    if not _set_rounding(t, rounding, seed, step, index):
+        return False
+    if t.rounding == ROUND_COMPENSATED:
         if comp is None:
             comp = cnp.PyArray_ZEROS(cnp.PyArray_NDIM(<cnp.ndarray>w), cnp.PyArray_DIMS(<cnp.ndarray>w),
                                      cnp.PyArray_TYPE(<cnp.ndarray>w), 0)
@@ -164,8 +180,6 @@ cdef inline bint _round_task(Task* t, object w, int rounding, object comp, unsig
         keep.append(comp)
     else:
         born.append(None)
-    if rounding == ROUND_STOCHASTIC:
-        t.key = _key(seed, step, index)
     return True
 
 
@@ -533,7 +547,7 @@ def _optimizer_step(bint adam, list groups, tuple slots, list flat, list state, 
                     return False
                 # the state rounding needs, looked up only when it is needed (the common case,
                 # rounding to nearest, pays nothing for the others)
-                eff = rnd if rnd >= 0 else (ROUND_HALF_DEFAULT if tasks[nt].kind >= KIND_BF16 else ROUND_NEAREST)
+                eff = _effective_rounding(rnd, tasks[nt].kind)
                 if eff == ROUND_STOCHASTIC and not _seed_ok(seed, &sd):
                     return False
                 if not adam and eff == ROUND_STOCHASTIC:

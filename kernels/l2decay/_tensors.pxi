@@ -56,7 +56,7 @@ def _tensor_step(bint adam, list groups, list regs, object state, tuple kinds, o
     cdef Task stack[_STACK_TASKS]
     cdef Task* tasks = stack
     cdef Task* t
-    cdef bint keras = False, ok, half
+    cdef bint keras = False, ok
     cdef int kind, skind, rnd
     cdef unsigned long long sd
     cdef long long step
@@ -106,7 +106,6 @@ def _tensor_step(bint adam, list groups, list regs, object state, tuple kinds, o
                     return None
                 t.g = ptr
                 skind = _state_kind(kind)
-                half = skind != kind
                 st = state[p]
                 if type(st) is not dict:
                     return None
@@ -149,9 +148,7 @@ def _tensor_step(bint adam, list groups, list regs, object state, tuple kinds, o
                             return None
                         keep.append(b)
                 t.step = step + 1
-                # how the new weights are stored: as _round_task, with torch tensors
-                t.rounding = (ROUND_HALF_DEFAULT if half else ROUND_NEAREST) if rnd < 0 else rnd
-                if t.rounding == ROUND_STOCHASTIC and not half:
+                if not _set_rounding(t, rnd, sd, t.step, base + j):   # (index: the param's place)
                     return None
                 c = None
                 if t.rounding == ROUND_COMPENSATED:
@@ -166,8 +163,6 @@ def _tensor_step(bint adam, list groups, list regs, object state, tuple kinds, o
                     keep.append(c)
                 else:
                     born_c.append(None)
-                if t.rounding == ROUND_STOCHASTIC:
-                    t.key = _key(sd, t.step, base + j)   # the param's place in the groups
                 born.append(new)
                 dicts.append(st)
                 updated.append(p)
