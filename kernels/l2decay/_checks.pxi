@@ -123,7 +123,7 @@ cdef inline object _item(object seq, Py_ssize_t k):
 # -- no two arrays of one call may overlap where one of them is written: with several threads
 # the result would depend on their timing, and even on one thread it is not what a sequential
 # loop of calls gives.  A sweep over the byte ranges sorted by start finds any such pair in
-# O(k log k).
+# O(k log k); up to 32 ranges, comparing every pair is faster than any sort.
 cdef struct Range:
     char* lo
     char* hi
@@ -168,22 +168,21 @@ cdef bint _no_overlap(const Task* tasks, Py_ssize_t m, bint writes_g) noexcept:
                 r[count].hi = ptrs[j] + (nb * 2 if 2 <= j <= 4 and tasks[k].kind >= KIND_BF16 else nb)
                 r[count].written = j != 1 or writes_g
                 count += 1
-    if count <= 32:     # (insertion sort: no comparator calls for the common small case)
-        for k in range(1, count):
-            j = k
-            while j > 0 and r[j - 1].lo > r[j].lo:
-                r[j - 1], r[j] = r[j], r[j - 1]
-                j -= 1
+    if count <= 32:
+        for k in range(count):
+            for j in range(k + 1, count):
+                if r[k].lo < r[j].hi and r[j].lo < r[k].hi and (r[k].written or r[j].written):
+                    ok = False
     else:
         qsort(r, count, sizeof(Range), _range_cmp)
-    for k in range(count):
-        if r[k].lo < end_written or (r[k].written and r[k].lo < end_any):
-            ok = False
-            break
-        if r[k].hi > end_any:
-            end_any = r[k].hi
-        if r[k].written and r[k].hi > end_written:
-            end_written = r[k].hi
+        for k in range(count):
+            if r[k].lo < end_written or (r[k].written and r[k].lo < end_any):
+                ok = False
+                break
+            if r[k].hi > end_any:
+                end_any = r[k].hi
+            if r[k].written and r[k].hi > end_written:
+                end_written = r[k].hi
     if r != stack:
         free(r)
     return ok

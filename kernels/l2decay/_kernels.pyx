@@ -16,11 +16,13 @@ import os
 
 from cpython.list cimport PyList_Check, PyList_CheckExact
 from cpython.long cimport PyLong_AsLongLongAndOverflow
-from cpython.tuple cimport PyTuple_Check, PyTuple_CheckExact
+from cpython.tuple cimport PyTuple_Check, PyTuple_CheckExact, PyTuple_GET_ITEM
 from cpython.pycapsule cimport PyCapsule_GetPointer
 from cython.parallel cimport prange
 from libc.math cimport sqrt, isfinite, INFINITY
 from libc.stdlib cimport malloc, free, qsort
+from libc.string cimport memset
+from cpython.ref cimport PyObject, Py_INCREF, Py_XDECREF
 cimport numpy as cnp
 
 from l2decay._common cimport (Hyper, Op, Task, chunk_fn, OP_L2, OP_L2_KEEP, OP_DECAY, OP_SGD,

@@ -161,25 +161,73 @@ cdef inline bint _set_rounding(Task* t, int rounding, unsigned long long seed, l
     return True
 
 
+# The arrays of a call are held (one reference each, in a C array of HOLD slots per tensor)
+# while the GIL may be released: another thread could drop the last reference to one.  The state
+# arrays born in the call wait there too until they are published.  No Python list: building and
+# freeing one cost a tenth of a small step.
+cdef enum:
+    HOLD = 8                # per tensor: w, g, s1, s2, s3, comp, then ...
+    HOLD_BORN = 6           # ... the state array born in this call (buffer or max_exp_avg_sq),
+    HOLD_BORN_COMP = 7      # ... the compensation buffer born in this call
+
+
+cdef inline PyObject** _alloc_held(Py_ssize_t m, PyObject** stack) except NULL:
+    """HOLD empty slots per tensor: `stack` (room for _STACK_TASKS tensors) when m fits, else
+    a heap array; release with _release_held."""
+    cdef PyObject** held = stack
+    if m > _STACK_TASKS:
+        held = <PyObject**>malloc(m * HOLD * sizeof(PyObject*))
+        if held == NULL:
+            raise MemoryError()
+    memset(held, 0, m * HOLD * sizeof(PyObject*))
+    return held
+
+
+cdef inline void _release_held(PyObject** held, Py_ssize_t m, PyObject** stack) noexcept:
+    cdef Py_ssize_t k
+    if held == NULL:
+        return
+    for k in range(m * HOLD):
+        Py_XDECREF(held[k])
+    if held != stack:
+        free(held)
+
+
+cdef inline void _hold(PyObject** held, Py_ssize_t slot, object a) noexcept:
+    Py_INCREF(a)
+    Py_XDECREF(held[slot])
+    held[slot] = <PyObject*>a
+
+
+cdef inline object _born(PyObject** held, Py_ssize_t k, Py_ssize_t slot):
+    """The array born in this call for tensor k in `slot`, or None."""
+    cdef PyObject* a = held[k * HOLD + slot]
+    return <object>a if a != NULL else None
+
+
+cdef inline bint _any_born(PyObject** held, Py_ssize_t m, Py_ssize_t slot) noexcept:
+    cdef Py_ssize_t k
+    for k in range(m):
+        if held[k * HOLD + slot] != NULL:
+            return True
+    return False
+
+
 cdef inline bint _round_task(Task* t, object w, int rounding, object comp, unsigned long long seed,
-                             long long step, Py_ssize_t index, list born, list keep) noexcept:
+                             long long step, Py_ssize_t index, PyObject** held) noexcept:
     """_set_rounding, and with "compensated" the compensation buffer (None: born zero now,
-    appended to `born`; else None appended)."""
+    held at HOLD_BORN_COMP)."""
     if not _set_rounding(t, rounding, seed, step, index):
         return False
     if t.rounding == ROUND_COMPENSATED:
         if comp is None:
             comp = cnp.PyArray_ZEROS(cnp.PyArray_NDIM(<cnp.ndarray>w), cnp.PyArray_DIMS(<cnp.ndarray>w),
                                      cnp.PyArray_TYPE(<cnp.ndarray>w), 0)
-            born.append(comp)
-        elif _comp_ok(comp, w):
-            born.append(None)
-        else:
+            _hold(held, HOLD_BORN_COMP, comp)
+        elif not _comp_ok(comp, w):
             return False
         t.comp = _bytes(comp)
-        keep.append(comp)
-    else:
-        born.append(None)
+        _hold(held, 5, comp)
     return True
 
 
@@ -196,60 +244,52 @@ cdef inline bint _seed_ok(object value, unsigned long long* out) noexcept:
 
 
 # ------------------------------------------------------------- one tensor's task ------------
-cdef inline bint _sgd_task(Task* t, const Hyper* h, object w, object g, object buf, list born,
-                           list keep) noexcept:
-    """Check one SGD tensor and fill its task.  A momentum buffer that is None is born now
-    (appended to `born`; None appended otherwise).  Its arrays are appended to `keep`, which
-    holds them while the GIL is released (another thread could drop them)."""
+cdef inline bint _sgd_task(Task* t, const Hyper* h, object w, object g, object buf,
+                           PyObject** held) noexcept:
+    """Check one SGD tensor and fill its task, its arrays held in held[0:HOLD].  A
+    momentum buffer that is None is born now (held at HOLD_BORN)."""
     if not _pair_ok(w, g, False):
         return False
     _task(t, w, g, h)
-    keep.append(w)
-    keep.append(g)
-    keep.append(buf)
+    _hold(held, 0, w)
+    _hold(held, 1, g)
     if h.mu == 0.0:
-        born.append(None)
         return True
     if buf is None:
         buf = cnp.PyArray_EMPTY(cnp.PyArray_NDIM(<cnp.ndarray>w), cnp.PyArray_DIMS(<cnp.ndarray>w),
                               _state_type(<cnp.ndarray>w), 0)
-        born.append(buf)
+        _hold(held, HOLD_BORN, buf)
         t.first = True
-    elif _state_ok(buf, w):
-        born.append(None)
-    else:
+    elif not _state_ok(buf, w):
         return False
+    _hold(held, 2, buf)
     t.s1 = _bytes(buf)
     return True
 
 
 cdef inline bint _adam_task(Task* t, const Hyper* h, bint keras, object w, object g, object m,
-                            object v, object vmax, long long step, list born, list keep) noexcept:
-    """Check one Adam tensor (step t >= 1 is the step being taken) and fill its task.  With
-    amsgrad, a max_exp_avg_sq that is None is born now, zero (appended to `born`).  Its arrays
-    are appended to `keep` (see _sgd_task)."""
+                            object v, object vmax, long long step, PyObject** held) noexcept:
+    """Check one Adam tensor (step t >= 1 is the step being taken) and fill its task, its arrays
+    held in held[0:HOLD].  With amsgrad, a max_exp_avg_sq that is None is born now, zero
+    (held at HOLD_BORN)."""
     if not (_pair_ok(w, g, False) and _state_ok(m, w) and _state_ok(v, w)):
         return False
     _task(t, w, g, h)
-    keep.append(w)
-    keep.append(g)
-    keep.append(m)
-    keep.append(v)
-    keep.append(vmax)
+    _hold(held, 0, w)
+    _hold(held, 1, g)
+    _hold(held, 2, m)
+    _hold(held, 3, v)
     t.s1 = _bytes(m)
     t.s2 = _bytes(v)
     if h.amsgrad:
         if vmax is None:
             vmax = cnp.PyArray_ZEROS(cnp.PyArray_NDIM(<cnp.ndarray>w), cnp.PyArray_DIMS(<cnp.ndarray>w),
                                      _state_type(<cnp.ndarray>w), 0)
-            born.append(vmax)
-        elif _state_ok(vmax, w):
-            born.append(None)
-        else:
+            _hold(held, HOLD_BORN, vmax)
+        elif not _state_ok(vmax, w):
             return False
+        _hold(held, 4, vmax)
         t.s3 = _bytes(vmax)
-    else:
-        born.append(None)
     t.step = step
     _bias_correction(t, h, step, keras)
     return True
@@ -296,6 +336,8 @@ def sgd_step(params, grads, momentum_buffers=None, *, lr, momentum=0.0, dampenin
     cdef Hyper h
     cdef Task stack[_STACK_TASKS]
     cdef Task* tasks
+    cdef PyObject* held_stack[_STACK_TASKS * HOLD]
+    cdef PyObject** held
     cdef Py_ssize_t k, m
     cdef int rnd
     cdef unsigned long long sd
@@ -317,15 +359,16 @@ def sgd_step(params, grads, momentum_buffers=None, *, lr, momentum=0.0, dampenin
     steps = _items(step) if step is not None and type(step) is not int else None
     ok = ok and (cs is None or len(cs) == len(ps)) and (steps is None or len(steps) == len(ps))
     m = len(ps) if ok else 0
-    born, born_c, keep = [], [], []
-    tasks = _alloc_tasks(m, stack)
+    tasks, held = NULL, NULL
     try:
+        tasks = _alloc_tasks(m, stack)
+        held = _alloc_held(m, held_stack)
         for k in range(m):
             t = _step_ok(step if steps is None else _item(steps, k), 1) if step is not None else 0
             if t < 0 or not (_sgd_task(&tasks[k], &h, _item(ps, k), _item(gs, k),
-                                       _item(bs, k) if h.mu != 0.0 else None, born, keep)
+                                       _item(bs, k) if h.mu != 0.0 else None, held + k * HOLD)
                              and _round_task(&tasks[k], _item(ps, k), rnd, _item(cs, k) if cs is not None else None,
-                                             sd, t, k, born_c, keep)) \
+                                             sd, t, k, held + k * HOLD)) \
                     or (tasks[k].rounding == ROUND_STOCHASTIC and step is None) \
                     or (tasks[k].rounding == ROUND_COMPENSATED and cs is None):
                 ok = False
@@ -337,20 +380,21 @@ def sgd_step(params, grads, momentum_buffers=None, *, lr, momentum=0.0, dampenin
                                   momentum_buffers if bs is None else bs, h.mu != 0.0)
             _validate.rounding_tensors(ps, rounding, step, compensations)
             _internal("sgd_step's arrays")
-        if any(b is not None for b in born_c) and not PyList_Check(compensations):
+        if _any_born(held, m, HOLD_BORN_COMP) and not PyList_Check(compensations):
             raise TypeError("compensations must be a list when an entry is None (a new array is put "
                             "in its place)")
-        if h.mu != 0.0 and any(b is not None for b in born) and not PyList_Check(momentum_buffers):
+        if h.mu != 0.0 and _any_born(held, m, HOLD_BORN) and not PyList_Check(momentum_buffers):
             raise TypeError("momentum_buffers must be a list when an entry is None (a new buffer "
                             "is put in its place)")
         _run_tasks(OP_SGD, tasks, m)
+        for k in range(m):
+            if held[k * HOLD + HOLD_BORN] != NULL:
+                momentum_buffers[k] = _born(held, k, HOLD_BORN)
+            if held[k * HOLD + HOLD_BORN_COMP] != NULL:
+                compensations[k] = _born(held, k, HOLD_BORN_COMP)
     finally:
+        _release_held(held, m, held_stack)
         _free_tasks(tasks, stack)
-    for k in range(len(born)):
-        if born[k] is not None:
-            momentum_buffers[k] = born[k]
-        if born_c[k] is not None:
-            compensations[k] = born_c[k]
 
 
 def adam_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs=None, *, step, lr,
@@ -406,6 +450,8 @@ def adam_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs=None, *, ste
     cdef bint keras
     cdef Task stack[_STACK_TASKS]
     cdef Task* tasks
+    cdef PyObject* held_stack[_STACK_TASKS * HOLD]
+    cdef PyObject** held
     cdef Py_ssize_t k, m
     cdef long long t
     cdef int rnd
@@ -429,15 +475,16 @@ def adam_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs=None, *, ste
     cs = _items(compensations) if compensations is not None else None
     ok = ok and (cs is None or len(cs) == len(ps))
     m = len(ps) if ok else 0
-    born, born_c, keep = [], [], []
-    tasks = _alloc_tasks(m, stack)
+    tasks, held = NULL, NULL
     try:
+        tasks = _alloc_tasks(m, stack)
+        held = _alloc_held(m, held_stack)
         for k in range(m):
             t = _step_ok(step if steps is None else _item(steps, k), 1)
             if t < 0 or not (_adam_task(&tasks[k], &h, keras, _item(ps, k), _item(gs, k), _item(ms, k),
-                                        _item(vs, k), _item(xs, k) if h.amsgrad else None, t, born, keep)
+                                        _item(vs, k), _item(xs, k) if h.amsgrad else None, t, held + k * HOLD)
                              and _round_task(&tasks[k], _item(ps, k), rnd, _item(cs, k) if cs is not None else None,
-                                             sd, t, k, born_c, keep)) \
+                                             sd, t, k, held + k * HOLD)) \
                     or (tasks[k].rounding == ROUND_COMPENSATED and cs is None):
                 ok = False
                 break
@@ -449,32 +496,87 @@ def adam_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs=None, *, ste
                                    max_exp_avg_sqs if xs is None else xs, h.amsgrad, step)
             _validate.rounding_tensors(ps, rounding, step, compensations)
             _internal("adam_step's arrays")
-        if any(b is not None for b in born_c) and not PyList_Check(compensations):
+        if _any_born(held, m, HOLD_BORN_COMP) and not PyList_Check(compensations):
             raise TypeError("compensations must be a list when an entry is None (a new array is put "
                             "in its place)")
-        if h.amsgrad and any(b is not None for b in born) and not PyList_Check(max_exp_avg_sqs):
+        if h.amsgrad and _any_born(held, m, HOLD_BORN) and not PyList_Check(max_exp_avg_sqs):
             raise TypeError("max_exp_avg_sqs must be a list when an entry is None (a new array "
                             "is put in its place)")
         _run_tasks(OP_ADAM, tasks, m)
+        for k in range(m):
+            if held[k * HOLD + HOLD_BORN] != NULL:
+                max_exp_avg_sqs[k] = _born(held, k, HOLD_BORN)
+            if held[k * HOLD + HOLD_BORN_COMP] != NULL:
+                compensations[k] = _born(held, k, HOLD_BORN_COMP)
     finally:
+        _release_held(held, m, held_stack)
         _free_tasks(tasks, stack)
-    for k in range(len(born)):
-        if born[k] is not None:
-            max_exp_avg_sqs[k] = born[k]
-        if born_c[k] is not None:
-            compensations[k] = born_c[k]
 
 
 # ---------------------------------------------------------------- optimizer step ------------
 cdef extern from "Python.h":
-    # borrowed reference, NULL if absent; never raises
-    void* PyDict_GetItem(object d, object key)
+    # borrowed reference; NULL if absent, or with an exception set if a key's __eq__ raised
+    # (PyDict_GetItem would save and restore the error state around every lookup)
+    void* PyDict_GetItemWithError(object d, object key)
+    void* PyErr_Occurred()
 
 
 cdef inline object _get(dict d, str key):
     """d[key], or None when absent."""
-    cdef void* v = PyDict_GetItem(d, key)
-    return <object>v if v != NULL else None
+    cdef void* v = PyDict_GetItemWithError(d, key)
+    if v == NULL:
+        if PyErr_Occurred() != NULL:
+            raise
+        return None
+    return <object>v
+
+
+cdef extern from "Python.h":
+    int PyDict_Next(object d, Py_ssize_t* pos, PyObject** key, PyObject** value)
+
+
+# The keys of a param group the step reads, in the order l2decay.optim's groups hold them.
+_SGD_KEYS = ("params", "lr", "momentum", "dampening", "nesterov", "maximize", "reg", "momentum_form",
+             "rounding", "seed")
+_ADAM_KEYS = ("params", "lr", "betas", "eps", "amsgrad", "maximize", "reg", "eps_form", "rounding", "seed")
+cdef enum:
+    _NKEYS = 10
+
+
+cdef int _fields(dict d, tuple keys, PyObject** out) except -1:
+    """out[i] = d[keys[i]] for the _NKEYS keys (borrowed; NULL when absent).  One pass over d
+    matches its keys by identity, expecting them in the order of `keys` (a group's keys are the
+    same interned strings): a third of the cost of looking each up.  Any key not matched that
+    way is looked up."""
+    cdef Py_ssize_t pos = 0, i = 0, j
+    cdef int found = 0
+    cdef PyObject* key
+    cdef PyObject* value
+    for j in range(_NKEYS):
+        out[j] = NULL
+    while PyDict_Next(d, &pos, &key, &value):
+        if i >= _NKEYS or key != PyTuple_GET_ITEM(keys, i):
+            for i in range(_NKEYS):
+                if key == PyTuple_GET_ITEM(keys, i):
+                    break
+            else:
+                i = 0
+                continue
+        if out[i] == NULL:
+            out[i] = value
+            found += 1
+        i += 1
+    if found < _NKEYS:
+        for j in range(_NKEYS):
+            if out[j] == NULL:
+                out[j] = <PyObject*>PyDict_GetItemWithError(d, <object>PyTuple_GET_ITEM(keys, j))
+                if out[j] == NULL and PyErr_Occurred() != NULL:
+                    raise
+    return 0
+
+
+cdef inline object _obj(PyObject* p):
+    return <object>p if p != NULL else None
 
 
 cdef enum:
@@ -494,7 +596,11 @@ def _optimizer_step(bint adam, list groups, tuple slots, list flat, list state, 
     cdef Hyper* h
     cdef Task stack[_STACK_TASKS]
     cdef Task* tasks
+    cdef PyObject* held_stack[_STACK_TASKS * HOLD]
+    cdef PyObject** held
+    cdef PyObject* f[_NKEYS]
     cdef bint keras = False, ok = True
+    cdef bint publish = adam    # anything to write back to `state` after the step
     cdef long long t
     cdef int rnd, eff
     cdef unsigned long long sd = 0
@@ -502,48 +608,47 @@ def _optimizer_step(bint adam, list groups, tuple slots, list flat, list state, 
     gs = _items(grads)
     if gs is None or len(gs) != m or len(slots) != ngroups or len(state) != m:
         return False
-    if ngroups > _STACK_GROUPS:
-        hs = <Hyper*>malloc(ngroups * sizeof(Hyper))
-        if hs == NULL:
-            raise MemoryError()
-    tasks = _alloc_tasks(m, stack)
-    born = []      # per task: the state array born in this step, or None
-    born_c = []    # per task: the compensation buffer born in this step, or None
-    keep = []      # every array of the step (see _sgd_task)
+    tasks, held = NULL, NULL
     try:
+        if ngroups > _STACK_GROUPS:
+            hs = <Hyper*>malloc(ngroups * sizeof(Hyper))
+            if hs == NULL:
+                raise MemoryError()
+        tasks = _alloc_tasks(m, stack)
+        held = _alloc_held(m, held_stack)
         for i in range(ngroups):
             h = &hs[i]
             if type(groups[i]) is not dict or type(slots[i]) is not tuple:
                 return False
             g = <dict>groups[i]
             slot = <tuple>slots[i]
-            params = _get(g, "params")
+            _fields(g, _ADAM_KEYS if adam else _SGD_KEYS, f)
+            params = _obj(f[0])
             if not (PyList_CheckExact(params) or PyTuple_CheckExact(params)) or len(params) != len(slot):
                 return False
             if adam:
-                ok = _adam_hyper(h, &keras, _get(g, "lr"), _get(g, "betas"), _get(g, "eps"),
-                                 _get(g, "amsgrad"), _get(g, "maximize"), _get(g, "reg"), _get(g, "eps_form"))
+                ok = _adam_hyper(h, &keras, _obj(f[1]), _obj(f[2]), _obj(f[3]), _obj(f[4]), _obj(f[5]),
+                                 _obj(f[6]), _obj(f[7]))
             else:
-                ok = _sgd_hyper(h, _get(g, "lr"), _get(g, "momentum"), _get(g, "dampening"),
-                                _get(g, "nesterov"), _get(g, "maximize"), _get(g, "reg"),
-                                _get(g, "momentum_form"))
+                ok = _sgd_hyper(h, _obj(f[1]), _obj(f[2]), _obj(f[3]), _obj(f[4]), _obj(f[5]), _obj(f[6]),
+                                _obj(f[7]))
                 key = _VELOCITY if h.velocity else _MOMENTUM_BUFFER
-            if not (ok and _rounding_ok(_get(g, "rounding"), &rnd)):
+            if not (ok and _rounding_ok(_obj(f[8]), &rnd)):
                 return False
-            seed = _get(g, "seed")     # parsed when a tensor rounds stochastically
+            seed = _obj(f[9])     # parsed when a tensor rounds stochastically
             for j in range(len(slot)):
                 idx = <Py_ssize_t>slot[j]
                 p = _item(params, j)
-                if not 0 <= idx < m or p is not flat[idx] or type(state[idx]) is not dict:
+                if nt == m or not 0 <= idx < m or p is not flat[idx] or type(state[idx]) is not dict:
                     return False
                 st = <dict>state[idx]
                 if adam:
                     t = _step_ok(_get(st, "step"), 0)
                     if t < 0 or t == MAX_STEP or not _adam_task(
                             &tasks[nt], h, keras, p, _item(gs, idx), _get(st, "exp_avg"),
-                            _get(st, "exp_avg_sq"), _get(st, "max_exp_avg_sq"), t + 1, born, keep):
+                            _get(st, "exp_avg_sq"), _get(st, "max_exp_avg_sq"), t + 1, held + nt * HOLD):
                         return False
-                elif not _sgd_task(&tasks[nt], h, p, _item(gs, idx), _get(st, key), born, keep):
+                elif not _sgd_task(&tasks[nt], h, p, _item(gs, idx), _get(st, key), held + nt * HOLD):
                     return False
                 # the state rounding needs, looked up only when it is needed (the common case,
                 # rounding to nearest, pays nothing for the others)
@@ -558,31 +663,34 @@ def _optimizer_step(bint adam, list groups, tuple slots, list flat, list state, 
                         return False
                     tasks[nt].step = t + 1
                 if not _round_task(&tasks[nt], p, eff, _get(st, "compensation") if eff == ROUND_COMPENSATED else None,
-                                   sd, tasks[nt].step, idx, born_c, keep):
+                                   sd, tasks[nt].step, idx, held + nt * HOLD):
                     return False
+                publish = publish or tasks[nt].first or eff != ROUND_NEAREST
                 nt += 1
         if nt != m or (m > 1 and not _no_overlap(tasks, m, False)):
             return False
         _run_tasks(OP_ADAM if adam else OP_SGD, tasks, m)
-        # publish: step counts and the buffers born in this step
+        if not publish:     # (SGD rounding to nearest, its buffers in place: the common case)
+            return True
+        # publish: step counts and the arrays born in this step
         nt = 0
         for i in range(ngroups):
             slot = <tuple>slots[i]
             key = _VELOCITY if hs[i].velocity else _MOMENTUM_BUFFER
             for j in range(len(slot)):
                 st = <dict>state[<Py_ssize_t>slot[j]]
-                if born_c[nt] is not None:
-                    st["compensation"] = born_c[nt]
+                born = _born(held, nt, HOLD_BORN_COMP)
+                if born is not None:
+                    st["compensation"] = born
                 if adam or tasks[nt].rounding == ROUND_STOCHASTIC:
                     st["step"] = tasks[nt].step + 0     # (a new int object)
-                if adam:
-                    if born[nt] is not None:
-                        st["max_exp_avg_sq"] = born[nt]
-                elif born[nt] is not None:
-                    st[key] = born[nt]
+                born = _born(held, nt, HOLD_BORN)
+                if born is not None:
+                    st["max_exp_avg_sq" if adam else key] = born
                 nt += 1
         return True
     finally:
+        _release_held(held, m, held_stack)
         _free_tasks(tasks, stack)
         if hs != hstack:
             free(hs)
