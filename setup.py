@@ -54,6 +54,7 @@ SIMD_LEVELS = {
         "msvc": ["/arch:AVX512"],
     },
 }
+LOOP_FLAGS = ["--param=vect-max-version-for-alias-checks=64"]
 X86 = platform.machine().lower() in ("x86_64", "amd64", "x86", "i686")
 
 EXTENSIONS = [
@@ -118,6 +119,11 @@ class BuildExt(build_ext):
             cflags += openmp_flags
             ldflags += openmp_flags if ctype != "msvc" else []
         levels = self._simd_levels(ctype)
+        # The generic loops (16-bit storage, rounding modes) read and write up to six arrays;
+        # gcc versions a loop for aliasing only up to 10 run-time pointer checks by default and
+        # leaves these scalar.  The kernels never get overlapping arrays (checked before every
+        # call), so raising the limit costs only the checks.  Loop modules only; gcc's flag.
+        loop_flags = [f for f in LOOP_FLAGS if ctype != "msvc" and _probe(self.compiler, [f], "int main(void) { return 0; }\n")]
         self.extensions = [
             ext for ext in self.extensions
             if not ext.name.startswith("l2decay._simd_") or ext.name.rsplit("_", 1)[1] in levels
@@ -126,7 +132,7 @@ class BuildExt(build_ext):
             extra = cflags
             if ext.name.startswith("l2decay._simd_"):
                 # loops only: no OpenMP, just the level's instruction-set flags
-                extra = [f for f in cflags if f not in openmp_flags] + levels[ext.name.rsplit("_", 1)[1]]
+                extra = [f for f in cflags if f not in openmp_flags] + loop_flags + levels[ext.name.rsplit("_", 1)[1]]
             ext.extra_compile_args = list(ext.extra_compile_args or []) + extra
             ext.extra_link_args = list(ext.extra_link_args or []) + (ldflags if ext.name == "l2decay._kernels" else [])
         self._write_build_config(
@@ -134,6 +140,7 @@ class BuildExt(build_ext):
                 "cython_version": cython_version,
                 "compiler": ctype,
                 "compile_flags": cflags,
+                "loop_flags": loop_flags,
                 "link_flags": ldflags,
                 "march": os.environ.get("L2DECAY_MARCH", "").strip() or None,
                 "openmp_requested": want_openmp,

@@ -199,3 +199,24 @@ def test_kernels_take_16_bit_arrays():
         l2decay.l2_step(w, g, lr=0.5, lam=1.0)
         np.testing.assert_array_equal(g.astype(F32), 2.125)
         np.testing.assert_array_equal(w.astype(F32), 0.0625)
+
+
+@pytest.mark.parametrize("level", _kernels.simd_available())
+def test_float16_conversions_are_exact_for_every_half_on_every_level(level):
+    # the float16 <-> float32 conversions are integer and float arithmetic (so that they
+    # vectorize); every one of the 65,536 halves times several scales, rounded back to float16,
+    # must be numpy's float32 -> float16 (round to nearest even, subnormals, overflow to inf)
+    halves = np.arange(1 << 16, dtype=np.uint16).view(F16)
+    finite = np.isfinite(halves)
+    with configured(level=level):
+        for lr in (0.0, 1.0, 0.3, 1.7e-3, 3.1e4, 2.0 ** -20):
+            w, g = np.zeros_like(halves), halves.copy()
+            with np.errstate(all="ignore"):
+                want = (np.float32(0) - np.float32(lr) * halves.astype(F32)).astype(F16)
+                # g = g + 0*w: every finite half back unchanged (but -0 + 0 = +0)
+                back = (halves.astype(F32) + np.float32(0)).astype(F16)
+            l2decay.l2_step(w, g, lr=lr, lam=0.0)
+            np.testing.assert_array_equal(g.view(np.uint16)[finite], back.view(np.uint16)[finite])
+            both = np.isfinite(halves) & np.isfinite(want)
+            np.testing.assert_array_equal(w.view(np.uint16)[both], want.view(np.uint16)[both])
+            assert np.array_equal(np.isnan(w), np.isnan(want)) and np.array_equal(np.isinf(w), np.isinf(want))

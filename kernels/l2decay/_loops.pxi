@@ -32,8 +32,8 @@ cdef extern from *:
 
 
 # Conversions between float32 and the 16-bit storage formats, and the rounding modes of the
-# generic loops.  bfloat16 is the top half of a float32 (integer shifts); float16 uses the
-# compiler's _Float16 (F16C instructions in the avx2/avx512 modules, libgcc in the baseline).
+# generic loops.  bfloat16 is the top half of a float32 (integer shifts); float16 is integer and
+# float arithmetic too (below), which vectorizes at every level.
 cdef extern from *:
     """
     #include <stdint.h>
@@ -55,42 +55,47 @@ cdef extern from *:
         uint16_t r = (uint16_t)((u + (rnd & 0xFFFFu)) >> 16);
         return (u & 0x7FFFFFFFu) > 0x7F800000u ? (uint16_t)((u >> 16) | 0x40u) : r;
     }
-    #if defined(__FLT16_MAX__)
-    static inline float l2d_f16_to_f32(uint16_t h) { _Float16 x; memcpy(&x, &h, 2); return (float)x; }
-    static inline uint16_t l2d_f32_to_f16(float f) { _Float16 x = (_Float16)f; uint16_t h; memcpy(&h, &x, 2); return h; }
-    #else
-    /* no _Float16: the same conversions by hand (round to nearest even, subnormals, inf, NaN) */
+    /* float16 <-> float32 in integer and float arithmetic, branch-free so that gcc vectorizes
+       them at every level (it leaves _Float16 conversions scalar without AVX512-FP16), and the
+       same code everywhere, so every level gives the same bits.  Checked against F16C's
+       conversions for every half and every float (NaN payloads aside: a NaN becomes 0x7E00). */
     static inline float l2d_f16_to_f32(uint16_t h) {
-        uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1Fu, m = h & 0x3FFu;
-        if (e == 0x1F) return l2d_bits_f32(sign | 0x7F800000u | (m << 13));
-        if (e == 0) { float v = (float)m * 5.9604644775390625e-8f; return sign ? -v : v; }
-        return l2d_bits_f32(sign | ((e + 112u) << 23) | (m << 13));
+        /* a normal half's bits moved into a float's place, its exponent rebiased by 2^-112;
+           a subnormal's mantissa m as (0.5 + m*2^-24) - 0.5, exact */
+        uint32_t w = (uint32_t)h << 16, sign = w & 0x80000000u, two_w = w + w;
+        float normal = l2d_bits_f32((two_w >> 4) + (0xE0u << 23)) * 0x1.0p-112f;
+        float subnormal = l2d_bits_f32((two_w >> 17) | (126u << 23)) - 0.5f;
+        uint32_t sub = 0u - (uint32_t)(two_w < (1u << 27));               /* all ones: subnormal */
+        return l2d_bits_f32(sign | (l2d_f32_bits(subnormal) & sub) | (l2d_f32_bits(normal) & ~sub));
     }
     static inline uint16_t l2d_f32_to_f16(float f) {
-        uint32_t u = l2d_f32_bits(f), sign = (u >> 16) & 0x8000u, a = u & 0x7FFFFFFFu;
-        if (a > 0x7F800000u) return (uint16_t)(sign | 0x7E00u);
-        if (a >= 0x477FF000u) return (uint16_t)(sign | 0x7C00u);          /* >= 65520: inf */
-        if (a < 0x38800000u) {                                             /* fp16 subnormal */
-            float v = l2d_bits_f32(a) * 16777216.0f;                       /* in units of 2^-24 */
-            return (uint16_t)(sign | (uint32_t)nearbyintf(v));
-        }
-        uint32_t r = a - 0x38000000u;                                      /* rebias 127 -> 15 */
-        r = (r + 0xFFFu + ((r >> 13) & 1u)) >> 13;
-        return (uint16_t)(sign | r);
+        /* round to nearest even: |f|*2^112*2^-110 rounds to the half's precision in float
+           arithmetic (and overflows to inf where the half does); adding the power of two of the
+           half's exponent range leaves its mantissa in the low bits */
+        uint32_t w = l2d_f32_bits(f), shl1 = w + w, sign = w & 0x80000000u;
+        float base = (fabsf(f) * 0x1.0p+112f) * 0x1.0p-110f;
+        uint32_t bias = shl1 & 0xFF000000u;
+        bias = bias > 0x71000000u ? bias : 0x71000000u;
+        uint32_t bits = l2d_f32_bits(l2d_bits_f32((bias >> 1) + 0x07800000u) + base);
+        uint32_t nonsign = ((bits >> 13) & 0x7C00u) + (bits & 0x0FFFu);
+        uint32_t nan = 0u - (uint32_t)(shl1 > 0xFF000000u);
+        return (uint16_t)((sign >> 16) | (0x7E00u & nan) | (nonsign & ~nan));
     }
-    #endif
     /* stochastic to float16: the neighbours below and above |f| and a coin weighted by the
-       distance (65504's upper neighbour is inf, at the gap 65536 would be) */
+       distance (65504's upper neighbour is inf, at the gap 65536 would be); inf and NaN round
+       to nearest.  Branch-free, like the conversions. */
     static inline uint16_t l2d_f32_to_f16_sr(float f, uint32_t rnd) {
-        uint16_t h = l2d_f32_to_f16(f);
+        uint32_t h = l2d_f32_to_f16(f);
         float a = fabsf(f);
-        if (!(a < INFINITY)) return h;
-        uint16_t sign = h & 0x8000u, lo = h & 0x7FFFu;
-        if (fabsf(l2d_f16_to_f32(lo)) > a) lo -= 1;                        /* toward zero */
-        float lof = l2d_f16_to_f32(lo), hif = lo == 0x7BFFu ? 65536.0f : l2d_f16_to_f32((uint16_t)(lo + 1));
+        uint32_t sign = h & 0x8000u, lo = h & 0x7FFFu;
+        lo -= (uint32_t)(l2d_f16_to_f32((uint16_t)lo) > a);                 /* toward zero */
+        float lof = l2d_f16_to_f32((uint16_t)lo);
+        float hif = lo == 0x7BFFu ? 65536.0f : l2d_f16_to_f32((uint16_t)(lo + 1));
         float p = (a - lof) / (hif - lof);
         float coin = (float)(rnd >> 8) * 5.9604644775390625e-8f;         /* [0, 1), 24 bits */
-        return (uint16_t)(sign | (coin < p ? lo + 1 : lo));
+        uint32_t r = sign | (lo + (uint32_t)(coin < p));
+        uint32_t finite = 0u - (uint32_t)(a < INFINITY);
+        return (uint16_t)((r & finite) | (h & ~finite));
     }
     /* the random bits of element i for a task's key (seed, step, tensor): a counter-based
        hash, so that every thread count and instruction set draws the same bits */
@@ -335,17 +340,18 @@ cdef inline void _write(store_t* w, store_t* comp, Py_ssize_t i, work_t w0, work
 
 cdef inline void _sgd_gen(store_t* w, const store_t* g, work_t* buf, store_t* comp, Py_ssize_t n,
                           const Hyper* h, bint first, int rounding, uint32_t key,
-                          Py_ssize_t i0, bint use_momentum) noexcept nogil:
+                          Py_ssize_t i0, bint use_momentum, bint velocity) noexcept nogil:
     """_sgd_loop for any storage and rounding; elements i0 + [0, n) of the tensor.  Only
-    `use_momentum` and `rounding` are constants (from _generic_r); the other flags select
-    between values computed either way, never between memory accesses, so gcc if-converts and
-    vectorizes the loop (a born buffer's garbage is read and not used)."""
+    `use_momentum`, `velocity` and `rounding` are constants (from _generic_r); `first` and
+    nesterov select between values computed either way, never between memory accesses, so gcc
+    if-converts and vectorizes the loop (a born buffer's garbage is read and not used).  With
+    `velocity` a run-time flag too, gcc 12 gives up on the loop."""
     cdef Py_ssize_t i
     cdef work_t lr = <work_t>h.lr, lam = <work_t>h.lam, sign = <work_t>h.sign
     cdef work_t mu = <work_t>h.mu, damp1 = <work_t>h.damp1
     cdef work_t gi, w0, bi, bprev, change
     cdef work_t pre = <work_t>h.shrink if h.decoupled else 0, post = <work_t>h.shrink if h.decay else 0
-    cdef bint l2 = h.l2, velocity = h.velocity, nesterov = h.nesterov
+    cdef bint l2 = h.l2, nesterov = h.nesterov
     for i in range(n):
         gi = sign * _ld(g, i, sign)
         w0 = _ld(w, i, sign)
@@ -398,33 +404,71 @@ cdef inline void _adam_gen(store_t* w, const store_t* g, work_t* m, work_t* v, w
 
 
 cdef inline void _rule_gen(Op op, store_t* w, store_t* g, Py_ssize_t n, const Hyper* h) noexcept nogil:
-    """l2_step / decay_step on 16-bit storage, float32 arithmetic, rounded to nearest."""
+    """l2_step / decay_step on 16-bit storage, float32 arithmetic, rounded to nearest (one loop
+    per op: with the op tested inside, gcc left float16's loops scalar)."""
     cdef Py_ssize_t i
     cdef float lr = <float>h.lr, lam = <float>h.lam, decay = <float>h.shrink, wi, gi, z
-    for i in range(n):
-        wi = _ld(w, i, lr)
-        gi = _ld(g, i, lr)
-        if op == OP_DECAY:
-            z = wi - lr * gi
+    if op == OP_DECAY:
+        for i in range(n):
+            z = _ld(w, i, lr) - lr * _ld(g, i, lr)
             _st(w, i, z - decay * z, ROUND_NEAREST, 0, 0)
-        else:
-            gi = gi + lam * wi
-            if op == OP_L2:
-                _st(g, i, gi, ROUND_NEAREST, 0, 0)
-                gi = _ld(g, i, lr)          # the stored gradient, as the float loops use it
+    elif op == OP_L2:
+        for i in range(n):
+            wi = _ld(w, i, lr)
+            _st(g, i, _ld(g, i, lr) + lam * wi, ROUND_NEAREST, 0, 0)
+            gi = _ld(g, i, lr)          # the stored gradient, as the float loops use it
+            _st(w, i, wi - lr * gi, ROUND_NEAREST, 0, 0)
+    else:
+        for i in range(n):
+            wi = _ld(w, i, lr)
+            gi = _ld(g, i, lr) + lam * wi
             _st(w, i, wi - lr * gi, ROUND_NEAREST, 0, 0)
 
 
-cdef inline void _generic_r(Op op, const Task* t, Py_ssize_t a, Py_ssize_t b, int rounding,
-                            bint use_momentum, bint amsgrad) noexcept nogil:
-    """Run `op` on elements [a, b) of task `t` with the generic loops, for one `rounding`
-    (passed as a constant by _generic: each mode compiles to its own loop, which gcc can
-    vectorize; a run-time switch inside the loop stops it)."""
+# The choices the generic loops must see as constants, as fused types: _generic_r is compiled
+# once per rounding mode and per momentum/amsgrad flag (its loops inlined into it), whatever gcc
+# decides to inline.  Passed as run-time ints, they left every generic loop scalar (a branch per
+# element on the mode; gcc does not clone a function that large for its constant arguments).
+cdef struct Nearest:
+    char unused
+cdef struct Stochastic:
+    char unused
+cdef struct Compensated:
+    char unused
+ctypedef fused rounding_t:
+    Nearest
+    Stochastic
+    Compensated
+
+cdef struct With:       # SGD with momentum ("torch" form); Adam with amsgrad
+    char unused
+cdef struct Velocity:   # SGD with momentum, "keras" form
+    char unused
+cdef struct Without:
+    char unused
+ctypedef fused extra_t:
+    With
+    Velocity
+    Without
+
+
+cdef void _generic_r(Op op, const Task* t, Py_ssize_t a, Py_ssize_t b, rounding_t* mode,
+                     extra_t* extra) noexcept nogil:
+    """Run `op` on elements [a, b) of task `t` with the generic loops, the rounding `mode` and
+    the `extra` state (momentum for SGD, amsgrad for Adam) fixed at compile time: only the
+    types of the (NULL) pointers matter."""
     cdef const Hyper* h = t.h
+    cdef int rounding = ROUND_NEAREST
+    cdef bint use_momentum = extra_t is not Without, amsgrad = extra_t is With
+    cdef bint velocity = extra_t is Velocity
+    if rounding_t is Stochastic:
+        rounding = ROUND_STOCHASTIC
+    elif rounding_t is Compensated:
+        rounding = ROUND_COMPENSATED
     if t.kind == KIND_BF16:
         if op == OP_SGD:
             _sgd_gen(<bf16*>t.w + a, <bf16*>t.g + a, <float*>t.s1 + a if t.s1 != NULL else NULL,
-                     <bf16*>t.comp + a if t.comp != NULL else NULL, b - a, h, t.first, rounding, t.key, a, use_momentum)
+                     <bf16*>t.comp + a if t.comp != NULL else NULL, b - a, h, t.first, rounding, t.key, a, use_momentum, velocity)
         elif op == OP_ADAM:
             _adam_gen(<bf16*>t.w + a, <bf16*>t.g + a, <float*>t.s1 + a, <float*>t.s2 + a,
                       <float*>t.s3 + a if t.s3 != NULL else NULL, <bf16*>t.comp + a if t.comp != NULL else NULL,
@@ -434,7 +478,7 @@ cdef inline void _generic_r(Op op, const Task* t, Py_ssize_t a, Py_ssize_t b, in
     elif t.kind == KIND_F16:
         if op == OP_SGD:
             _sgd_gen(<f16*>t.w + a, <f16*>t.g + a, <float*>t.s1 + a if t.s1 != NULL else NULL,
-                     <f16*>t.comp + a if t.comp != NULL else NULL, b - a, h, t.first, rounding, t.key, a, use_momentum)
+                     <f16*>t.comp + a if t.comp != NULL else NULL, b - a, h, t.first, rounding, t.key, a, use_momentum, velocity)
         elif op == OP_ADAM:
             _adam_gen(<f16*>t.w + a, <f16*>t.g + a, <float*>t.s1 + a, <float*>t.s2 + a,
                       <float*>t.s3 + a if t.s3 != NULL else NULL, <f16*>t.comp + a if t.comp != NULL else NULL,
@@ -444,7 +488,7 @@ cdef inline void _generic_r(Op op, const Task* t, Py_ssize_t a, Py_ssize_t b, in
     elif t.kind == KIND_F32:
         if op == OP_SGD:
             _sgd_gen(<float*>t.w + a, <float*>t.g + a, <float*>t.s1 + a if t.s1 != NULL else NULL,
-                     <float*>t.comp + a if t.comp != NULL else NULL, b - a, h, t.first, rounding, t.key, a, use_momentum)
+                     <float*>t.comp + a if t.comp != NULL else NULL, b - a, h, t.first, rounding, t.key, a, use_momentum, velocity)
         else:
             _adam_gen(<float*>t.w + a, <float*>t.g + a, <float*>t.s1 + a, <float*>t.s2 + a,
                       <float*>t.s3 + a if t.s3 != NULL else NULL, <float*>t.comp + a if t.comp != NULL else NULL,
@@ -452,30 +496,29 @@ cdef inline void _generic_r(Op op, const Task* t, Py_ssize_t a, Py_ssize_t b, in
     else:
         if op == OP_SGD:
             _sgd_gen(<double*>t.w + a, <double*>t.g + a, <double*>t.s1 + a if t.s1 != NULL else NULL,
-                     <double*>t.comp + a if t.comp != NULL else NULL, b - a, h, t.first, rounding, t.key, a, use_momentum)
+                     <double*>t.comp + a if t.comp != NULL else NULL, b - a, h, t.first, rounding, t.key, a, use_momentum, velocity)
         else:
             _adam_gen(<double*>t.w + a, <double*>t.g + a, <double*>t.s1 + a, <double*>t.s2 + a,
                       <double*>t.s3 + a if t.s3 != NULL else NULL, <double*>t.comp + a if t.comp != NULL else NULL,
                       b - a, h, t.step_size, t.bc2_sqrt, rounding, t.key, a, amsgrad)
 
 
-cdef inline void _generic_m(Op op, const Task* t, Py_ssize_t a, Py_ssize_t b, int rounding) noexcept nogil:
-    # momentum (SGD) and amsgrad (Adam) as constants too: see _sgd_gen
-    if op == OP_SGD and t.h.mu != 0.0:
-        _generic_r(op, t, a, b, rounding, True, False)
-    elif op == OP_ADAM and t.h.amsgrad:
-        _generic_r(op, t, a, b, rounding, False, True)
+cdef inline void _generic_m(Op op, const Task* t, Py_ssize_t a, Py_ssize_t b, rounding_t* mode) noexcept nogil:
+    if op == OP_SGD and t.h.mu != 0.0 and t.h.velocity:
+        _generic_r(op, t, a, b, mode, <Velocity*>NULL)
+    elif (op == OP_SGD and t.h.mu != 0.0) or (op == OP_ADAM and t.h.amsgrad):
+        _generic_r(op, t, a, b, mode, <With*>NULL)
     else:
-        _generic_r(op, t, a, b, rounding, False, False)
+        _generic_r(op, t, a, b, mode, <Without*>NULL)
 
 
 cdef inline void _generic(Op op, const Task* t, Py_ssize_t a, Py_ssize_t b) noexcept nogil:
     if t.rounding == ROUND_STOCHASTIC:
-        _generic_m(op, t, a, b, ROUND_STOCHASTIC)
+        _generic_m(op, t, a, b, <Stochastic*>NULL)
     elif t.rounding == ROUND_COMPENSATED:
-        _generic_m(op, t, a, b, ROUND_COMPENSATED)
+        _generic_m(op, t, a, b, <Compensated*>NULL)
     else:
-        _generic_m(op, t, a, b, ROUND_NEAREST)
+        _generic_m(op, t, a, b, <Nearest*>NULL)
 
 
 # ---- bench only: the memory ceiling of the rules' traffic (l2decay bench's "stream" column)
