@@ -44,6 +44,11 @@ def test_bench_command_writes_json_with_every_rule_and_impl(tmp_path, capsys):
             expected = bench.PASSES[rule] * 4 * n / me["seconds"] / 1e9
             assert me["gb_per_s"] == pytest.approx(expected)
     assert {r["rule"] for r in data["results"] if r["kind"] == "optimizer"} == set(bench.OPTIMIZERS)
+    # the 16-bit table at the largest --sizes, every kind, l2decay's float32 and bfloat16 rows
+    assert "16-bit weights" in out
+    half = [r for r in data["results"] if r["kind"] == "half"]
+    assert {r["rule"] for r in half} == set(bench.HALF_KINDS) and {r["n"] for r in half} == {1000}
+    assert {"float32", "bfloat16 nearest"} <= {r["impl"] for r in half}
 
 
 def test_bench_command_rejects_bad_sizes(capsys):

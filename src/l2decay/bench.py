@@ -99,7 +99,11 @@ def check_values(*arrays):
     for a in arrays:
         if a.size == 0:
             continue
-        tiny = np.finfo(a.dtype).tiny
+        if a.dtype.itemsize == 2 and a.dtype != np.float16:     # bfloat16: ml_dtypes' finfo
+            import ml_dtypes
+            tiny, a = float(ml_dtypes.finfo(a.dtype).tiny), a.astype(np.float32)
+        else:
+            tiny = np.finfo(a.dtype).tiny
         mag = np.abs(a)
         if not np.all(np.isfinite(a)) or np.any((mag > 0) & (mag < tiny)):
             raise AssertionError("benchmark inputs drifted to non-finite or subnormal values")
@@ -496,12 +500,76 @@ def _record(kind, rule, dtype, n, impl, seconds, note=""):
     }
 
 
+# ------------------------------------------------------------------- 16-bit weights -------
+HALF_KINDS = ("adamw", "sgd-momentum", "decay")
+HALF_SIZES = {"adamw": 16_777_216, "sgd-momentum": 16_777_216, "decay": 33_554_432}
+QUICK_HALF_SIZES = {"adamw": 4_194_304, "sgd-momentum": 4_194_304, "decay": 8_388_608}
+# l2decay's step on float32 weights and on 16-bit ones with each rounding (decay_step rounds to
+# nearest only), and torch's fused step on the same dtypes (it rounds to nearest).
+HALF_IMPLS = ("float32", "bfloat16 nearest", "bfloat16 stochastic", "bfloat16 compensated",
+              "float16 nearest", "float16 stochastic", "torch fused float32", "torch fused bfloat16")
+
+
+_HALF_LABELS = dict(zip(HALF_IMPLS, ("f32", "bf16 near", "bf16 SR", "bf16 comp", "f16 near", "f16 SR",
+                                     "torch f32", "torch bf16")))
+
+
+def half_case(kind, impl, n):
+    """One step over n weights: AdamW (lr 1e-3, wd 1e-2), SGD with momentum 0.9 and Decoupled
+    decay, or decay_step, by l2decay on `impl`'s dtype and rounding or by torch's fused
+    optimizer; None where the pair does not exist (decay_step has no rounding choice, torch no
+    decay step) or torch/ml_dtypes is missing."""
+    label, _, rounding = impl.removeprefix("torch fused ").partition(" ")
+    if kind == "decay" and rounding not in ("", "nearest") or kind == "decay" and impl.startswith("torch"):
+        return None
+    try:
+        dtype = np.dtype(label) if label != "bfloat16" else np.dtype(__import__("ml_dtypes").bfloat16)
+    except ImportError:
+        return None
+    w, g = inputs(n, np.float32)
+    g *= 1e-3
+    if impl.startswith("torch"):
+        torch = torch_module()
+        if torch is None:
+            return None
+        p = torch.nn.Parameter(torch.from_numpy(w).to(getattr(torch, label)))
+        p.grad = torch.from_numpy(g).to(p.dtype)
+        hyper = dict(lr=1e-3, weight_decay=1e-2) if kind == "adamw" else dict(lr=1e-3, momentum=0.9, weight_decay=1e-4)
+        opt = (torch.optim.AdamW if kind == "adamw" else torch.optim.SGD)([p], **hyper, fused=True)
+        opt.step()
+        return Case(opt.step, [p.detach().float().numpy()])
+    w, g = w.astype(dtype), g.astype(dtype)
+    if kind == "decay":
+        return Case(lambda: decay_step(w, g, lr=1e-2, decay=1e-4), [w, g])
+    opt = (Adam([w], lr=1e-3, reg=Decoupled(1e-2), rounding=rounding or None) if kind == "adamw"
+           else SGD([w], lr=1e-3, momentum=0.9, reg=Decoupled(1e-2), rounding=rounding or None))
+    grads = [g]
+    opt.step(grads)
+    return Case(lambda: opt.step(grads), [w, g])
+
+
+def half_sweep(*, sizes=HALF_SIZES, repeats=7, progress=None):
+    """The 16-bit table's rows: every kind x implementation, timed together per kind."""
+    results = []
+    for kind in HALF_KINDS:
+        n = sizes[kind]
+        labelled = [(impl, half_case(kind, impl, n)) for impl in HALF_IMPLS]
+        labelled = [(impl, c) for impl, c in labelled if c is not None]
+        for (impl, case), sec in zip(labelled, measure_together([c for _, c in labelled], repeats=repeats)):
+            results.append({"kind": "half", "rule": kind, "n": n, "impl": impl, "seconds": sec,
+                            "ns_per_element": sec / n * 1e9})
+        del labelled
+        if progress:
+            progress(f"16-bit weights, {kind} n={n:,}")
+    return results
+
+
 OPTIMIZER_SIZES = (1_000, 1_048_576, 33_554_432)
 QUICK_OPTIMIZER_SIZES = (1_000, 8_388_608)
 
 
 def sweep(*, sizes=SIZES, dtypes=DTYPES, threads=0, repeats=7, optimizer_sizes=OPTIMIZER_SIZES,
-          progress=None):
+          half_sizes=HALF_SIZES, progress=None):
     """Measure every rule x dtype x size x implementation, the multi-tensor call and the
     optimizer steps; returns a list of result dicts (see README, Performance)."""
     apply_threads(threads)
@@ -550,6 +618,7 @@ def sweep(*, sizes=SIZES, dtypes=DTYPES, threads=0, repeats=7, optimizer_sizes=O
             if progress:
                 progress(f"{dtype} optimizers n={n:,}")
     results += torch_sweep(repeats=repeats, progress=progress)
+    results += half_sweep(sizes=half_sizes, repeats=repeats, progress=progress)
     return results
 
 
@@ -698,5 +767,24 @@ def tables(results):
                                                               if x else "-")]
          for f, fe, ds in [[_find(tor, impl=i, model=r["model"], rule=r["rule"])
                             for i in ("torch fused", "torch foreach", "deepspeed")]]],
+    )
+    half = [r for r in results if r["kind"] == "half"]
+    get = lambda kind, impl: _find(half, rule=kind, impl=impl)  # noqa: E731
+    out += _section(
+        "16-bit weights (ns per element per step; arithmetic and state float32, torch's state in the\n"
+        "param dtype; x torch: torch fused bfloat16 / l2decay bfloat16 stochastic, the default;\n"
+        "x f32: l2decay float32 / l2decay bfloat16 (the default; decay_step: nearest); SR, comp: the\n"
+        "cost of stochastic rounding and of compensation over round to nearest, bfloat16)",
+        f"{'step':<13} {'n':>11} " + " ".join(f"{_HALF_LABELS[i]:>10}" for i in HALF_IMPLS)
+        + f" {'x torch':>8} {'x f32':>6} {'SR':>6} {'comp':>6}",
+        [f"{kind:<13} {r['n']:>11,} " + " ".join(
+            f"{get(kind, i)['ns_per_element']:>10.3f}" if get(kind, i) else f"{'-':>10}" for i in HALF_IMPLS)
+         + f" {_ratio(default, get(kind, 'torch fused bfloat16')):>8}"
+         + f" {_ratio(default, get(kind, 'float32')):>6}"
+         + f" {_ratio(near, default) if kind != 'decay' else '-':>6}"
+         + f" {_ratio(near, get(kind, 'bfloat16 compensated')) if kind != 'decay' else '-':>6}"
+         for kind in HALF_KINDS for r in [get(kind, "float32")] if r
+         for near in [get(kind, "bfloat16 nearest")]
+         for default in [get(kind, "bfloat16 stochastic") if kind != "decay" else near]],
     )
     return "\n".join(out)

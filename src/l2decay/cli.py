@@ -441,6 +441,9 @@ def _cmd_bench(args):
     sizes = args.sizes or (bench.QUICK_SIZES if quick else bench.SIZES)
     dtypes = bench.DTYPES if args.dtype == "both" else (args.dtype,)
     repeats = args.repeats or (5 if quick else 7)
+    # the 16-bit table's sizes: its own (large, memory-bound) ones, or the largest of --sizes
+    half_sizes = ({kind: max(args.sizes) for kind in bench.HALF_KINDS} if args.sizes
+                  else bench.QUICK_HALF_SIZES if quick else bench.HALF_SIZES)
     say = None if args.quiet else (lambda msg: print(f"  measured {msg}", file=sys.stderr, flush=True))
     machine = bench.machine_info(args.threads)
     out = _say(args)
@@ -458,7 +461,7 @@ def _cmd_bench(args):
     else:
         results = bench.sweep(sizes=sizes, dtypes=dtypes, threads=args.threads, repeats=repeats,
                               optimizer_sizes=bench.QUICK_OPTIMIZER_SIZES if quick else bench.OPTIMIZER_SIZES,
-                              progress=say)
+                              half_sizes=half_sizes, progress=say)
         text = bench.tables(results)
     if not args.quiet:
         print(text, file=out)

@@ -1,0 +1,18 @@
+"""16-bit weights: l2decay's AdamW, SGD-momentum and decay_step on bfloat16/float16 weights with
+each rounding mode, against float32 weights and torch's fused optimizers on the same dtypes.
+Targets (issue 12): bfloat16 AdamW (default rounding) at 16M at least as fast as torch fused on
+bfloat16; bfloat16 decay_step at 32M at least 1.3x the float32 one."""
+import pytest
+
+from l2decay import bench
+from benchutil import SMOKE, skip_unless
+
+SIZES = {kind: 64 for kind in bench.HALF_KINDS} if SMOKE else bench.HALF_SIZES
+
+
+@pytest.mark.parametrize("impl", bench.HALF_IMPLS)
+@pytest.mark.parametrize("kind", bench.HALF_KINDS)
+def test_half(run_case, kind, impl):
+    n = SIZES[kind]
+    case = skip_unless(bench.half_case(kind, impl, n), impl)
+    run_case(case, f"16-bit {kind} n={n}", n, bench.PASSES.get(kind, 5), 2)
