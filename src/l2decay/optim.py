@@ -9,6 +9,8 @@ step uses it, at no extra cost.  Gradients are given in the order the params wer
 through :func:`exclude_1d`; the optimizers never write them.  A step checks every group,
 gradient and state array before touching anything; a failed step modifies nothing.
 """
+import functools
+
 import numpy as np
 
 from . import _kernels
@@ -404,3 +406,15 @@ def exclude_1d(params, reg, names=None, *, verbose=True):
             shown = ", ".join(f"{names[k]} {params[k].shape}" for k in ks) or "-"
             print(f"{label}: {len(ks)} tensors, {total:,} weights: {shown}")
     return ParamGroups(groups, [where[k] for k in range(len(params))])
+
+
+@functools.lru_cache(maxsize=None)
+def default_rounding(dtype):
+    """The rounding ``rounding=None`` gives weights of `dtype` ("nearest", "stochastic" or
+    "compensated").  The compiled step decides it (one policy for both front ends), so this asks
+    it: one step of a one-element SGD shows which state the rounding keeps (a step count for
+    stochastic rounding's random bits, a compensation buffer, or neither)."""
+    w = np.zeros(1, dtype)
+    opt = SGD([w], lr=0.0)
+    opt.step([np.zeros_like(w)])
+    return "compensated" if "compensation" in opt.state[0] else "stochastic" if "step" in opt.state[0] else "nearest"
