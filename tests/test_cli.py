@@ -79,6 +79,11 @@ def no_training(monkeypatch):
     (["sweep", "--optimizers", "lion"], "argument --optimizers: expected some of sgd,adam"),
     (["sweep", "--rules", "l2,none"], "argument --rules: expected some of l2,decoupled,decay"),
     (["sweep", "--momentum", "1"], "argument --momentum: must be in [0, 1)"),
+    (["train", "--dtype", "float8"], "argument --dtype: invalid choice: 'float8'"),
+    (["compare", "--rounding", "up"], "argument --rounding: invalid choice: 'up'"),
+    (["train", "--dtype", "float32", "--rounding", "stochastic"],
+     "argument --rounding: 'stochastic' needs dtype bfloat16 or float16"),
+    (["compare", "--rounding", "stochastic"], "argument --rounding: 'stochastic' needs dtype bfloat16 or float16"),
     (["frobnicate"], "argument command: invalid choice: 'frobnicate'"),
 ])
 def test_bad_options_are_one_line_exit_2(args, message, capsys, no_training):

@@ -190,7 +190,7 @@ def test_bad_settings_are_named_errors(overrides, exc, match):
 @pytest.mark.parametrize("kw,exc,match", [
     (dict(sizes="abc"), TypeError, r"^sizes must be a list of int"),
     (dict(sizes=[4, 3], seed=-1), ValueError, r"^seed must be a non-negative int"),
-    (dict(sizes=[4, 3], dtype="int8"), TypeError, r"^dtype must be float32 or float64"),
+    (dict(sizes=[4, 3], dtype="int8"), TypeError, r"^dtype must be one of \('float64', 'float32', 'float16', 'bfloat16'\)"),
 ])
 def test_bad_mlp_arguments(kw, exc, match):
     sizes = kw.pop("sizes")

@@ -9,8 +9,11 @@ import sys
 import numpy as np
 
 from . import __version__, datasets, sweep
+from ._validate import ROUNDINGS
 from .driver import (DEFAULT_LR, DEFAULT_SEEDS, DEFAULT_STRENGTH, OUTSIDE, CheckpointError, Config, ConfigError,
                      Interrupted, OutputError, check_writable, compare, read_comparison, summarize, train)
+from .mlp import DTYPES, compute_dtype
+from .optim import default_rounding
 from .parallel import available_cores
 
 RULE_FLAGS = (("l2", "LAMBDA", "L2 regularization: grad += LAMBDA*w before the optimizer"),
@@ -126,7 +129,12 @@ def _data_options(parser):
     g.add_argument("--activation", choices=("tanh", "relu"), default=d.activation, help="hidden activation")
     g.add_argument("--loss", choices=("ce", "mse"), default=d.loss,
                    help="softmax cross-entropy or sigmoid squared error")
-    g.add_argument("--dtype", choices=("float64", "float32"), default=d.dtype, help="float type of the net")
+    g.add_argument("--dtype", choices=tuple(DTYPES), default=d.dtype,
+                   help="float type of the weights; bfloat16 and float16 weights compute in float32")
+    g.add_argument("--rounding", choices=ROUNDINGS,
+                   help=f"how each new weight is stored (README, Low precision); stochastic needs a 16-bit --dtype "
+                        f"(default: the optimizers', {default_rounding(DTYPES['float32'])} for float32 and float64, "
+                        f"{default_rounding(DTYPES['bfloat16'])} for bfloat16 and float16)")
     return g
 
 
@@ -259,8 +267,15 @@ def _setting(cfg):
     """The settings line above a table (the sample counts come from the runs: train_size asks
     for a subset, the data decides how many there are)."""
     opt = f"{cfg.optimizer} lr {cfg.lr:g}" + (f" momentum {cfg.momentum:g}" if cfg.optimizer == "sgd" else "")
-    return (f"MLP hidden {list(cfg.hidden)} {cfg.activation}, loss {cfg.loss}, {cfg.dtype}; {opt}, "
-            f"batch {cfg.batch_size}, {cfg.epochs} epochs")
+    return f"MLP hidden {list(cfg.hidden)} {cfg.activation}, loss {cfg.loss}, {_precision(cfg)}; {opt}, " \
+           f"batch {cfg.batch_size}, {cfg.epochs} epochs"
+
+
+def _precision(cfg):
+    """The weights' dtype, the arithmetic's when it differs, and how new weights are stored."""
+    arithmetic = compute_dtype(cfg.dtype).name
+    weights = cfg.dtype if arithmetic == cfg.dtype else f"{cfg.dtype} weights, {arithmetic} arithmetic"
+    return f"{weights}, rounding {cfg.rounding}"
 
 
 def _counts(runs):
@@ -395,7 +410,7 @@ def _cmd_sweep(args):
         n = len(results)
         seconds = sum(r["seconds"] for r in results)
         print(f"data {cfg.data}: {_counts(results)}, test fraction {cfg.test_fraction}; MLP hidden "
-              f"{list(cfg.hidden)} {cfg.activation}, loss {cfg.loss}, {cfg.dtype}; batch {cfg.batch_size}, "
+              f"{list(cfg.hidden)} {cfg.activation}, loss {cfg.loss}, {_precision(cfg)}; batch {cfg.batch_size}, "
               f"{cfg.epochs} epochs; sgd momentum {args.momentum:g}; {_seed_span(seeds)}; {n} runs, "
               f"{seconds / n:.2f} s each", file=out)
         print(sweep.format_surfaces(results), file=out)

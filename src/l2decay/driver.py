@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import datasets
-from ._validate import real
-from .mlp import ACTIVATIONS, LOSSES, MLP
-from .optim import SGD, Adam, exclude_1d
+from ._validate import HALF_DTYPES, ROUNDINGS, real
+from .mlp import ACTIVATIONS, DTYPES, LOSSES, MLP, compute_dtype
+from .optim import SGD, Adam, default_rounding, exclude_1d
 from .parallel import run_all
 from .rules import Decay, Decoupled, L2
 
@@ -58,7 +58,8 @@ class Config:
     hidden: tuple = (100,)
     activation: str = "tanh"
     loss: str = "ce"
-    dtype: str = "float64"
+    dtype: str = "float64"  # the weights'; 16-bit weights compute in float32 (see MLP)
+    rounding: str = None  # how new weights are stored; None: the optimizers' default for dtype
     optimizer: str = "sgd"
     lr: float = None  # None: the optimizer's own default, DEFAULT_LR
     momentum: float = 0.0  # SGD only; Adam's momentum is its betas
@@ -71,7 +72,7 @@ class Config:
     def __post_init__(self):
         """Every field checked here, so that a bad value is a ValueError/TypeError naming it
         (each message starts with the field's name) rather than a failure deep inside training."""
-        choices = {"activation": ACTIVATIONS, "loss": LOSSES, "dtype": ("float32", "float64"),
+        choices = {"activation": ACTIVATIONS, "loss": LOSSES, "dtype": tuple(DTYPES),
                    "optimizer": tuple(DEFAULT_LR), "rule": RULES}
         for name, options in choices.items():
             if getattr(self, name) not in options:
@@ -97,12 +98,22 @@ class Config:
             raise ValueError(f"momentum applies to optimizer 'sgd' only ({self.optimizer}'s momentum is "
                              f"its betas), got momentum={self.momentum!r}")
         real("strength", self.strength)
+        if self.rounding is None:  # named, so that a checkpoint and the summary say which
+            self.rounding = default_rounding(DTYPES[self.dtype])
+        if self.rounding not in ROUNDINGS:
+            raise ValueError(f"rounding must be one of {ROUNDINGS}, got {self.rounding!r}")
+        if self.rounding == "stochastic" and DTYPES[self.dtype] not in HALF_DTYPES:
+            raise ValueError(f"rounding 'stochastic' needs dtype bfloat16 or float16 ({self.dtype} arithmetic has "
+                             f"no wider precision to round from), got dtype {self.dtype!r}")
 
     def replace(self, **changes):
         """A copy with `changes`; switching the optimizer without giving an lr also switches to
-        the new optimizer's default lr (SGD's 0.2 would make Adam diverge)."""
+        the new optimizer's default lr (SGD's 0.2 would make Adam diverge), and switching the
+        dtype without giving a rounding to the new dtype's default rounding."""
         if changes.get("optimizer", self.optimizer) != self.optimizer and "lr" not in changes:
             changes["lr"] = None
+        if changes.get("dtype", self.dtype) != self.dtype and "rounding" not in changes:
+            changes["rounding"] = None
         return dataclasses.replace(self, **changes)
 
     def regularizer(self):
@@ -170,7 +181,7 @@ def prepare_data(cfg):
     if cfg.train_size and cfg.train_size < train.size:
         keep, _ = datasets.stratified_split(y[train], 1.0 - cfg.train_size / train.size, rng)
         train = train[np.sort(keep)]
-    dt = np.dtype(cfg.dtype)
+    dt = compute_dtype(cfg.dtype)
     with np.errstate(over="ignore", invalid="ignore"):  # checked just below, with a clear message
         X_train, X_test = (A.astype(dt) for A in datasets.standardize(X[train], X[test]))
     for split, A in (("training", X_train), ("test", X_test)):
@@ -187,7 +198,7 @@ def prepare_data(cfg):
 
 
 def weight_stats(model):
-    w = np.concatenate([W.ravel() for W in model.weights])
+    w = model.flat_weights()
     return {
         "mean_abs_weight": float(np.mean(np.abs(w))),
         "max_abs_weight": float(np.max(np.abs(w))),
@@ -203,10 +214,12 @@ def build(cfg, data):
     except ValueError as exc:  # Config checked the rest: what is left is the memory the sizes need
         raise ConfigError(f"hidden {list(cfg.hidden)} is too large: {exc}") from None
     groups = exclude_1d(model.params, cfg.regularizer(), model.names, verbose=False)
+    # stochastic rounding's random bits follow the run's seed (and the step, kept in the state)
+    rounding = {"rounding": cfg.rounding, "seed": cfg.seed}
     if cfg.optimizer == "sgd":
-        opt = SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
+        opt = SGD(groups, lr=cfg.lr, momentum=cfg.momentum, **rounding)
     elif cfg.optimizer == "adam":
-        opt = Adam(groups, lr=cfg.lr)
+        opt = Adam(groups, lr=cfg.lr, **rounding)
     else:
         raise ValueError(f"optimizer must be 'sgd' or 'adam', got {cfg.optimizer!r}")
     return model, opt
@@ -274,6 +287,9 @@ _UNREADABLE = (OSError, EOFError, ValueError, RuntimeError, zipfile.BadZipFile, 
                tokenize.TokenError)
 
 
+_RAW_2_BYTES = np.dtype("V2")
+
+
 def _read_checkpoint(path):
     """The arrays stored in `path`, every byte checked against the zip's CRC-32s: numpy stops
     reading a member after the bytes its header asks for, so it does not check them itself."""
@@ -295,6 +311,8 @@ def _read_checkpoint(path):
                 raise
             if not isinstance(value, np.ndarray):  # a zip member without a .npy header: raw bytes
                 raise ValueError(f"{key} is not a .npy array")
+            if value.dtype == _RAW_2_BYTES:  # how np.save writes ml_dtypes' bfloat16 (params, compensation)
+                value = value.view(DTYPES["bfloat16"])
             arrays[key] = value
     return arrays
 
@@ -461,7 +479,7 @@ def train(cfg=None, *, prepared=None, checkpoint=None, resume=False, progress=Fa
     run["update_seconds"] = sum(h["update_seconds"] for h in done) if history else update_seconds
     run["epoch_seconds"] = sum(h["epoch_seconds"] for h in done) if history else seconds
     run["history"] = done
-    run["weights"] = np.concatenate([W.ravel() for W in model.weights])
+    run["weights"] = model.flat_weights()
     return run
 
 

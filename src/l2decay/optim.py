@@ -404,3 +404,9 @@ def exclude_1d(params, reg, names=None, *, verbose=True):
             shown = ", ".join(f"{names[k]} {params[k].shape}" for k in ks) or "-"
             print(f"{label}: {len(ks)} tensors, {total:,} weights: {shown}")
     return ParamGroups(groups, [where[k] for k in range(len(params))])
+
+
+def default_rounding(dtype):
+    """The rounding ``rounding=None`` gives weights of `dtype` ("nearest" or the 16-bit default);
+    the compiled step decides it, for both front ends."""
+    return _kernels.default_rounding(np.dtype(dtype))
