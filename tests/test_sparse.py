@@ -1,5 +1,7 @@
 """Sparse rows (l2decay.sparse, l2decay.torch.SparseAdamW): the lazy decay against the dense
 algorithm, reads and checkpoints of the true weights, save/restore, refusals, bad input."""
+import io
+
 import numpy as np
 import pytest
 
@@ -247,3 +249,91 @@ def test_rule_changed_to_one_that_cannot_be_lazy_modifies_nothing():
 def test_bad_table_is_refused(bad, exc, message):
     with pytest.raises(exc, match=message):
         SparseAdam(bad)
+
+
+# ---------------------------------------------------------------------------------- torch
+def embedding_run(steps, lr, wd, seed, emb, opt, reference=False):
+    """Train `emb` on random sparse batches with a loss that depends on the weights read:
+    sum((emb(idx) - target)**2); `reference`: AdamW's decay as a dense mul_ before the step."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        idx = (V * torch.rand(4, 6, generator=gen, dtype=torch.float64) ** 3).long()
+        target = torch.randn(4, 6, D, generator=gen, dtype=torch.float64)
+        opt.zero_grad()
+        ((emb(idx) - target) ** 2).sum().backward()
+        if reference:
+            with torch.no_grad():
+                emb.weight.mul_(1 - lr * wd)
+        opt.step()
+
+
+def embeddings(n=2):
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    first = torch.nn.Embedding(V, D, sparse=True, dtype=torch.float64)
+    out = [first]
+    for _ in range(n - 1):
+        e = torch.nn.Embedding(V, D, sparse=True, dtype=torch.float64)
+        e.load_state_dict(first.state_dict())
+        out.append(e)
+    return out
+
+
+def test_torch_sparse_adamw_is_torch_sparse_adam_plus_dense_decay_within_1e_12():
+    torch = pytest.importorskip("torch")
+    from l2decay.torch import SparseAdamW
+
+    mine, theirs = embeddings()
+    opt = SparseAdamW(mine.parameters(), lr=0.01, weight_decay=0.1).attach(mine)
+    ref_opt = torch.optim.SparseAdam(theirs.parameters(), lr=0.01)
+    embedding_run(1000, 0.01, 0.1, 7, mine, opt)
+    embedding_run(1000, 0.01, 0.1, 7, theirs, ref_opt, reference=True)
+    weight = mine.state_dict()["weight"]        # the module's state dict flushes: true weights
+    assert rel(weight.numpy(), theirs.weight.detach().numpy()) < 1e-12
+    a, b = opt.state[mine.weight], ref_opt.state[theirs.weight]
+    assert a["step"] == b["step"] == 1000
+    assert rel(a["exp_avg"].numpy(), b["exp_avg"].numpy()) < 1e-12
+
+
+def test_torch_checkpoint_resumes_bit_identically_and_loads_into_sparse_adam():
+    torch = pytest.importorskip("torch")
+    from l2decay.torch import SparseAdamW
+
+    a_emb, b_emb = embeddings()
+    a = SparseAdamW(a_emb.parameters(), lr=0.01, weight_decay=0.1).attach(a_emb)
+    embedding_run(200, 0.01, 0.1, 8, a_emb, a)
+    buf = io.BytesIO()
+    torch.save({"model": a_emb.state_dict(), "opt": a.state_dict()}, buf)
+    buf.seek(0)
+    ckpt = torch.load(buf)
+    b = SparseAdamW(b_emb.parameters(), lr=0.01, weight_decay=0.1).attach(b_emb)
+    b_emb.load_state_dict(ckpt["model"])
+    b.load_state_dict(ckpt["opt"])
+    embedding_run(200, 0.01, 0.1, 9, a_emb, a)
+    embedding_run(200, 0.01, 0.1, 9, b_emb, b)
+    a.flush()
+    b.flush()
+    assert torch.equal(a_emb.weight, b_emb.weight)
+    torch.optim.SparseAdam(b_emb.parameters()).load_state_dict(ckpt["opt"])   # torch's format
+
+
+def test_torch_refuses_a_lazy_param_no_module_reads_and_dense_gradients():
+    torch = pytest.importorskip("torch")
+    from l2decay.torch import SparseAdamW
+
+    (emb,) = embeddings(1)
+    opt = SparseAdamW(emb.parameters(), weight_decay=0.1)
+    emb(torch.tensor([1, 2])).sum().backward()
+    before = emb.weight.detach().clone()
+    with pytest.raises(ValueError, match=r"param_groups\[0\].params\[0\] decays lazily .* opt.attach\(embedding\)"):
+        opt.step()
+    assert torch.equal(emb.weight, before) and not opt.state
+    dense = torch.nn.Embedding(V, D, dtype=torch.float64)
+    opt = SparseAdamW(dense.parameters()).attach(dense)
+    dense(torch.tensor([1, 2])).sum().backward()
+    with pytest.raises(TypeError, match="not a sparse tensor: .* use l2decay.torch.AdamW"):
+        opt.step()
+    with pytest.raises(ValueError, match="Linear.weight is not a param of this optimizer"):
+        opt.attach(torch.nn.Linear(2, 2))
