@@ -108,6 +108,25 @@ def test_the_scale_folds_before_it_underflows_and_stays_exact():
     assert rel(opt.flush(), dense) < 1e-12
 
 
+def test_the_bits_are_the_same_on_any_thread_count():
+    from l2decay import _kernels, set_num_threads
+
+    results = []
+    old = _kernels.get_parallel_threshold()
+    try:
+        for threshold, threads in ((1 << 62, 1), (0, 2), (0, 3)):
+            _kernels.set_parallel_threshold(threshold)    # 0: the rows of every step split over threads
+            set_num_threads(threads)
+            opt = SparseAdam(table(), lr=0.01, reg=Decoupled(0.1))
+            for rows, grads in batches(200, seed=9):
+                opt.step(rows, grads)
+            results.append(opt.flush().copy())
+    finally:
+        _kernels.set_parallel_threshold(old)
+        set_num_threads(0)
+    assert all(np.array_equal(results[0], r) for r in results[1:])
+
+
 def test_float32_and_int32_indices():
     opt64 = SparseAdam(table(np.float32), lr=0.01, reg=Decoupled(0.1))
     opt32 = SparseAdam(table(np.float32), lr=0.01, reg=Decoupled(0.1))

@@ -402,7 +402,9 @@ class SparseAdamW(torch.optim.Optimizer):
                 st["step"] = step_count(f"state of {name}: step", int(_number(st["step"])), 0)
                 for key in ("exp_avg", "exp_avg_sq"):
                     _Base._check_tensor(f"state of {name}: {key}", st[key], like=p)
-                lazy = self._lazy.setdefault(p, [torch.ones(p.shape[0], dtype=torch.float64).numpy(), 1.0])
+                lazy = self._lazy.get(p)
+                if lazy is None:
+                    lazy = self._lazy[p] = [torch.ones(p.shape[0], dtype=torch.float64).numpy(), 1.0]
                 todo.append((p.detach().numpy(), rows, values, lazy, st["exp_avg"].numpy(),
                              st["exp_avg_sq"].numpy(), st, hyper, p))
         if len(todo) > 1:       # the kernel checks one param before updating it; here all of them first
