@@ -15,6 +15,10 @@ stochastic for 16-bit) and ``seed=`` choose how new weights are stored, as l2dec
 touches any, and updates all params of all groups in one compiled call.  ``foreach`` and
 ``fused`` are accepted and change nothing (the step is always one fused pass per tensor);
 ``capturable`` and ``differentiable`` are refused.
+
+``SparseAdamW`` is torch's ``SparseAdam`` with AdamW's decay, for ``nn.Embedding(sparse=True)``:
+the decay of the rows a step does not touch is lazy (l2decay.sparse), applied when an attached
+module reads them.
 """
 import torch
 from torch.optim.optimizer import _global_optimizer_post_hooks, _global_optimizer_pre_hooks
