@@ -112,3 +112,39 @@ class Adam:
             else:
                 w -= (c(self.lr / bc1) * self.m[k]) / (np.sqrt(v) / c(np.sqrt(bc2)) + c(self.eps))
             regularize_after(w, self.rule, self.s)
+
+
+def dense_grad(shape, dtype, rows, grad_rows):
+    """The dense gradient of a table whose rows `rows` have gradient rows `grad_rows`; a row given
+    more than once gets their sum (torch's coalesce), the others zero."""
+    g = np.zeros(shape, dtype)
+    np.add.at(g, rows, grad_rows)
+    return g
+
+
+class SparseAdam:
+    """torch.optim.SparseAdam written from its formulas (torch/optim/_functional.py,
+    sparse_adam: the moments and weights of the rows in the gradient only, eps added to
+    sqrt(v), one step count per table), with a rule's decay of every row, dense."""
+
+    def __init__(self, w, lr, betas=(0.9, 0.999), eps=1e-8, reg=("none", 0.0), maximize=False):
+        self.w, self.lr, self.betas, self.eps, self.maximize = w, lr, betas, eps, maximize
+        self.rule, self.s = reg
+        self.m, self.v = np.zeros_like(w), np.zeros_like(w)
+        self.t = 0
+
+    def step(self, rows, grad_rows):
+        self.t += 1
+        w, c = self.w, (lambda x: _c(x, self.w.dtype))
+        b1, b2 = self.betas
+        touched = np.unique(rows)
+        g = dense_grad(w.shape, w.dtype, rows, grad_rows)[touched]
+        g = -g if self.maximize else g
+        regularize_before(w, g, self.rule, self.s, self.lr)
+        m_old, v_old = self.m[touched], self.v[touched]
+        m_new = m_old + (g - m_old) * c(1 - b1)
+        v_new = v_old + (g * g - v_old) * c(1 - b2)
+        self.m[touched], self.v[touched] = m_new, v_new
+        step_size = self.lr * np.sqrt(1 - b2 ** self.t) / (1 - b1 ** self.t)
+        w[touched] += c(-step_size) * (m_new / (np.sqrt(v_new) + c(self.eps)))
+        regularize_after(w, self.rule, self.s)

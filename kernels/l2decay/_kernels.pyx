@@ -9,7 +9,8 @@ per concern:
                  the one place that words errors;
 - _entries.pxi:  l2_step and decay_step, for Python and (the .pxd) for Cython;
 - _optim.pxi:    sgd_step and adam_step, their C API, and the step of l2decay.optim's optimizers;
-- _tensors.pxi:  the same step over torch tensors, for l2decay.torch (without importing torch).
+- _tensors.pxi:  the same step over torch tensors, for l2decay.torch (without importing torch);
+- _sparse.pxi:   sparse row steps on a 2-D table with lazy decay, for l2decay.sparse.
 """
 import importlib
 import os
@@ -21,7 +22,7 @@ from cpython.pycapsule cimport PyCapsule_GetPointer
 from cython.parallel cimport prange
 from libc.math cimport sqrt, isfinite, INFINITY
 from libc.stdlib cimport malloc, free, qsort
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 from cpython.ref cimport PyObject, Py_INCREF, Py_XDECREF
 cimport numpy as cnp
 
@@ -40,6 +41,7 @@ include "_checks.pxi"
 include "_entries.pxi"
 include "_optim.pxi"
 include "_tensors.pxi"
+include "_sparse.pxi"
 
 try:    # numpy's bfloat16 (the ml_dtypes package, a dependency)
     import ml_dtypes as _ml_dtypes

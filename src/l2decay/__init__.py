@@ -3,6 +3,7 @@ __version__ = "0.1.0"
 __all__ = [
     "l2_step", "decay_step", "sgd_step", "adam_step",
     "SGD", "Adam", "L2", "Decoupled", "Decay", "exclude_1d", "ParamGroups", "convert",
+    "SparseSGD", "SparseAdam",
     "MLP", "train", "compare", "Config",
     "build_info", "get_include", "get_num_threads", "set_num_threads",
 ]
@@ -14,6 +15,7 @@ try:
     from .mlp import MLP
     from .optim import SGD, Adam, ParamGroups, exclude_1d
     from .rules import L2, Decay, Decoupled
+    from .sparse import SparseAdam, SparseSGD
     from .steps import adam_step, decay_step, l2_step, sgd_step
 
     _apply_environment()

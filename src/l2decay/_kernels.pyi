@@ -48,3 +48,13 @@ def get_num_threads() -> int: ...
 def set_num_threads(n: int) -> None: ...  # 0 to MAX_THREADS
 def get_parallel_threshold() -> int: ...
 def set_parallel_threshold(nbytes: int) -> None: ...  # bytes per array, 0 to 2**62
+
+# sparse rows (kernels/l2decay/_sparse.pxi; l2decay.sparse): a 2-D float32/float64 table whose
+# true weights are table[r] * scale / row_scale[r]; rows: 1-D int64 or int32
+def sparse_step(
+    table: np.ndarray, rows: np.ndarray, grad_rows: np.ndarray, row_scale: np.ndarray, scale: float,
+    exp_avg: np.ndarray | None = None, exp_avg_sq: np.ndarray | None = None, *, step: int = 0,
+    lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, maximize: bool = False,
+    reg: _Reg = None,
+) -> float: ...  # the new scale
+def sparse_catch_up(table: np.ndarray, row_scale: np.ndarray, scale: float, rows: np.ndarray | None = None) -> int: ...

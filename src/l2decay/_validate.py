@@ -289,3 +289,96 @@ def adam_tensors(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, amsgrad,
             state_array(f"max_exp_avg_sqs[{k}]", xs[k], f"params[{k}]", p)
             named.append((f"max_exp_avg_sqs[{k}]", xs[k], True))
     disjoint(named)
+
+
+# ------------------------------------------------------------------ sparse row steps -----------
+SPARSE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def sparse_hyper(adam, h, where=""):
+    """The hyperparameters of a sparse step (l2decay.sparse) in dict `h`, checked and normalized:
+    Adam's (torch SparseAdam's: no amsgrad, eps added to sqrt(v)) or plain SGD's, and a rule
+    whose decay of the untouched rows can be lazy."""
+    if adam:
+        out = adam_hyper({"lr": h["lr"], "betas": h["betas"], "eps": h["eps"], "amsgrad": False,
+                          "maximize": h["maximize"], "reg": h["reg"], "eps_form": "keras"}, where)
+        keys = ("lr", "betas", "eps", "maximize", "reg")
+    else:
+        out = sgd_hyper({"lr": h["lr"], "momentum": 0.0, "dampening": 0.0, "nesterov": False,
+                         "maximize": h["maximize"], "reg": h["reg"], "momentum_form": "torch"}, where)
+        keys = ("lr", "maximize", "reg")
+    rule = out["reg"]
+    name = type(rule).__name__
+    if adam and name == "L2":
+        raise ValueError(f"{where}reg L2 cannot be lazy under Adam: lam*w joins the gradient of every row, so "
+                         f"every row's moments and weights change at every step, touched or not; use "
+                         f"Decoupled(lam) (AdamW's decay, which stays out of the moments) or the dense Adam")
+    if name in ("L2", "Decoupled") and out["lr"] * rule.coef >= 1:
+        raise ValueError(f"{where}lr * {name} strength must be < 1 for a lazy decay (it removes that fraction "
+                         f"of every weight per step), got {out['lr'] * rule.coef!r}")
+    return {key: out[key] for key in keys}
+
+
+def _sparse_table(name, table):
+    if not isinstance(table, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(table).__name__}")
+    if table.dtype not in SPARSE_DTYPES:
+        raise TypeError(f"{name} must have dtype float32 or float64 (native byte order), got {table.dtype}")
+    if table.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (rows x columns), got shape {table.shape}")
+    _array(name, table, True)
+
+
+def sparse_rows(rows, nrows):
+    """Row indices of a table of `nrows` rows: a 1-D int64 or int32 array, each in range."""
+    if not isinstance(rows, np.ndarray):
+        raise TypeError(f"rows must be a numpy.ndarray of int64 or int32 row indices, got {type(rows).__name__}")
+    if rows.dtype not in (np.dtype(np.int64), np.dtype(np.int32)):
+        raise TypeError(f"rows must have dtype int64 or int32 (native byte order), got {rows.dtype}")
+    if rows.ndim != 1:
+        raise ValueError(f"rows must be 1-D, got shape {rows.shape}")
+    if not rows.flags.c_contiguous:
+        raise ValueError("rows must be C-contiguous (copy with numpy.ascontiguousarray)")
+    bad = np.flatnonzero((rows < 0) | (rows >= nrows))
+    if bad.size:
+        j = int(bad[0])
+        raise ValueError(f"rows[{j}] is {int(rows[j])}, but the table has {nrows} rows: each index must be in "
+                         f"[0, {nrows}) (negative indices do not count from the end)")
+
+
+def sparse_step(table, rows, grad_rows, row_scale, scale, exp_avg=None, exp_avg_sq=None, *, step=0, lr=0.0,
+                betas=(0.9, 0.999), eps=1e-8, maximize=False, reg=None):
+    """The arguments of l2decay._kernels.sparse_step (and sparse_catch_up, without grad_rows):
+    raises the worded error for the first bad one."""
+    adam = exp_avg is not None
+    if grad_rows is not None:
+        sparse_hyper(adam, {"lr": lr, "betas": betas, "eps": eps, "maximize": maximize, "reg": reg})
+        if adam:
+            step_count("step", step, 1)
+    _sparse_table("table", table)
+    real("scale", scale, high=1.0, low_open=True)
+    if (not isinstance(row_scale, np.ndarray) or row_scale.dtype != np.float64 or row_scale.shape != table.shape[:1]
+            or not row_scale.flags.c_contiguous or not row_scale.flags.writeable):
+        raise ValueError(f"row_scale must be a writeable float64 array of shape {table.shape[:1]}")
+    named = [("table", table, True), ("row_scale", row_scale, True)]
+    if rows is not None:
+        sparse_rows(rows, table.shape[0])
+        named.append(("rows", rows, False))
+    if grad_rows is not None:
+        _array("grad_rows", grad_rows, False)
+        if grad_rows.dtype != table.dtype:
+            raise TypeError(f"grad_rows has dtype {grad_rows.dtype} but table has dtype {table.dtype}; they must match")
+        if grad_rows.ndim != 2 or grad_rows.shape[0] != rows.shape[0]:
+            raise ValueError(f"grad_rows has shape {grad_rows.shape} but rows has {rows.shape[0]} indices: "
+                             f"grad_rows must be 2-D with one gradient row per index")
+        if grad_rows.shape[1] != table.shape[1]:
+            raise ValueError(f"grad_rows has {grad_rows.shape[1]} columns but table has {table.shape[1]}; "
+                             f"they must match")
+        named.append(("grad_rows", grad_rows, False))
+    if adam or exp_avg_sq is not None:
+        if exp_avg is None or exp_avg_sq is None:
+            raise ValueError("exp_avg and exp_avg_sq go together: both arrays (Adam) or both None (SGD)")
+        state_array("exp_avg", exp_avg, "table", table)
+        state_array("exp_avg_sq", exp_avg_sq, "table", table)
+        named += [("exp_avg", exp_avg, True), ("exp_avg_sq", exp_avg_sq, True)]
+    disjoint(named)

@@ -391,6 +391,101 @@ def _numpy_optimizer(kind, w, g, lr, lam, mu):
     return Case(run, (w, g, m, v))
 
 
+# ----------------------------------------------------------------------- sparse rows ------
+# An embedding table of SPARSE_ROWS rows x SPARSE_WIDTH float32 of which a step touches
+# SPARSE_TOUCHED rows, drawn uniformly (duplicates included); AdamW's lr and decay.
+SPARSE_ROWS = (100_000, 1_000_000, 4_000_000)
+QUICK_SPARSE_ROWS = (100_000, 1_000_000)
+SPARSE_WIDTH, SPARSE_TOUCHED, SPARSE_BATCHES = 64, 1_000, 64
+SPARSE_IMPLS = ("l2decay adamw", "l2decay sgd", "l2decay.torch", "dense decay", "torch SparseAdam",
+                "torch SparseAdam + mul_")
+
+
+def sparse_cases(nrows, *, width=SPARSE_WIDTH, touched=SPARSE_TOUCHED, impls=SPARSE_IMPLS, seed=0):
+    """[(impl, Case)]: one step of each implementation on one shared float32 table (its values
+    only need to stay normal; sharing keeps 4M x 64 within memory).  Each call takes the next of
+    SPARSE_BATCHES prepared random batches, so the rows come from all over the table.
+
+    - ``l2decay adamw`` / ``l2decay sgd``: SparseAdam(reg=Decoupled) / SparseSGD(reg=Decoupled);
+    - ``l2decay.torch``: l2decay.torch.SparseAdamW's step (the gradient set, no forward);
+    - ``dense decay``: the decay alone, of the whole table: torch's ``mul_`` (numpy's in-place
+      multiply without torch);
+    - ``torch SparseAdam``: torch.optim.SparseAdam, which has no decay; ``+ mul_``: with the
+      dense decay that AdamW's weight decay adds."""
+    from .sparse import SparseAdam, SparseSGD
+
+    rng = np.random.default_rng(seed)
+    lr, wd = 1e-3, 1e-2
+    keep = np.float32(1 - lr * wd)
+    table = rng.uniform(0.5, 1.5, (nrows, width)).astype(np.float32)
+    batches = [(rng.integers(0, nrows, touched), rng.uniform(-1, 1, (touched, width)).astype(np.float32))
+               for _ in range(SPARSE_BATCHES)]
+    cycle = itertools.cycle(batches)
+    torch = torch_module()
+    out = []
+    for impl in impls:
+        if impl in ("l2decay adamw", "l2decay sgd"):
+            opt = (SparseAdam if impl == "l2decay adamw" else SparseSGD)(table, lr=lr, reg=Decoupled(wd))
+            out.append((impl, Case(lambda step=opt.step: step(*next(cycle)), (table,))))
+        elif impl == "dense decay" and torch is None:
+            out.append((impl, Case(lambda: np.multiply(table, keep, out=table), (table,), note="numpy multiply")))
+        elif torch is not None:
+            t = torch.from_numpy(table)
+            grads = itertools.cycle([torch.sparse_coo_tensor(torch.from_numpy(r)[None], torch.from_numpy(g),
+                                                             table.shape, check_invariants=False)
+                                     for r, g in batches])
+            emb = torch.nn.Embedding.from_pretrained(t, freeze=False, sparse=True)
+            p = emb.weight
+            if impl == "dense decay":
+                out.append((impl, Case(lambda: t.mul_(float(keep)), (table,), note="torch mul_")))
+                continue
+            if impl == "l2decay.torch":
+                from .torch import SparseAdamW
+                opt = SparseAdamW([p], lr=lr, weight_decay=wd).attach(emb)
+            else:
+                opt = torch.optim.SparseAdam([p], lr=lr)
+
+            def run(opt=opt, p=p, mul=impl.endswith("mul_")):
+                p.grad = next(grads)
+                opt.step()
+                if mul:
+                    with torch.no_grad():
+                        p.mul_(float(keep))
+            out.append((impl, Case(run, (table,))))
+    return out
+
+
+def sparse_sweep(*, rows=SPARSE_ROWS, repeats=7, progress=None):
+    """The sparse-rows table's records: us per step of each implementation at each table size."""
+    results = []
+    for nrows in rows:
+        labelled = sparse_cases(nrows)
+        for (impl, case), sec in zip(labelled, measure_together([c for _, c in labelled], repeats=repeats)):
+            rec = _record("sparse", impl, "float32", nrows * SPARSE_WIDTH, impl, sec, case.note)
+            rec.update(rows=nrows, width=SPARSE_WIDTH, touched=SPARSE_TOUCHED)
+            results.append(rec)
+        del labelled
+        if progress:
+            progress(f"sparse rows, {nrows:,} x {SPARSE_WIDTH}")
+    return results
+
+
+def sparse_table(results):
+    """The sparse-rows records as a table: us per step, and how many times slower the dense
+    decay and torch's SparseAdam with it are than l2decay's sparse AdamW step."""
+    rows = [r for r in results if r["kind"] == "sparse"]
+    head = (f"{'rows':>10} " + " ".join(f"{impl:>{max(9, len(impl))}}" for impl in SPARSE_IMPLS)
+            + f" {'dense decay/l2decay':>19} {'SparseAdam+mul_/l2decay':>23}")
+    lines = [f"sparse rows: us per step, float32 table of rows x {SPARSE_WIDTH}, {SPARSE_TOUCHED:,} rows touched "
+             f"per step, AdamW's decay (lr 1e-3, weight_decay 1e-2)", head, "-" * len(head)]
+    for nrows in sorted({r["rows"] for r in rows}):
+        get = {impl: _find(rows, rows=nrows, impl=impl) for impl in SPARSE_IMPLS}
+        me = get["l2decay adamw"]
+        lines.append(f"{nrows:>10,} " + " ".join(f"{_us(get[impl]):>{max(9, len(impl))}}" for impl in SPARSE_IMPLS)
+                     + f" {_ratio(me, get['dense decay']):>19} {_ratio(me, get['torch SparseAdam + mul_']):>23}")
+    return "\n".join(lines)
+
+
 # ---------------------------------------------------------------------------- timing ------
 def _calibrate(run, min_time):
     """Calls of `run` per timing so that one timing lasts >= min_time."""

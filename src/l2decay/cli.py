@@ -231,6 +231,10 @@ def _parser():
     p.add_argument("--crossover", action="store_true",
                    help="instead of the sweep: one thread against all, per size, to place the parallel "
                         "threshold (L2DECAY_PARALLEL_THRESHOLD)")
+    p.add_argument("--sparse", action="store_true",
+                   help="instead of the sweep: sparse rows, a step of 1,000 rows of a 64-wide float32 table of "
+                        "100K, 1M and 4M rows (--quick: 100K, 1M; --sizes: these row counts) against the dense "
+                        "decay and torch's SparseAdam")
     p.add_argument("--quiet", action="store_true", help="no progress lines, no tables")
     p.set_defaults(func=_cmd_bench)
     return parser
@@ -473,6 +477,10 @@ def _cmd_bench(args):
         results = bench.crossover(sizes=args.sizes or bench.CROSSOVER_SIZES, dtypes=dtypes,
                                   threads=args.threads, repeats=args.repeats or 9, progress=say)
         text = bench.crossover_table(results)
+    elif args.sparse:
+        results = bench.sparse_sweep(rows=args.sizes or (bench.QUICK_SPARSE_ROWS if quick else bench.SPARSE_ROWS),
+                                     repeats=repeats, progress=say)
+        text = bench.sparse_table(results)
     else:
         results = bench.sweep(sizes=sizes, dtypes=dtypes, threads=args.threads, repeats=repeats,
                               optimizer_sizes=bench.QUICK_OPTIMIZER_SIZES if quick else bench.OPTIMIZER_SIZES,
@@ -482,7 +490,7 @@ def _cmd_bench(args):
         print(text, file=out)
     if args.json:
         _write_json(args.json, {"machine": machine, "results": results})
-    if args.plot and not args.crossover:
+    if args.plot and not (args.crossover or args.sparse):
         from .plot import plot_bench
         plot_bench(results, machine, args.plot)
 

@@ -195,16 +195,7 @@ class _Optimizer:
         d = {"optimizer": type(self).__name__, "num_groups": len(self.param_groups),
              "num_params": len(self._flat)}
         for i, (g, slot) in enumerate(zip(self.param_groups, self._slots)):
-            for key in self._defaults:
-                if key == "reg":
-                    reg = g["reg"]
-                    d[f"group.{i}.reg"] = reg.name if reg is not None else "none"
-                    d[f"group.{i}.reg_strength"] = reg.strength if reg is not None else 0.0
-                    d[f"group.{i}.reg_lr_max"] = getattr(reg, "lr_max", None) or 0.0
-                elif key == "rounding":   # None (by dtype) as a string: np.load refuses objects
-                    d[f"group.{i}.rounding"] = g[key] or "default"
-                else:
-                    d[f"group.{i}.{key}"] = g[key]
+            d.update(hyper_entries(g, self._defaults, f"group.{i}."))
             d[f"group.{i}.params"] = np.array(slot, dtype=np.int64)
         for k, st in enumerate(self.state):
             for name, value in st.items():
@@ -240,25 +231,7 @@ class _Optimizer:
             pre = f"group.{i}."
             if not np.array_equal(np.asarray(d[pre + "params"]), np.array(slot)):
                 raise ValueError(f"state dict group {i} holds other params than this optimizer's group {i}")
-            hyper = {}
-            for key in self._defaults:
-                if key == "reg":
-                    name = str(np.asarray(d[pre + "reg"]))
-                    if name == "none":
-                        hyper["reg"] = None
-                    elif name not in RULES:
-                        raise ValueError(f"state dict group {i} has unknown reg {name!r}")
-                    elif name == "decoupled" and float(np.asarray(d[pre + "reg_lr_max"])) != 0.0:
-                        hyper["reg"] = Decoupled(float(np.asarray(d[pre + "reg_strength"])),
-                                                 float(np.asarray(d[pre + "reg_lr_max"])))
-                    else:
-                        hyper["reg"] = RULES[name](float(np.asarray(d[pre + "reg_strength"])))
-                elif key == "rounding":
-                    value = str(np.asarray(d[pre + key]))
-                    hyper[key] = None if value == "default" else value
-                else:
-                    value = np.asarray(d[pre + key])
-                    hyper[key] = tuple(x.item() for x in value) if value.ndim else value.item()
+            hyper = parse_hyper(d, self._defaults, pre, f"state dict group {i}")
             groups.append(self._check_hyper(hyper, f"state dict group {i}: "))
         prefix = "state."
         names = {}
@@ -377,6 +350,48 @@ class Adam(_Optimizer):
             state_array(f"state[{k}]['{name}']", st[name], f"params[{k}]", p)
         return ([(f"state[{k}]['{name}']", st[name], True) for name in names]
                 + self._check_rounding(k, p, st, hyper))
+
+
+def hyper_entries(group, keys, pre):
+    """A param group's hyperparameters `keys` as state dict entries named `pre` + key: numbers
+    and strings only (np.savez and np.load refuse objects), the rule as name and strength."""
+    d = {}
+    for key in keys:
+        if key == "reg":
+            reg = group["reg"]
+            d[pre + "reg"] = reg.name if reg is not None else "none"
+            d[pre + "reg_strength"] = reg.strength if reg is not None else 0.0
+            d[pre + "reg_lr_max"] = getattr(reg, "lr_max", None) or 0.0
+        elif key == "rounding":   # None (by dtype) as a string
+            d[pre + "rounding"] = group[key] or "default"
+        else:
+            d[pre + key] = group[key]
+    return d
+
+
+def parse_hyper(d, keys, pre, where):
+    """The hyperparameters `keys` that hyper_entries wrote under `pre` (unchecked: the caller
+    checks them); `where` names them in errors."""
+    hyper = {}
+    for key in keys:
+        if key == "reg":
+            name = str(np.asarray(d[pre + "reg"]))
+            if name == "none":
+                hyper["reg"] = None
+            elif name not in RULES:
+                raise ValueError(f"{where} has unknown reg {name!r}")
+            elif name == "decoupled" and float(np.asarray(d[pre + "reg_lr_max"])) != 0.0:
+                hyper["reg"] = Decoupled(float(np.asarray(d[pre + "reg_strength"])),
+                                         float(np.asarray(d[pre + "reg_lr_max"])))
+            else:
+                hyper["reg"] = RULES[name](float(np.asarray(d[pre + "reg_strength"])))
+        elif key == "rounding":
+            value = str(np.asarray(d[pre + key]))
+            hyper[key] = None if value == "default" else value
+        else:
+            value = np.asarray(d[pre + key])
+            hyper[key] = tuple(x.item() for x in value) if value.ndim else value.item()
+    return hyper
 
 
 def exclude_1d(params, reg, names=None, *, verbose=True):

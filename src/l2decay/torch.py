@@ -15,15 +15,20 @@ stochastic for 16-bit) and ``seed=`` choose how new weights are stored, as l2dec
 touches any, and updates all params of all groups in one compiled call.  ``foreach`` and
 ``fused`` are accepted and change nothing (the step is always one fused pass per tensor);
 ``capturable`` and ``differentiable`` are refused.
+
+``SparseAdamW`` is torch's ``SparseAdam`` with AdamW's decay, for ``nn.Embedding(sparse=True)``:
+the decay of the rows a step does not touch is lazy (l2decay.sparse), applied when an attached
+module reads them.
 """
 import torch
 from torch.optim.optimizer import _global_optimizer_post_hooks, _global_optimizer_pre_hooks
 
 from . import _kernels
-from ._validate import adam_hyper, real, reg as _check_reg, rounding_args, sgd_hyper, step_count
+from ._validate import (adam_hyper, real, reg as _check_reg, rounding_args, sgd_hyper, sparse_hyper,
+                        sparse_step as _check_sparse_step, step_count)
 from .rules import L2, Decay, Decoupled
 
-__all__ = ["SGD", "Adam", "AdamW", "L2", "Decoupled", "Decay"]
+__all__ = ["SGD", "Adam", "AdamW", "SparseAdamW", "L2", "Decoupled", "Decay"]
 
 _KINDS = (torch.float32, torch.float64, torch.strided, torch.Tensor, torch.nn.Parameter, torch.bfloat16, torch.float16)
 _HALVES = (torch.bfloat16, torch.float16)
@@ -253,3 +258,164 @@ class AdamW(Adam):
                          foreach=foreach, maximize=maximize, capturable=capturable,
                          differentiable=differentiable, fused=fused, decoupled_weight_decay=True, reg=reg,
                          rounding=rounding, seed=seed)
+
+
+class SparseAdamW(torch.optim.Optimizer):
+    """torch.optim.SparseAdam with AdamW's decoupled weight decay, for the sparse gradients of
+    ``nn.Embedding(sparse=True)`` and ``nn.EmbeddingBag(sparse=True)``, in O(rows touched) per
+    step: a step is SparseAdam's on the rows in the gradient, plus ``w *= 1 - lr*weight_decay``
+    on every row, done lazily (l2decay.sparse explains how).
+
+    A row's decay is applied when something reads it, so every reader must go through the
+    optimizer: ``attach(module)`` hooks the module that reads the param as its ``weight``.
+    Before each forward the rows of its input are brought up to date (O(rows read)), so the
+    forward computes with the true weights, and ``module.state_dict()`` (and this optimizer's
+    ``state_dict()``) first bring every row up to date (O(table)): checkpoints hold true weights.
+    ``flush()`` does the same before any other read of ``weight`` (a weight tied to another
+    layer, say).  A step refuses a param with weight_decay > 0 that no attached module reads.
+
+    Arguments are torch.optim.SparseAdam's (lr, betas, eps, maximize) and ``weight_decay``
+    (AdamW's default 1e-2; lr*weight_decay < 1).  Params: 2-D CPU float32/float64 tables with
+    sparse gradients of whole rows.  State: SparseAdam's (``step``, one count per table,
+    ``exp_avg``, ``exp_avg_sq``), so state dicts move between the two classes.
+    """
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, maximize=False):
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, maximize=maximize)
+        self._rules = {}      # weight_decay -> its Decoupled rule
+        self._group_reg(defaults, "")
+        super().__init__(params, defaults)
+        self._lazy = {}       # param -> [row_scale (numpy float64, one per row), scale]
+        self._readers = {}    # param -> the hook handles of the modules attached to read it
+
+    def _group_reg(self, group, where):
+        """The group's hyperparameters for the kernel (lr, betas, eps, maximize, reg: the rule
+        Decoupled(weight_decay), or None), checked."""
+        wd = real(f"{where}weight_decay", _number(group["weight_decay"]))
+        rule = self._rules.get(wd) if wd else None
+        if wd and rule is None:
+            rule = self._rules[wd] = Decoupled(wd)
+        betas = group["betas"]
+        return sparse_hyper(True, {"lr": _number(group["lr"]), "eps": _number(group["eps"]),
+                                   "maximize": group["maximize"], "reg": rule,
+                                   "betas": tuple(_number(b) for b in betas) if isinstance(betas, (tuple, list))
+                                   else betas}, where)
+
+    def attach(self, *modules):
+        """Hook each module (nn.Embedding, nn.EmbeddingBag: one whose ``weight`` is a param of
+        this optimizer, read by its forward at the rows of its first argument): its forward
+        reads rows brought up to date, its ``state_dict()`` the whole table, and its
+        ``load_state_dict()`` restarts the lazy decay from the loaded weights.  Returns self."""
+        params = [p for group in self.param_groups for p in group["params"]]
+        for module in modules:
+            p = getattr(module, "weight", None)
+            if not any(p is q for q in params):
+                raise ValueError(f"{type(module).__name__}.weight is not a param of this optimizer; attach the "
+                                 f"modules whose weight it updates")
+            self._readers.setdefault(p, []).extend([
+                module.register_forward_pre_hook(self._reader(p)),
+                module.register_state_dict_pre_hook(lambda *_: self.flush()),
+                module.register_load_state_dict_post_hook(self._loaded(p)),
+            ])
+        return self
+
+    def _reader(self, p):
+        def catch_up(module, args):
+            lazy = self._lazy.get(p)
+            rows = args[0] if args else None
+            if lazy is None or lazy[1] == 1.0 or not isinstance(rows, torch.Tensor):
+                return
+            try:
+                changed = _kernels.sparse_catch_up(p.detach().numpy(), lazy[0], lazy[1],
+                                                   rows.detach().reshape(-1).contiguous().numpy())
+            except (TypeError, ValueError, RuntimeError):
+                return    # indices the module refuses: its own forward says so
+            if changed:
+                torch.autograd.graph.increment_version(p)
+        return catch_up
+
+    def _loaded(self, p):
+        def restart(module, incompatible_keys):
+            lazy = self._lazy.get(p)
+            if lazy is not None:
+                lazy[0].fill(1.0)
+                lazy[1] = 1.0
+        return restart
+
+    def flush(self):
+        """Bring every row of every param up to date, so that each ``weight`` holds the true
+        weights: O(rows * columns) per param that has decayed since the last flush."""
+        for p, lazy in self._lazy.items():
+            if lazy[1] != 1.0:
+                _kernels.sparse_catch_up(p.detach().numpy(), lazy[0], lazy[1])
+                lazy[1] = 1.0
+                torch.autograd.graph.increment_version(p)
+
+    def state_dict(self):
+        """torch's format (SparseAdam's state), after flush(): with the module's own
+        state_dict(), which flushes too, a checkpoint holds the true weights."""
+        self.flush()
+        return super().state_dict()
+
+    def load_state_dict(self, state_dict):
+        """torch's, after flush() (the params keep their true weights and the lazy decay
+        restarts from them)."""
+        self.flush()
+        super().load_state_dict(state_dict)
+
+    def _grad_rows(self, name, p):
+        """The indices and values of p's sparse gradient as numpy arrays, p checked."""
+        _Base._check_tensor(name, p)
+        grad = p.grad
+        if not isinstance(grad, torch.Tensor) or grad.layout is not torch.sparse_coo:
+            raise TypeError(f"{name}.grad is not a sparse tensor: SparseAdamW takes the sparse gradients of "
+                            f"nn.Embedding(sparse=True) or nn.EmbeddingBag(sparse=True); use "
+                            f"l2decay.torch.AdamW for dense ones")
+        if p.dtype not in (torch.float32, torch.float64) or p.ndim != 2:
+            raise TypeError(f"{name} is {p.dtype} of shape {tuple(p.shape)}: SparseAdamW takes 2-D float32 or "
+                            f"float64 tables")
+        if grad.sparse_dim() != 1 or grad.dense_dim() != 1 or grad.shape != p.shape:
+            raise ValueError(f"{name}.grad must hold whole rows of the table (sparse_dim 1, dense_dim 1, "
+                             f"shape {tuple(p.shape)})")
+        return grad._indices()[0].numpy(), grad._values().detach().contiguous().numpy()
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        """One step of every param with a gradient; returns closure's loss if given one.
+        Checks every param, gradient and group before updating any."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        todo = []
+        for i, group in enumerate(self.param_groups):
+            where = f"param_groups[{i}]."
+            hyper = self._group_reg(group, where)
+            for j, p in enumerate(group["params"]):
+                if p.grad is None:
+                    continue
+                name = f"{where}params[{j}]"
+                rows, values = self._grad_rows(name, p)
+                if hyper["reg"] is not None and p not in self._readers:
+                    raise ValueError(f"{name} decays lazily (weight_decay {hyper['reg'].strength}): attach the "
+                                     f"module that reads it, opt.attach(embedding), so that its forward reads "
+                                     f"decayed rows")
+                st = self.state[p]
+                if not st:
+                    st.update(step=0, exp_avg=_new_tensor(p, True), exp_avg_sq=_new_tensor(p, True))
+                st["step"] = step_count(f"state of {name}: step", int(_number(st["step"])), 0)
+                for key in ("exp_avg", "exp_avg_sq"):
+                    _Base._check_tensor(f"state of {name}: {key}", st[key], like=p)
+                lazy = self._lazy.get(p)
+                if lazy is None:
+                    lazy = self._lazy[p] = [torch.ones(p.shape[0], dtype=torch.float64).numpy(), 1.0]
+                todo.append((p.detach().numpy(), rows, values, lazy, st["exp_avg"].numpy(),
+                             st["exp_avg_sq"].numpy(), st, hyper, p))
+        if len(todo) > 1:       # the kernel checks one param before updating it; here all of them first
+            for table, rows, values, lazy, m, v, st, hyper, p in todo:
+                _check_sparse_step(table, rows, values, lazy[0], lazy[1], m, v, step=st["step"] + 1, **hyper)
+        for table, rows, values, lazy, m, v, st, hyper, p in todo:
+            lazy[1] = _kernels.sparse_step(table, rows, values, lazy[0], lazy[1], m, v, step=st["step"] + 1, **hyper)
+            st["step"] += 1
+            torch.autograd.graph.increment_version(p)
+        return loss

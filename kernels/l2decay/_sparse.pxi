@@ -1,0 +1,368 @@
+# Part of _kernels.pyx: sparse row steps on a 2-D table (l2decay.sparse, l2decay.torch's
+# SparseAdamW).  A step updates only the rows it is given; the decay of every other row is lazy.
+#
+# The table's true weights are  w[r] = table[r] * scale / row_scale[r]:  `scale` (a double held
+# by the caller) is the product of every step's decay factor since the last fold, and
+# row_scale[r] the value `scale` had when row r was last brought up to date.  A step multiplies
+# `scale` by its factor (O(1)); a touched row is first caught up (the decay of the steps it
+# skipped, one multiplication), then takes the dense loop's step with the same Hyper, so the
+# rule's own order (Decoupled before the step, Decay after, L2 in the gradient) is the dense
+# algorithm's.  A row touched at every step is never caught up and gets the dense loop's bits.
+# When `scale` drops below _FOLD_BELOW every row is caught up and the scales reset to 1.
+
+cdef extern from *:
+    """
+    /* a row about to be written: its cache lines requested now, so that the random rows of a
+       step are fetched from memory in parallel instead of one after another (4x here) */
+    static inline void l2d_prefetch(const char* p, Py_ssize_t nbytes) {
+    #if defined(__GNUC__) || defined(__clang__)
+        for (Py_ssize_t o = 0; o < nbytes; o += 64) __builtin_prefetch(p + o, 1, 3);
+    #else
+        (void)p; (void)nbytes;
+    #endif
+    }
+    """
+    void l2d_prefetch(const char* p, Py_ssize_t nbytes) noexcept nogil
+
+cdef enum:
+    _PREFETCH_ROWS = 8     # how many rows ahead of the one being updated
+
+cdef double _FOLD_BELOW = 1e-200   # far above double's underflow (2.2e-308): one more step's
+                                   # factor (>= 2**-53, decay < 1) keeps scale a normal number
+
+
+cdef inline bint _index_ok(object a) noexcept:
+    """A 1-D C-contiguous array of int64 or int32 row indices, native byte order."""
+    cdef cnp.ndarray arr
+    if not cnp.PyArray_Check(a):
+        return False
+    arr = <cnp.ndarray>a
+    return (cnp.PyArray_ISSIGNED(arr) and (cnp.PyArray_ITEMSIZE(arr) == 8 or cnp.PyArray_ITEMSIZE(arr) == 4)
+            and cnp.PyArray_NDIM(arr) == 1 and cnp.PyArray_ISNOTSWAPPED(arr)
+            and cnp.PyArray_IS_C_CONTIGUOUS(arr))
+
+
+cdef inline long long _row_at(const char* rows, bint wide, Py_ssize_t j) noexcept nogil:
+    return (<const long long*>rows)[j] if wide else <long long>(<const int*>rows)[j]
+
+
+cdef inline bint _rows_in_range(const char* rows, bint wide, Py_ssize_t k, Py_ssize_t nrows) noexcept nogil:
+    cdef Py_ssize_t j
+    cdef long long r
+    for j in range(k):
+        r = _row_at(rows, wide, j)
+        if r < 0 or r >= nrows:
+            return False
+    return True
+
+
+cdef inline bint _table_ok(object t) noexcept:
+    """A writeable C-contiguous 2-D float32/float64 table."""
+    return (_array_ok(t, True) and cnp.PyArray_NDIM(<cnp.ndarray>t) == 2
+            and (_kind(<cnp.ndarray>t) == KIND_F32 or _kind(<cnp.ndarray>t) == KIND_F64))
+
+
+cdef inline bint _row_scale_ok(object s, object table) noexcept:
+    """The table's row scales: float64, one per row, writeable, apart from the table."""
+    return (_array_ok(s, True) and cnp.PyArray_TYPE(<cnp.ndarray>s) == cnp.NPY_DOUBLE
+            and cnp.PyArray_NDIM(<cnp.ndarray>s) == 1
+            and cnp.PyArray_DIM(<cnp.ndarray>s, 0) == cnp.PyArray_DIM(<cnp.ndarray>table, 0)
+            and _disjoint(<cnp.ndarray>s, <cnp.ndarray>table))
+
+
+cdef inline bint _rows_ok(object rows, object table, object row_scale) noexcept:
+    """Row indices of `table`, all in range, apart from the arrays a step writes."""
+    return (_index_ok(rows) and _disjoint(<cnp.ndarray>rows, <cnp.ndarray>table)
+            and _disjoint(<cnp.ndarray>rows, <cnp.ndarray>row_scale)
+            and _rows_in_range(_bytes(rows), cnp.PyArray_ITEMSIZE(<cnp.ndarray>rows) == 8,
+                               cnp.PyArray_DIM(<cnp.ndarray>rows, 0), cnp.PyArray_DIM(<cnp.ndarray>table, 0)))
+
+
+cdef inline void _rescale(char* w, int kind, Py_ssize_t d, double a) noexcept nogil:
+    """w - a*w, in double and rounded once to the table's dtype: the decay a row skipped."""
+    cdef Py_ssize_t i
+    cdef double x
+    if kind == KIND_F64:
+        for i in range(d):
+            x = (<double*>w)[i]
+            (<double*>w)[i] = x - a * x
+    else:
+        for i in range(d):
+            x = <double>(<float*>w)[i]
+            (<float*>w)[i] = <float>(x - a * x)
+
+
+cdef inline bint _catch_up(char* w, int kind, Py_ssize_t d, double* row_scale, long long r,
+                           double scale) noexcept nogil:
+    """Bring row r up to `scale`; False if it was already."""
+    cdef double c = row_scale[r]
+    if c == scale:
+        return False
+    # (c - scale)/c, not 1 - scale/c: exact when the two are close (Sterbenz), as after one step
+    _rescale(w, kind, d, (c - scale) / c)
+    row_scale[r] = scale
+    return True
+
+
+cdef void _fold(char* table, int kind, Py_ssize_t nrows, Py_ssize_t d, double* row_scale,
+                double scale) noexcept nogil:
+    """Catch every row up to `scale`, then reset the row scales to 1 (the caller's scale too)."""
+    cdef Py_ssize_t r, row_bytes = d * (8 if kind == KIND_F64 else 4)
+    cdef int nt = _threads_for(nrows * row_bytes)
+    for r in prange(nrows, schedule="static", num_threads=nt):
+        _catch_up(table + r * row_bytes, kind, d, row_scale, r, scale)
+        row_scale[r] = 1.0
+
+
+cdef int _coalesce(const char* rows, bint wide, Py_ssize_t k, const char* grads, Py_ssize_t d,
+                   int kind, long long* uniq, const char** gptr, char** sums) except -1:
+    """The distinct rows of `rows` in order of first appearance into `uniq`, and for each the
+    gradient row to use into `gptr`: the given row, or for a row given more than once the sum
+    of its rows in order of appearance (in `*sums`, allocated here; the caller frees it), as
+    torch's coalesce() sums them.  Returns the number of distinct rows.  O(k): a hash table."""
+    cdef Py_ssize_t cap = 16, shift = 60, j, s, u = 0, i, row_bytes = d * (8 if kind == KIND_F64 else 4)
+    cdef Py_ssize_t* where
+    cdef Py_ssize_t* first
+    cdef long long* keys
+    cdef Py_ssize_t* slots
+    cdef unsigned long long hsh
+    cdef long long r
+    while cap < 2 * k:
+        cap *= 2
+        shift -= 1
+    keys = <long long*>malloc(cap * sizeof(long long) + cap * sizeof(Py_ssize_t) + 2 * (k + 1) * sizeof(Py_ssize_t))
+    if keys == NULL:
+        raise MemoryError()
+    slots = <Py_ssize_t*>(keys + cap)
+    where = slots + cap
+    first = where + k + 1
+    for j in range(cap):
+        keys[j] = -1
+    for j in range(k):
+        r = _row_at(rows, wide, j)
+        hsh = (<unsigned long long>r * 0x9E3779B97F4A7C15ULL) >> shift
+        while keys[hsh] != -1 and keys[hsh] != r:
+            hsh = (hsh + 1) & <unsigned long long>(cap - 1)
+        if keys[hsh] == -1:
+            keys[hsh] = r
+            slots[hsh] = u
+            uniq[u] = r
+            first[u] = j
+            u += 1
+        where[j] = slots[hsh]
+    sums[0] = NULL
+    if u < k:
+        sums[0] = <char*>malloc(u * row_bytes if u else 1)
+        if sums[0] == NULL:
+            free(keys)
+            raise MemoryError()
+        for s in range(u):
+            memcpy(sums[0] + s * row_bytes, grads + first[s] * row_bytes, row_bytes)
+        for j in range(k):
+            s = where[j]
+            if first[s] == j:
+                continue
+            if kind == KIND_F64:
+                for i in range(d):
+                    (<double*>(sums[0] + s * row_bytes))[i] += (<const double*>(grads + j * row_bytes))[i]
+            else:
+                for i in range(d):
+                    (<float*>(sums[0] + s * row_bytes))[i] += (<const float*>(grads + j * row_bytes))[i]
+        for s in range(u):
+            gptr[s] = sums[0] + s * row_bytes
+    else:
+        for s in range(u):
+            gptr[s] = grads + first[s] * row_bytes
+    free(keys)
+    return u
+
+
+cdef void _sparse_range(Op op, const Task* t0, char* table, char* m, char* v, double* row_scale,
+                        const long long* uniq, const char** gptr, Py_ssize_t a, Py_ssize_t b,
+                        Py_ssize_t row_bytes, double before, double after) noexcept nogil:
+    """Distinct rows a..b-1: each caught up to `before` (the scale before this step), then the
+    dense step (op, with t0's Hyper and bias correction), its row scale set to `after`."""
+    cdef Task t = t0[0]
+    cdef Py_ssize_t s
+    cdef long long r
+    for s in range(a, b):
+        if s + _PREFETCH_ROWS < b:
+            r = uniq[s + _PREFETCH_ROWS]
+            l2d_prefetch(table + r * row_bytes, row_bytes)
+            l2d_prefetch(<char*>(row_scale + r), 8)
+            if m != NULL:
+                l2d_prefetch(m + r * row_bytes, row_bytes)
+                l2d_prefetch(v + r * row_bytes, row_bytes)
+        r = uniq[s]
+        t.w = table + r * row_bytes
+        t.g = <char*>gptr[s]
+        if m != NULL:
+            t.s1 = m + r * row_bytes
+            t.s2 = v + r * row_bytes
+        _catch_up(t.w, t.kind, t.n, row_scale, r, before)
+        _chunk(op, &t, 0, t.n)
+        row_scale[r] = after
+
+
+cdef void _sparse_rows(Op op, const Task* t, char* table, char* m, char* v, double* row_scale,
+                       const long long* uniq, const char** gptr, Py_ssize_t u, Py_ssize_t row_bytes,
+                       double before, double after) noexcept nogil:
+    """_sparse_range over all u distinct rows, split over threads when the rows' arrays (the
+    table's, the gradient's and Adam's moments) reach the parallel threshold.  The rows are
+    distinct and each is updated alone, so the bits are the same for any thread count."""
+    cdef int nt = _threads_for(u * row_bytes * (4 if m != NULL else 2))
+    cdef Py_ssize_t c
+    if nt <= 1:
+        _sparse_range(op, t, table, m, v, row_scale, uniq, gptr, 0, u, row_bytes, before, after)
+        return
+    for c in prange(nt, schedule="static", num_threads=nt):
+        _sparse_range(op, t, table, m, v, row_scale, uniq, gptr, c * u // nt, (c + 1) * u // nt,
+                      row_bytes, before, after)
+
+
+cdef inline double _all_rows_shrink(const Hyper* h) noexcept:
+    """The fraction of every weight a step removes, touched or not (what `scale` tracks)."""
+    if h.decoupled or h.decay:
+        return h.shrink
+    if h.l2:        # plain SGD: an untouched row's gradient is lam*w, so w -= lr*lam*w
+        return h.lr * h.lam
+    return 0.0
+
+
+cdef inline bint _sparse_hyper(Hyper* h, bint adam, object lr, object betas, object eps, object maximize,
+                               object reg) noexcept:
+    """Fill `h` for a sparse step (what _validate.sparse_hyper accepts, or less): SparseAdam's
+    Adam (eps_form "keras") or plain SGD, with a rule whose decay of every row can be lazy."""
+    cdef bint keras
+    if adam:
+        if not _adam_hyper(h, &keras, lr, betas, eps, False, maximize, reg, _KERAS) or h.l2:
+            return False
+    elif not _sgd_hyper(h, lr, 0.0, 0.0, False, maximize, reg, _TORCH):
+        return False
+    return _all_rows_shrink(h) < 1.0
+
+
+def sparse_step(table, rows, grad_rows, row_scale, scale, exp_avg=None, exp_avg_sq=None, *,
+                step=0, lr, betas=(0.9, 0.999), eps=1e-8, maximize=False, reg=None):
+    """One sparse step of `table`'s given rows, in place; returns the table's new scale.
+
+    Plain SGD when `exp_avg` is None: the dense SGD step (no momentum) on each distinct row of
+    `rows`, with `reg` None, L2, Decoupled or Decay.  Adam otherwise (torch.optim.SparseAdam's
+    step on those rows: moments of the touched rows only, eps added to sqrt(v), `step` the
+    table's step count t >= 1), with `reg` None, Decoupled or Decay.  Every other row decays
+    lazily: see the top of this file (_sparse.pxi) for `scale` and `row_scale`.  Rows given
+    more than once have their gradient rows summed first (torch's coalesce).
+
+    table: 2-D float32/float64, C-contiguous, writeable; rows: 1-D int64 or int32, each in
+    [0, table rows); grad_rows: (len(rows), table columns), table's dtype; row_scale: float64,
+    one per row; exp_avg, exp_avg_sq: like table.  lr*strength of Decoupled and L2 must be < 1.
+    On bad input raises TypeError/ValueError and modifies nothing.
+    """
+    cdef Hyper h
+    cdef Task t
+    cdef bint adam = exp_avg is not None, ok
+    cdef double before, after, shrink
+    cdef long long tstep = 0
+    cdef Py_ssize_t k, u, d, row_bytes, nrows
+    cdef Op op = OP_ADAM if exp_avg is not None else OP_SGD
+    cdef char* base
+    cdef double* rs
+    cdef long long* uniq = NULL
+    cdef const char** gptr = NULL
+    cdef char* sums = NULL
+    cdef char* m = NULL
+    cdef char* v = NULL
+    if not _sparse_hyper(&h, adam, lr, betas, eps, maximize, reg):
+        # (refused, or a value only the fast checks refuse, a numpy float say: normalized)
+        n = _validate.sparse_hyper(adam, dict(lr=lr, betas=betas, eps=eps, maximize=maximize, reg=reg))
+        if not _sparse_hyper(&h, adam, n["lr"], n.get("betas"), n.get("eps"), n["maximize"], n["reg"]):
+            _internal("sparse_step's hyperparameters")
+    shrink = _all_rows_shrink(&h)
+    if adam:
+        tstep = _step_ok(step, 1)
+        if tstep < 0:
+            tstep = _validate.step_count("step", step, 1)
+    ok = (_real_ok(scale, &before, 1.0, False, True) and (adam or exp_avg_sq is None) and _table_ok(table) and _row_scale_ok(row_scale, table) and _rows_ok(rows, table, row_scale)
+          and _array_ok(grad_rows, False) and cnp.PyArray_NDIM(<cnp.ndarray>grad_rows) == 2
+          and cnp.PyArray_TYPE(<cnp.ndarray>grad_rows) == cnp.PyArray_TYPE(<cnp.ndarray>table)
+          and cnp.PyArray_DIM(<cnp.ndarray>grad_rows, 0) == cnp.PyArray_DIM(<cnp.ndarray>rows, 0)
+          and cnp.PyArray_DIM(<cnp.ndarray>grad_rows, 1) == cnp.PyArray_DIM(<cnp.ndarray>table, 1)
+          and _disjoint(<cnp.ndarray>grad_rows, <cnp.ndarray>table)
+          and _disjoint(<cnp.ndarray>grad_rows, <cnp.ndarray>row_scale))
+    if ok and adam:
+        ok = (_state_ok(exp_avg, table) and _state_ok(exp_avg_sq, table)
+              and _disjoint(<cnp.ndarray>exp_avg, <cnp.ndarray>exp_avg_sq))
+        for other in (rows, grad_rows, row_scale):
+            ok = ok and _disjoint(<cnp.ndarray>exp_avg, <cnp.ndarray>other) \
+                and _disjoint(<cnp.ndarray>exp_avg_sq, <cnp.ndarray>other)
+    if not ok:
+        _validate.sparse_step(table, rows, grad_rows, row_scale, scale, exp_avg, exp_avg_sq,
+                              step=step, lr=lr, betas=betas, eps=eps, maximize=maximize, reg=reg)
+        _internal("sparse_step's arguments")
+    after = before - shrink * before
+    k = cnp.PyArray_DIM(<cnp.ndarray>rows, 0)
+    d = cnp.PyArray_DIM(<cnp.ndarray>table, 1)
+    _init_task(&t, NULL, NULL, d, _kind(<cnp.ndarray>table), &h)
+    row_bytes = d * (8 if t.kind == KIND_F64 else 4)
+    if adam:
+        _bias_correction(&t, &h, tstep, True)
+        m, v = _bytes(exp_avg), _bytes(exp_avg_sq)
+    uniq = <long long*>malloc((k + 1) * sizeof(long long))
+    gptr = <const char**>malloc((k + 1) * sizeof(char*))
+    try:
+        if uniq == NULL or gptr == NULL:
+            raise MemoryError()
+        u = _coalesce(_bytes(rows), cnp.PyArray_ITEMSIZE(<cnp.ndarray>rows) == 8, k, _bytes(grad_rows), d,
+                      t.kind, uniq, gptr, &sums)
+        base, rs, nrows = _bytes(table), <double*>_bytes(row_scale), cnp.PyArray_DIM(<cnp.ndarray>table, 0)
+        if u * row_bytes < _NOGIL_BYTES:
+            _sparse_rows(op, &t, base, m, v, rs, uniq, gptr, u, row_bytes, before, after)
+        else:
+            with nogil:
+                _sparse_rows(op, &t, base, m, v, rs, uniq, gptr, u, row_bytes, before, after)
+        if after < _FOLD_BELOW:
+            with nogil:
+                _fold(base, t.kind, nrows, d, rs, after)
+            after = 1.0
+    finally:
+        free(uniq)
+        free(<void*>gptr)
+        free(sums)
+    return after
+
+
+def sparse_catch_up(table, row_scale, scale, rows=None):
+    """Bring rows of `table` up to date, in place, so that they hold their true weights
+    (see sparse_step): the given `rows` (1-D int64 or int32; repeats allowed), their row scales
+    set to `scale`, returning how many rows changed; or, when `rows` is None, every row, the row
+    scales reset to 1 (the caller's scale becomes 1.0), returning the number of rows.  O(len(rows)
+    * columns), or O(table) for all.  On bad input raises TypeError/ValueError, modifying nothing."""
+    cdef double sc
+    cdef Py_ssize_t j, k, changed = 0, d, row_bytes
+    cdef long long r
+    cdef int kind
+    cdef bint wide
+    cdef const char* idx
+    cdef char* base
+    cdef double* rs
+    if not (_real_ok(scale, &sc, 1.0, False, True) and _table_ok(table) and _row_scale_ok(row_scale, table)
+            and (rows is None or _rows_ok(rows, table, row_scale))):
+        _validate.sparse_step(table, rows, None, row_scale, scale)
+        _internal("sparse_catch_up's arguments")
+    kind = _kind(<cnp.ndarray>table)
+    d = cnp.PyArray_DIM(<cnp.ndarray>table, 1)
+    row_bytes = d * (8 if kind == KIND_F64 else 4)
+    base = _bytes(table)
+    rs = <double*>_bytes(row_scale)
+    if rows is None:
+        with nogil:
+            _fold(base, kind, cnp.PyArray_DIM(<cnp.ndarray>table, 0), d, rs, sc)
+        return cnp.PyArray_DIM(<cnp.ndarray>table, 0)
+    k = cnp.PyArray_DIM(<cnp.ndarray>rows, 0)
+    idx = _bytes(rows)
+    wide = cnp.PyArray_ITEMSIZE(<cnp.ndarray>rows) == 8
+    for j in range(k):
+        r = _row_at(idx, wide, j)
+        if _catch_up(base + r * row_bytes, kind, d, rs, r, sc):
+            changed += 1
+    return changed
