@@ -364,3 +364,27 @@ def test_stochastic_rounding_of_float32_params_is_refused():
     with pytest.raises(ValueError, match=r"rounding 'stochastic' needs bfloat16 or float16 params"):
         opt.step()
     assert torch.equal(p.detach(), torch.ones(3))
+
+
+class LoggedTensor(torch.Tensor):
+    """A tensor subclass that overrides the accessors the step reads: the step must read them
+    the ordinary way (only plain Tensors and Parameters get torch's C accessors directly)."""
+    reads = 0
+
+    def data_ptr(self):
+        LoggedTensor.reads += 1
+        return super().data_ptr()
+
+
+def test_tensor_subclasses_step_through_their_own_accessors():
+    problem = Problem(torch.float64, seed=3)
+    plain = problem.params()
+    sub = [torch.nn.Parameter(w.clone().as_subclass(LoggedTensor)) for w in problem.w0]
+    assert all(type(p) is not torch.nn.Parameter for p in sub)   # Parameter of a subclass
+    a, b = lt.AdamW(plain, lr=0.01), lt.AdamW(sub, lr=0.01)
+    LoggedTensor.reads = 0
+    run(problem, a, plain, 5)
+    run(problem, b, sub, 5)
+    assert LoggedTensor.reads >= 5 * len(sub)
+    for x, y in zip(plain, sub):
+        np.testing.assert_array_equal(x.detach().numpy(), torch.Tensor(y.detach()).numpy())

@@ -178,9 +178,10 @@ cdef inline bint _set_rounding(Task* t, int rounding, unsigned long long seed, l
 # arrays born in the call wait there too until they are published.  No Python list: building and
 # freeing one cost a tenth of a small step.
 cdef enum:
-    HOLD = 8                # per tensor: w, g, s1, s2, s3, comp, then ...
+    HOLD = 9                # per tensor: w, g, s1, s2, s3, comp, then ...
     HOLD_BORN = 6           # ... the state array born in this call (buffer or max_exp_avg_sq),
-    HOLD_BORN_COMP = 7      # ... the compensation buffer born in this call
+    HOLD_BORN_COMP = 7      # ... the compensation buffer born in this call,
+    HOLD_OWNER = 8          # ... the dict its state lives in (l2decay.torch's step)
 
 
 cdef inline PyObject** _alloc_held(Py_ssize_t m, PyObject** stack) except NULL:

@@ -2,15 +2,44 @@
 # param_groups and state afresh at every call.  This module never imports torch: it reads the
 # tensors through their own methods (dtype, is_cpu, is_contiguous, data_ptr, numel), and
 # l2decay.torch passes the torch objects it compares with:
-# kinds = (float32, float64, strided, Tensor, Parameter, bfloat16, float16).
+# kinds = (float32, float64, strided, Tensor, Parameter, bfloat16, float16, then torch's C
+# accessors TensorBase.dtype, .is_cpu, .is_contiguous, .data_ptr, .numel, .grad, .shape).
+#
+# For a plain Tensor or Parameter those accessors are called directly (the descriptor's own
+# C get / vectorcall): `t.data_ptr()` first looks the name up in the type and in the
+# Parameter's instance dict, a sixth of a small model's step.  Other subclasses may override
+# any of them, so they are read the ordinary way.
+cdef extern from "Python.h":
+    object PyObject_Vectorcall(object callable, PyObject** args, size_t nargsf, PyObject* kwnames)
+    ctypedef object (*descrgetfunc)(object, object, object)
+    ctypedef struct _TypeSlots "PyTypeObject":
+        descrgetfunc tp_descr_get
+    _TypeSlots* _type_of "Py_TYPE"(object o)
+
+
+cdef inline object _getd(object descr, object t):
+    """descr.__get__(t) through its C slot."""
+    return _type_of(descr).tp_descr_get(descr, t, type(t))
+
+
+cdef inline object _call0(object method, object t):
+    """method(t) for an unbound C method, by vectorcall."""
+    cdef PyObject* arg = <PyObject*>t
+    return PyObject_Vectorcall(method, &arg, 1, NULL)
+
+
+cdef inline bint _plain(object t, tuple kinds) noexcept:
+    return type(t) is (<tuple>kinds)[3] or type(t) is (<tuple>kinds)[4]
+
 
 cdef inline int _tensor_kind(object t, tuple kinds, char** ptr, Py_ssize_t* n) noexcept:
     """The Kind of a dense contiguous CPU float tensor, with its data pointer and size; -1."""
     cdef int kind
-    if type(t) is not (<tuple>kinds)[3] and type(t) is not (<tuple>kinds)[4] and not isinstance(t, (<tuple>kinds)[3]):
+    cdef bint plain = _plain(t, kinds)
+    if not plain and not isinstance(t, (<tuple>kinds)[3]):
         return -1
     try:
-        dt = t.dtype
+        dt = _getd(kinds[7], t) if plain else t.dtype
         if dt is (<tuple>kinds)[0]:
             kind = KIND_F32
         elif dt is (<tuple>kinds)[1]:
@@ -22,10 +51,16 @@ cdef inline int _tensor_kind(object t, tuple kinds, char** ptr, Py_ssize_t* n) n
         else:
             return -1
         # (a sparse tensor raises in is_contiguous or data_ptr: refused here)
-        if t.is_cpu is not True or t.is_contiguous() is not True:
-            return -1
-        ptr[0] = <char*><size_t>t.data_ptr()
-        n[0] = t.numel()
+        if plain:
+            if _getd(kinds[8], t) is not True or _call0(kinds[9], t) is not True:
+                return -1
+            ptr[0] = <char*><size_t>_call0(kinds[10], t)
+            n[0] = _call0(kinds[11], t)
+        else:
+            if t.is_cpu is not True or t.is_contiguous() is not True:
+                return -1
+            ptr[0] = <char*><size_t>t.data_ptr()
+            n[0] = t.numel()
     except Exception:
         return -1
     return kind
@@ -54,12 +89,16 @@ def _tensor_step(bint adam, list groups, list regs, object state, tuple kinds, o
     cdef Hyper* hs = hstack
     cdef Hyper* h
     cdef Task stack[_STACK_TASKS]
-    cdef Task* tasks = stack
+    cdef Task* tasks = NULL
     cdef Task* t
+    cdef PyObject* held_stack[_STACK_TASKS * HOLD]
+    cdef PyObject** held = NULL
+    cdef PyObject** hd
     cdef bint keras = False, ok
     cdef int kind, skind, rnd
     cdef unsigned long long sd
-    cdef long long step
+    cdef long long step, bc_step = -1
+    cdef double bc_size = 0.0, bc_sqrt = 1.0
     cdef char* ptr
     cdef dict g
     if len(regs) != ngroups:
@@ -68,13 +107,14 @@ def _tensor_step(bint adam, list groups, list regs, object state, tuple kinds, o
         if type(groups[i]) is not dict or not PyList_CheckExact((<dict>groups[i]).get("params")):
             return None
         m += len((<dict>groups[i])["params"])
-    if ngroups > _STACK_GROUPS:
-        hs = <Hyper*>malloc(ngroups * sizeof(Hyper))
-        if hs == NULL:
-            raise MemoryError()
-    updated, born, born_c, dicts, keep = [], [], [], [], []
     try:
+        if ngroups > _STACK_GROUPS:
+            hs = <Hyper*>malloc(ngroups * sizeof(Hyper))
+            if hs == NULL:
+                raise MemoryError()
         tasks = _alloc_tasks(m, stack)
+        held = _alloc_held(m, held_stack)
+        updated = [None] * m
         for i in range(ngroups):
             h = &hs[i]
             g = <dict>groups[i]
@@ -90,96 +130,104 @@ def _tensor_step(bint adam, list groups, list regs, object state, tuple kinds, o
             if not (ok and _rounding_ok(_get(g, "rounding"), &rnd) and _seed_ok(0 if seed is None else seed, &sd)):
                 return None
             params = <list>g["params"]
+            bc_step = -1
             if i:
                 base += len((<dict>groups[i - 1])["params"])
             for j in range(len(params)):
                 p = params[j]
-                gr = getattr(p, "grad", None)
+                gr = _getd(kinds[12], p) if _plain(p, kinds) else getattr(p, "grad", None)
                 if gr is None:
                     continue
                 t = &tasks[nt]
+                hd = held + nt * HOLD
                 kind = _tensor_kind(p, kinds, &ptr, &n)
                 if kind < 0:
                     return None
                 _init_task(t, ptr, NULL, n, kind, h)
-                if not (_tensor_kind(gr, kinds, &ptr, &k) == kind and k == n and gr.shape == p.shape):
+                if not (_tensor_kind(gr, kinds, &ptr, &k) == kind and k == n
+                        and (_getd(kinds[13], gr) == _getd(kinds[13], p) if _plain(gr, kinds) and _plain(p, kinds)
+                             else gr.shape == p.shape)):
                     return None
                 t.g = ptr
                 skind = _state_kind(kind)
                 st = state[p]
                 if type(st) is not dict:
                     return None
-                keep.append(p)
-                keep.append(gr)
-                new = None
+                _hold(hd, 0, p)
+                _hold(hd, 1, gr)
+                _hold(hd, HOLD_OWNER, st)
                 if adam:
                     if not st:
                         st["step"] = 0
                         st["exp_avg"] = new_tensor(p, True)
                         st["exp_avg_sq"] = new_tensor(p, True)
-                    step = _step_ok(_get(st, "step"), 0)
+                    step = _step_ok(_get(<dict>st, "step"), 0)
                     if step < 0 or step == MAX_STEP:
                         return None
-                    m_, v_ = _get(st, "exp_avg"), _get(st, "exp_avg_sq")
+                    m_, v_ = _get(<dict>st, "exp_avg"), _get(<dict>st, "exp_avg_sq")
                     if not (_state_tensor_ok(m_, skind, n, kinds, &t.s1)
                             and _state_tensor_ok(v_, skind, n, kinds, &t.s2)):
                         return None
-                    keep.append(m_)
-                    keep.append(v_)
+                    _hold(hd, 2, m_)
+                    _hold(hd, 3, v_)
                     if h.amsgrad:
-                        x = _get(st, "max_exp_avg_sq")
+                        x = _get(<dict>st, "max_exp_avg_sq")
                         if x is None:
-                            x = new = new_tensor(p, True)
+                            x = new_tensor(p, True)
+                            _hold(hd, HOLD_BORN, x)
                         if not _state_tensor_ok(x, skind, n, kinds, &t.s3):
                             return None
-                        keep.append(x)
-                    _bias_correction(t, h, step + 1, False)
+                        _hold(hd, 4, x)
+                    if step + 1 != bc_step:    # (params of a group mostly share their step)
+                        _bias_correction(t, h, step + 1, False)
+                        bc_step, bc_size, bc_sqrt = step + 1, t.step_size, t.bc2_sqrt
+                    else:
+                        t.step_size, t.bc2_sqrt = bc_size, bc_sqrt
                 else:
                     # SGD counts steps only for stochastic rounding's random bits
-                    step = _step_ok(_get(st, "step"), 0) if _get(st, "step") is not None else 0
+                    sv = _get(<dict>st, "step")
+                    step = _step_ok(sv, 0) if sv is not None else 0
                     if step < 0 or step == MAX_STEP:
                         return None
                     if h.mu != 0.0:
-                        b = _get(st, "momentum_buffer")
+                        b = _get(<dict>st, "momentum_buffer")
                         if b is None:
-                            b = new = new_tensor(p, True)
+                            b = new_tensor(p, True)
+                            _hold(hd, HOLD_BORN, b)
                             t.first = True
                         if not _state_tensor_ok(b, skind, n, kinds, &t.s1):
                             return None
-                        keep.append(b)
+                        _hold(hd, 2, b)
                 t.step = step + 1
                 if not _set_rounding(t, rnd, sd, t.step, base + j):   # (index: the param's place)
                     return None
-                c = None
                 if t.rounding == ROUND_COMPENSATED:
-                    c = _get(st, "compensation")
+                    c = _get(<dict>st, "compensation")
                     if c is None:
                         c = new_tensor(p, False)
-                        born_c.append(c)
-                    else:
-                        born_c.append(None)
+                        _hold(hd, HOLD_BORN_COMP, c)
                     if not _state_tensor_ok(c, kind, n, kinds, &t.comp):
                         return None
-                    keep.append(c)
-                else:
-                    born_c.append(None)
-                born.append(new)
-                dicts.append(st)
-                updated.append(p)
+                    _hold(hd, 5, c)
+                updated[nt] = p
                 nt += 1
         if nt > 1 and not _no_overlap(tasks, nt, False):
             return None
         _run_tasks(OP_ADAM if adam else OP_SGD, tasks, nt)
         for k in range(nt):
-            st = dicts[k]
+            hd = held + k * HOLD
+            st = <object>hd[HOLD_OWNER]
             if adam or tasks[k].rounding == ROUND_STOCHASTIC:
                 st["step"] = tasks[k].step + 0
-            if born_c[k] is not None:
-                st["compensation"] = born_c[k]
-            if born[k] is not None:
-                st["max_exp_avg_sq" if adam else "momentum_buffer"] = born[k]
+            if hd[HOLD_BORN_COMP] != NULL:
+                st["compensation"] = <object>hd[HOLD_BORN_COMP]
+            if hd[HOLD_BORN] != NULL:
+                st["max_exp_avg_sq" if adam else "momentum_buffer"] = <object>hd[HOLD_BORN]
+        if nt < m:
+            del updated[nt:]
         return updated
     finally:
+        _release_held(held, m, held_stack)
         _free_tasks(tasks, stack)
         if hs != hstack:
             free(hs)

@@ -30,7 +30,9 @@ from .rules import L2, Decay, Decoupled
 
 __all__ = ["SGD", "Adam", "AdamW", "SparseAdamW", "L2", "Decoupled", "Decay"]
 
-_KINDS = (torch.float32, torch.float64, torch.strided, torch.Tensor, torch.nn.Parameter, torch.bfloat16, torch.float16)
+_TB = torch._C.TensorBase
+_KINDS = (torch.float32, torch.float64, torch.strided, torch.Tensor, torch.nn.Parameter, torch.bfloat16, torch.float16,
+          _TB.dtype, _TB.is_cpu, _TB.is_contiguous, _TB.data_ptr, _TB.numel, _TB.grad, _TB.shape)
 _HALVES = (torch.bfloat16, torch.float16)
 _UNSET = object()   # weight_decay not given: its torch default, or 0 when reg= is given
 
