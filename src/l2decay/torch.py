@@ -31,6 +31,7 @@ from .rules import L2, Decay, Decoupled
 __all__ = ["SGD", "Adam", "AdamW", "SparseAdamW", "L2", "Decoupled", "Decay"]
 
 _TB = torch._C.TensorBase
+_increment_version = torch._C._increment_version
 _KINDS = (torch.float32, torch.float64, torch.strided, torch.Tensor, torch.nn.Parameter, torch.bfloat16, torch.float16,
           _TB.dtype, _TB.is_cpu, _TB.is_contiguous, _TB.data_ptr, _TB.numel, _TB.grad, _TB.shape)
 _HALVES = (torch.bfloat16, torch.float16)
@@ -123,8 +124,9 @@ class _Base(torch.optim.Optimizer):
         if updated is None:
             updated = self._checked_step(regs)
         if updated:
-            # in-place updates as torch's own: autograd sees the params changed
-            torch.autograd.graph.increment_version(updated)
+            # in-place updates as torch's own: autograd sees the params changed (what
+            # torch.autograd.graph.increment_version does for a list, without its Python frame)
+            _increment_version(updated)
         return loss
 
     _profiled_step = torch.optim.Optimizer.profile_hook_step(_step)
