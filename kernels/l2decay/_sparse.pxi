@@ -118,11 +118,13 @@ cdef int _coalesce(const char* rows, bint wide, Py_ssize_t k, const char* grads,
                    int kind, long long* uniq, const char** gptr, char** sums) except -1:
     """The distinct rows of `rows` in order of first appearance into `uniq`, and for each the
     gradient row to use into `gptr`: the given row, or for a row given more than once the sum
-    of its rows in order of appearance (in `*sums`, allocated here; the caller frees it), as
-    torch's coalesce() sums them.  Returns the number of distinct rows.  O(k): a hash table."""
+    of its rows in order of appearance (in `*sums`, allocated here, only for those rows; the
+    caller frees it), as torch's coalesce() sums them.  Returns the number of distinct rows.  O(k): a hash table."""
     cdef Py_ssize_t cap = 16, shift = 60, j, s, u = 0, i, row_bytes = d * (8 if kind == KIND_F64 else 4)
     cdef Py_ssize_t* where
     cdef Py_ssize_t* first
+    cdef Py_ssize_t* slots_sum
+    cdef Py_ssize_t dup
     cdef long long* keys
     cdef Py_ssize_t* slots
     cdef unsigned long long hsh
@@ -130,12 +132,13 @@ cdef int _coalesce(const char* rows, bint wide, Py_ssize_t k, const char* grads,
     while cap < 2 * k:
         cap *= 2
         shift -= 1
-    keys = <long long*>malloc(cap * sizeof(long long) + cap * sizeof(Py_ssize_t) + 2 * (k + 1) * sizeof(Py_ssize_t))
+    keys = <long long*>malloc(cap * sizeof(long long) + cap * sizeof(Py_ssize_t) + 3 * (k + 1) * sizeof(Py_ssize_t))
     if keys == NULL:
         raise MemoryError()
     slots = <Py_ssize_t*>(keys + cap)
     where = slots + cap
     first = where + k + 1
+    slots_sum = first + k + 1      # per distinct row: its place among the summed rows, or -1
     for j in range(cap):
         keys[j] = -1
     for j in range(k):
@@ -148,31 +151,38 @@ cdef int _coalesce(const char* rows, bint wide, Py_ssize_t k, const char* grads,
             slots[hsh] = u
             uniq[u] = r
             first[u] = j
+            slots_sum[u] = -1
             u += 1
         where[j] = slots[hsh]
     sums[0] = NULL
+    for s in range(u):
+        gptr[s] = grads + first[s] * row_bytes
     if u < k:
-        sums[0] = <char*>malloc(u * row_bytes if u else 1)
+        # only the rows given more than once get a summed copy; the others are read in place
+        dup = 0
+        for j in range(k):
+            s = where[j]
+            if first[s] != j and slots_sum[s] < 0:
+                slots_sum[s] = dup
+                dup += 1
+        sums[0] = <char*>malloc(dup * row_bytes)
         if sums[0] == NULL:
             free(keys)
             raise MemoryError()
         for s in range(u):
-            memcpy(sums[0] + s * row_bytes, grads + first[s] * row_bytes, row_bytes)
+            if slots_sum[s] >= 0:
+                memcpy(sums[0] + slots_sum[s] * row_bytes, grads + first[s] * row_bytes, row_bytes)
+                gptr[s] = sums[0] + slots_sum[s] * row_bytes
         for j in range(k):
             s = where[j]
             if first[s] == j:
                 continue
             if kind == KIND_F64:
                 for i in range(d):
-                    (<double*>(sums[0] + s * row_bytes))[i] += (<const double*>(grads + j * row_bytes))[i]
+                    (<double*>gptr[s])[i] += (<const double*>(grads + j * row_bytes))[i]
             else:
                 for i in range(d):
-                    (<float*>(sums[0] + s * row_bytes))[i] += (<const float*>(grads + j * row_bytes))[i]
-        for s in range(u):
-            gptr[s] = sums[0] + s * row_bytes
-    else:
-        for s in range(u):
-            gptr[s] = grads + first[s] * row_bytes
+                    (<float*>gptr[s])[i] += (<const float*>(grads + j * row_bytes))[i]
     free(keys)
     return u
 
