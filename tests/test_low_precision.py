@@ -220,3 +220,25 @@ def test_float16_conversions_are_exact_for_every_half_on_every_level(level):
             both = np.isfinite(halves) & np.isfinite(want)
             np.testing.assert_array_equal(w.view(np.uint16)[both], want.view(np.uint16)[both])
             assert np.array_equal(np.isnan(w), np.isnan(want)) and np.array_equal(np.isinf(w), np.isinf(want))
+
+
+@pytest.mark.parametrize("rounding", ["nearest", "stochastic", "compensated"])
+def test_float16_overflow_is_inf_as_in_ieee_arithmetic(rounding):
+    # documented behaviour (README, Low precision): a new weight beyond float16's range
+    # (65504) is stored as +-inf, as numpy and torch float16 arithmetic give; nothing raises and
+    # the other weights are updated as usual
+    w = np.array([65000, 60000, -65000, 1.0], F16)
+    g = np.array([-1000, -10, 1000, 0.5], F16)
+    opt = SGD([w], lr=1.0, rounding=rounding, seed=3)
+    opt.step([g])
+    assert w[0] == np.inf and w[2] == -np.inf
+    assert w[1] in (np.float16(60000), np.float16(60032)) and w[3] == np.float16(0.5)   # 60010's neighbours
+
+
+def test_compensated_overflow_turns_the_weight_nan_at_the_next_step():
+    w = np.array([65000, 1.0], F16)
+    opt = SGD([w], lr=1.0, rounding="compensated")
+    opt.step([np.array([-1000, 0], F16)])
+    assert w[0] == np.inf and opt.state[0]["compensation"][0] == -np.inf
+    opt.step([np.zeros(2, F16)])
+    assert np.isnan(w[0]) and w[1] == 1.0
