@@ -33,7 +33,8 @@ cdef inline bint _plain(object t, tuple kinds) noexcept:
 
 
 cdef inline int _tensor_kind(object t, tuple kinds, char** ptr, Py_ssize_t* n) noexcept:
-    """The Kind of a dense contiguous CPU float tensor, with its data pointer and size; -1."""
+    """The Kind of a dense contiguous CPU float tensor, with its data pointer and size (unless
+    `n` is NULL: the caller knows it; plain tensors only); -1."""
     cdef int kind
     cdef bint plain = _plain(t, kinds)
     if not plain and not isinstance(t, (<tuple>kinds)[3]):
@@ -55,7 +56,8 @@ cdef inline int _tensor_kind(object t, tuple kinds, char** ptr, Py_ssize_t* n) n
             if _getd(kinds[8], t) is not True or _call0(kinds[9], t) is not True:
                 return -1
             ptr[0] = <char*><size_t>_call0(kinds[10], t)
-            n[0] = _call0(kinds[11], t)
+            if n != NULL:
+                n[0] = _call0(kinds[11], t)
         else:
             if t.is_cpu is not True or t.is_contiguous() is not True:
                 return -1
@@ -144,9 +146,11 @@ def _tensor_step(bint adam, list groups, list regs, object state, tuple kinds, o
                 if kind < 0:
                     return None
                 _init_task(t, ptr, NULL, n, kind, h)
-                if not (_tensor_kind(gr, kinds, &ptr, &k) == kind and k == n
-                        and (_getd(kinds[13], gr) == _getd(kinds[13], p) if _plain(gr, kinds) and _plain(p, kinds)
-                             else gr.shape == p.shape)):
+                if _plain(gr, kinds) and _plain(p, kinds):
+                    # (its shape equal to the param's, its size is too: no numel() call)
+                    if not (_tensor_kind(gr, kinds, &ptr, NULL) == kind and _getd(kinds[13], gr) == _getd(kinds[13], p)):
+                        return None
+                elif not (_tensor_kind(gr, kinds, &ptr, &k) == kind and k == n and gr.shape == p.shape):
                     return None
                 t.g = ptr
                 skind = _state_kind(kind)
