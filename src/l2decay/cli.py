@@ -84,14 +84,21 @@ def _open_fraction(text):
     return v
 
 
-def _hidden(text):
-    try:
-        sizes = tuple(int(s) for s in text.split(","))
-    except ValueError:
-        sizes = ()
-    if not sizes or min(sizes) < 1:
-        raise argparse.ArgumentTypeError(f"expected widths like 64 or 128,64, got {text!r}")
-    return sizes
+def _positive_ints(example):
+    """A parser of comma-separated positive ints (digits may be grouped with _), for argparse."""
+    def parse(text):
+        try:
+            values = tuple(int(s.replace("_", "")) for s in text.split(","))
+        except ValueError:
+            values = ()
+        if not values or min(values) < 1:
+            raise argparse.ArgumentTypeError(f"expected {example}, got {text!r}")
+        return values
+    return parse
+
+
+_hidden = _positive_ints("widths like 64 or 128,64")
+_sizes = _positive_ints("element counts like 1000,16384")
 
 
 def _choices(allowed):
@@ -102,16 +109,6 @@ def _choices(allowed):
             raise argparse.ArgumentTypeError(f"expected some of {','.join(allowed)} (comma-separated), got {text!r}")
         return values
     return parse
-
-
-def _sizes(text):
-    try:
-        sizes = tuple(int(s.replace("_", "")) for s in text.split(","))
-    except ValueError:
-        sizes = ()
-    if not sizes or min(sizes) < 1:
-        raise argparse.ArgumentTypeError(f"expected element counts like 1000,16384, got {text!r}")
-    return sizes
 
 
 def _data_options(parser):
