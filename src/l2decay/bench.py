@@ -33,6 +33,7 @@ import sysconfig
 import tempfile
 import time
 
+import ml_dtypes
 import numpy as np
 
 from . import _kernels
@@ -99,11 +100,7 @@ def check_values(*arrays):
     for a in arrays:
         if a.size == 0:
             continue
-        if a.dtype.itemsize == 2 and a.dtype != np.float16:     # bfloat16: ml_dtypes' finfo
-            import ml_dtypes
-            tiny, a = float(ml_dtypes.finfo(a.dtype).tiny), a.astype(np.float32)
-        else:
-            tiny = np.finfo(a.dtype).tiny
+        tiny = ml_dtypes.finfo(a.dtype).tiny      # (numpy's finfo does not know bfloat16)
         mag = np.abs(a)
         if not np.all(np.isfinite(a)) or np.any((mag > 0) & (mag < tiny)):
             raise AssertionError("benchmark inputs drifted to non-finite or subnormal values")
@@ -613,14 +610,11 @@ def half_case(kind, impl, n):
     """One step over n weights: AdamW (lr 1e-3, wd 1e-2), SGD with momentum 0.9 and Decoupled
     decay, or decay_step, by l2decay on `impl`'s dtype and rounding or by torch's fused
     optimizer; None where the pair does not exist (decay_step has no rounding choice, torch no
-    decay step) or torch/ml_dtypes is missing."""
+    decay step) or torch is missing."""
     label, _, rounding = impl.removeprefix("torch fused ").partition(" ")
-    if kind == "decay" and rounding not in ("", "nearest") or kind == "decay" and impl.startswith("torch"):
+    if kind == "decay" and (rounding not in ("", "nearest") or impl.startswith("torch")):
         return None
-    try:
-        dtype = np.dtype(label) if label != "bfloat16" else np.dtype(__import__("ml_dtypes").bfloat16)
-    except ImportError:
-        return None
+    dtype = np.dtype(ml_dtypes.bfloat16 if label == "bfloat16" else label)
     w, g = inputs(n, np.float32)
     g *= 1e-3
     if impl.startswith("torch"):
