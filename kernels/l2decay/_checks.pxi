@@ -42,7 +42,11 @@ cdef int _BF16_NUM = -1
 
 cdef inline int _kind(cnp.ndarray arr) noexcept:
     """The Kind of a float array's dtype, or -1."""
-    cdef int t = cnp.PyArray_TYPE(arr)
+    return _type_kind(cnp.PyArray_TYPE(arr))
+
+
+cdef inline int _type_kind(int t) noexcept:
+    """The Kind of numpy type number t, or -1."""
     if t == cnp.NPY_FLOAT:
         return KIND_F32
     if t == cnp.NPY_DOUBLE:

@@ -128,9 +128,7 @@ cdef inline bint _rounding_ok(object value, int* out) noexcept:
 def default_rounding(cnp.dtype dtype):
     """The rounding that ``rounding=None`` gives weights of numpy `dtype`: "nearest" for float32
     and float64, the 16-bit default (README, Low precision) for bfloat16 and float16."""
-    cdef int t = dtype.type_num
-    cdef int kind = (KIND_F32 if t == cnp.NPY_FLOAT else KIND_F64 if t == cnp.NPY_DOUBLE
-                     else KIND_F16 if t == cnp.NPY_FLOAT16 else KIND_BF16 if t == _BF16_NUM else -1)
+    cdef int kind = _type_kind(dtype.type_num)
     if kind < 0:
         raise TypeError(f"dtype must be float32, float64, bfloat16 or float16, got {dtype}")
     rounding = _effective_rounding(-1, kind)
