@@ -34,7 +34,7 @@ cdef inline bint _plain(object t, tuple kinds) noexcept:
 
 cdef inline int _tensor_kind(object t, tuple kinds, char** ptr, Py_ssize_t* n) noexcept:
     """The Kind of a dense contiguous CPU float tensor, with its data pointer and size (unless
-    `n` is NULL: the caller knows it; plain tensors only); -1."""
+    `n` is NULL: the caller knows it); -1."""
     cdef int kind
     cdef bint plain = _plain(t, kinds)
     if not plain and not isinstance(t, (<tuple>kinds)[3]):
@@ -62,7 +62,8 @@ cdef inline int _tensor_kind(object t, tuple kinds, char** ptr, Py_ssize_t* n) n
             if t.is_cpu is not True or t.is_contiguous() is not True:
                 return -1
             ptr[0] = <char*><size_t>t.data_ptr()
-            n[0] = t.numel()
+            if n != NULL:
+                n[0] = t.numel()
     except Exception:
         return -1
     return kind

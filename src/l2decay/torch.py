@@ -87,11 +87,8 @@ class _Base(torch.optim.Optimizer):
         """The group's rule: "reg" if set, else the one its weight_decay means."""
         reg = group.get("reg")
         wd = group.get("weight_decay", 0)
-        if reg is None and wd.__class__ is float:      # (the common case, at every step)
-            rule = self._rules.get((self._decoupled(group), wd)) if wd else None
-            if rule is not None or not wd:
-                return rule
-        wd = _number(wd)
+        if wd.__class__ is not float:   # (a float at nearly every step: no call for it)
+            wd = _number(wd)
         if reg is not None:
             if wd:
                 raise ValueError("a param group has both weight_decay and reg; set one of them")
