@@ -473,7 +473,7 @@ cdef void _generic_r(Op op, const Task* t, Py_ssize_t a, Py_ssize_t b, rounding_
             _adam_gen(<bf16*>t.w + a, <bf16*>t.g + a, <float*>t.s1 + a, <float*>t.s2 + a,
                       <float*>t.s3 + a if t.s3 != NULL else NULL, <bf16*>t.comp + a if t.comp != NULL else NULL,
                       b - a, h, t.step_size, t.bc2_sqrt, rounding, t.key, a, amsgrad)
-        else:
+        elif rounding_t is Nearest and extra_t is Without:   # (l2_step, decay_step: nothing else)
             _rule_gen(op, <bf16*>t.w + a, <bf16*>t.g + a, b - a, h)
     elif t.kind == KIND_F16:
         if op == OP_SGD:
@@ -483,7 +483,7 @@ cdef void _generic_r(Op op, const Task* t, Py_ssize_t a, Py_ssize_t b, rounding_
             _adam_gen(<f16*>t.w + a, <f16*>t.g + a, <float*>t.s1 + a, <float*>t.s2 + a,
                       <float*>t.s3 + a if t.s3 != NULL else NULL, <f16*>t.comp + a if t.comp != NULL else NULL,
                       b - a, h, t.step_size, t.bc2_sqrt, rounding, t.key, a, amsgrad)
-        else:
+        elif rounding_t is Nearest and extra_t is Without:   # (l2_step, decay_step: nothing else)
             _rule_gen(op, <f16*>t.w + a, <f16*>t.g + a, b - a, h)
     elif t.kind == KIND_F32:
         if op == OP_SGD:
