@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import numpy_reference as ref
+from kernel_config import configured
 from l2decay import L2, Decay, Decoupled, SparseAdam, SparseSGD
 
 V, D = 300, 8
@@ -108,22 +109,21 @@ def test_the_scale_folds_before_it_underflows_and_stays_exact():
     assert rel(opt.flush(), dense) < 1e-12
 
 
-def test_the_bits_are_the_same_on_any_thread_count():
-    from l2decay import _kernels, set_num_threads
+@pytest.mark.parametrize("cls, reg", [(SparseAdam, Decoupled(0.1)), (SparseSGD, Decay(0.01))], ids=["adam", "sgd"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_the_bits_are_the_same_on_any_thread_count_and_simd_level(cls, reg, dtype):
+    from l2decay import _kernels
 
     results = []
-    old = _kernels.get_parallel_threshold()
-    try:
+    for level in _kernels.simd_available():
         for threshold, threads in ((1 << 62, 1), (0, 2), (0, 3)):
-            _kernels.set_parallel_threshold(threshold)    # 0: the rows of every step split over threads
-            set_num_threads(threads)
-            opt = SparseAdam(table(), lr=0.01, reg=Decoupled(0.1))
-            for rows, grads in batches(200, seed=9):
-                opt.step(rows, grads)
-            results.append(opt.flush().copy())
-    finally:
-        _kernels.set_parallel_threshold(old)
-        set_num_threads(0)
+            # threshold 0: the rows of every step split over threads
+            with configured(level=level, threads=threads, threshold=threshold):
+                opt = cls(table(dtype), lr=0.01, reg=reg)
+                for rows, grads in batches(200, seed=9, dtype=dtype):
+                    opt.step(rows, grads)
+                results.append(opt.flush().copy())
+    assert len(results) >= 3
     assert all(np.array_equal(results[0], r) for r in results[1:])
 
 

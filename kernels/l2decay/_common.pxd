@@ -67,3 +67,9 @@ cdef struct Task:
 
 # Runs `op` on elements [a, b) of a task; one such function per instruction set.
 ctypedef void (*chunk_fn)(Op op, const Task* t, Py_ssize_t a, Py_ssize_t b) noexcept nogil
+
+# Runs `op` (OP_SGD or OP_ADAM, Task t's Hyper) on the distinct rows uniq[a..b) of a sparse
+# step's table (_sparse.pxi), each row caught up first; one such function per instruction set.
+ctypedef void (*rows_fn)(Op op, const Task* t, char* table, char* m, char* v, double* row_scale,
+                         const long long* uniq, const char** gptr, Py_ssize_t a, Py_ssize_t b,
+                         Py_ssize_t row_bytes, double before, double after, Py_ssize_t ahead) noexcept nogil

@@ -34,6 +34,7 @@ _SIMD_NEEDS = {
 }
 
 cdef chunk_fn _chunk = NULL
+cdef rows_fn _rows = NULL
 _simd = None
 
 
@@ -66,7 +67,7 @@ def simd_available():
 def set_simd(str level):
     """Use the loops compiled for `level` ("baseline", "avx2", "avx512", or "auto" for the
     widest this CPU supports).  Results are bit-identical at every level; only speed differs."""
-    global _chunk, _simd
+    global _chunk, _rows, _simd
     available = simd_available()
     if level == "auto":
         level = available[len(available) - 1]   # (wraparound is off in this module)
@@ -76,6 +77,7 @@ def set_simd(str level):
         )
     module = importlib.import_module(f"l2decay._simd_{level}")
     _chunk = <chunk_fn>PyCapsule_GetPointer(module.CHUNK, "l2decay._chunk")
+    _rows = <rows_fn>PyCapsule_GetPointer(module.ROWS, "l2decay._rows")
     _simd = level
 
 

@@ -1,7 +1,7 @@
 # The update loops of l2decay, compiled once per instruction set: _simd_baseline.pyx,
 # _simd_avx2.pyx and _simd_avx512.pyx each `include` this file and setup.py gives each its own
 # -m flags.  _kernels picks one module at import (l2decay.build_info()["simd"]) and calls its
-# `_chunk` through the capsule `CHUNK`.
+# `_chunk` and `_rows` through the capsules `CHUNK` and `ROWS`.
 #
 # Every loop is a plain serial loop over raw pointers, fused over float/double.  The build uses
 # -ffp-contract=off and no fast-math, and the per-element operation order is the same in every
@@ -113,7 +113,7 @@ cdef extern from *:
     uint16_t l2d_f32_to_f16_sr(float f, uint32_t rnd) noexcept nogil
     uint32_t l2d_random(uint32_t key, int64_t i) noexcept nogil
 
-from l2decay._common cimport (Hyper, Op, Task, chunk_fn, OP_L2, OP_L2_KEEP, OP_DECAY, OP_SGD,
+from l2decay._common cimport (Hyper, Op, Task, chunk_fn, rows_fn, OP_L2, OP_L2_KEEP, OP_DECAY, OP_SGD,
                               OP_ADAM, OP_STREAM_SWAP, OP_STREAM_AXPY, KIND_F32, KIND_F64,
                               KIND_BF16, KIND_F16, ROUND_NEAREST, ROUND_STOCHASTIC,
                               ROUND_COMPENSATED, bf16, f16)
@@ -581,8 +581,57 @@ cdef void _chunk(Op op, const Task* t, Py_ssize_t a, Py_ssize_t b) noexcept nogi
             _axpy_loop(<float*>t.w + a, <float*>t.g + a, b - a, <float>h.lr)
 
 
-# The module's one export: its `_chunk`, wrapped so that _kernels can call it without the GIL.
+# ---- the row loop of a sparse step (_sparse.pxi): here, not in _kernels, so that the rows'
+# catch-up and their steps are compiled for this instruction set and the step is a direct call
+include "_catch_up.pxi"
+
+cdef extern from *:
+    """
+    /* a row about to be written: its cache lines requested now, so that the random rows of a
+       step are fetched from memory in parallel instead of one after another (4x here) */
+    static inline void l2d_prefetch(const char* p, Py_ssize_t nbytes) {
+    #if defined(__GNUC__) || defined(__clang__)
+        for (Py_ssize_t o = 0; o < nbytes; o += 64) __builtin_prefetch(p + o, 1, 3);
+    #else
+        (void)p; (void)nbytes;
+    #endif
+    }
+    """
+    void l2d_prefetch(const char* p, Py_ssize_t nbytes) noexcept nogil
+
+cdef void _rows(Op op, const Task* t0, char* table, char* m, char* v, double* row_scale,
+                const long long* uniq, const char** gptr, Py_ssize_t a, Py_ssize_t b,
+                Py_ssize_t row_bytes, double before, double after, Py_ssize_t ahead) noexcept nogil:
+    """Distinct rows uniq[a..b) of a sparse step: each caught up to `before` (the scale before
+    this step), then the dense step (op, with t0's Hyper and bias correction) with gradient row
+    gptr[s] (and Adam's moment rows of m and v), its row scale set to `after`; the rows `ahead`
+    rows further requested from memory meanwhile."""
+    cdef Task t = t0[0]
+    cdef Py_ssize_t s
+    cdef long long r
+    for s in range(a, b):
+        if s + ahead < b:
+            r = uniq[s + ahead]
+            l2d_prefetch(table + r * row_bytes, row_bytes)
+            l2d_prefetch(<char*>(row_scale + r), 8)
+            if m != NULL:
+                l2d_prefetch(m + r * row_bytes, row_bytes)
+                l2d_prefetch(v + r * row_bytes, row_bytes)
+        r = uniq[s]
+        t.w = table + r * row_bytes
+        t.g = <char*>gptr[s]
+        if m != NULL:
+            t.s1 = m + r * row_bytes
+            t.s2 = v + r * row_bytes
+        _catch_up(t.w, t.kind, t.n, row_scale, r, before)
+        _chunk(op, &t, 0, t.n)
+        row_scale[r] = after
+
+
+# The module's exports: its `_chunk` and `_rows`, wrapped so that _kernels can call them
+# without the GIL.
 CHUNK = PyCapsule_New(<void*>_chunk, "l2decay._chunk", NULL)
+ROWS = PyCapsule_New(<void*>_rows, "l2decay._rows", NULL)
 # The widest vector extension the C compiler was allowed to use for this module (a check that
 # the module's flags took effect).
 COMPILED_FOR = L2D_SIMD.decode("ascii")
