@@ -110,6 +110,27 @@ def test_reg_equals_the_torch_setting_it_names(reg, torch_name, torch_kw):
     assert_close(mine, theirs, torch.float64)
 
 
+@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW"])
+def test_weight_decay_changed_between_steps_is_read_afresh_as_torch_does(name):
+    # the kernels make a group's rule from weight_decay (and Adam's decoupled_weight_decay) at
+    # every step; a stray decoupled_weight_decay key in an SGD group means nothing, as in torch
+    problem = Problem(torch.float64)
+    mine, theirs = problem.params(), problem.params()
+    kw = dict(lr=0.01, momentum=0.9) if name == "SGD" else dict(lr=0.01)
+    opts = [getattr(lt, name)(mine, **kw), getattr(torch.optim, name)(theirs, **kw)]
+    changes = {5: dict(weight_decay=0.3), 10: dict(decoupled_weight_decay=True), 15: dict(weight_decay=0.0),
+               20: dict(weight_decay=0.05, decoupled_weight_decay=False)}
+    for t in range(30):
+        for opt in opts:
+            opt.param_groups[0].update(changes.get(t, {}))
+        for params, opt in zip((mine, theirs), opts):
+            problem.set_grads(params)
+            opt.step()
+    assert_close(mine, theirs, torch.float64)
+    start = problem.params()
+    assert max(float((a - b).abs().max()) for a, b in zip(mine, start)) > 1e-3   # (it trained)
+
+
 def test_decay_rule_and_lr_following_decay_per_group():
     # Decay(d) after the step; Decoupled(lam, lr_max) follows the lr schedule: checked with zero
     # gradients, where only the decay acts

@@ -15,6 +15,7 @@ per concern:
 import importlib
 import os
 
+from cpython.dict cimport PyDict_Check
 from cpython.list cimport PyList_Check, PyList_CheckExact
 from cpython.long cimport PyLong_AsLongLongAndOverflow
 from cpython.tuple cimport PyTuple_Check, PyTuple_CheckExact, PyTuple_GET_ITEM

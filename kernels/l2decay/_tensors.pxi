@@ -3,7 +3,8 @@
 # tensors through their own methods (dtype, is_cpu, is_contiguous, data_ptr, numel), and
 # l2decay.torch passes the torch objects it compares with:
 # kinds = (float32, float64, strided, Tensor, Parameter, bfloat16, float16, then torch's C
-# accessors TensorBase.dtype, .is_cpu, .is_contiguous, .data_ptr, .numel, .grad, .shape).
+# accessors TensorBase.dtype, .is_cpu, .is_contiguous, .data_ptr, .numel, .grad, .shape, then
+# whether hash(t) is id(t) for a plain Tensor and Parameter).
 #
 # For a plain Tensor or Parameter those accessors are called directly (the descriptor's own
 # C get / vectorcall): `t.data_ptr()` first looks the name up in the type and in the
@@ -15,6 +16,36 @@ cdef extern from "Python.h":
     ctypedef struct _TypeSlots "PyTypeObject":
         descrgetfunc tp_descr_get
     _TypeSlots* _type_of "Py_TYPE"(object o)
+
+
+cdef extern from *:
+    """
+    /* d[key] for a key whose hash is its address (a plain Tensor or Parameter: torch's
+       Tensor.__hash__ is id(self), which hash() takes as is), without calling that Python
+       __hash__: borrowed, NULL if absent (or with an error set).  Where CPython no longer
+       exports the known-hash lookup, the ordinary one. */
+    static PyObject* l2d_dict_get_by_id(PyObject* d, PyObject* key) {
+    #if PY_VERSION_HEX < 0x030D0000 && !defined(PYPY_VERSION)
+        return _PyDict_GetItem_KnownHash(d, key, (Py_hash_t)(uintptr_t)key);
+    #else
+        return PyDict_GetItemWithError(d, key);
+    #endif
+    }
+    """
+    void* l2d_dict_get_by_id(object d, object key)
+
+
+cdef inline object _state_of(object state, object p, tuple kinds):
+    """state[p] (a defaultdict: a new entry if absent), without p's Python __hash__ for a plain
+    Tensor or Parameter when kinds[14] (l2decay.torch checked that their hash is id)."""
+    cdef void* v
+    if kinds[14] is True and _plain(p, kinds) and PyDict_Check(state):
+        v = l2d_dict_get_by_id(state, p)
+        if v != NULL:
+            return <object>v
+        if PyErr_Occurred() != NULL:
+            raise
+    return state[p]
 
 
 cdef inline object _getd(object descr, object t):
@@ -79,9 +110,34 @@ cdef inline int _state_kind(int kind) noexcept nogil:
     return KIND_F32 if kind == KIND_BF16 or kind == KIND_F16 else kind
 
 
+cdef inline bint _torch_wd_ok(object wd, object reg, double* out) noexcept:
+    """A group's weight_decay (None: absent) beside its "reg" into `out`: a plain number, 0 if
+    "reg" is set; False where l2decay.torch's _group_rule decides (or raises)."""
+    if wd is None:
+        out[0] = 0.0
+        return True
+    return _real_ok(wd, out) and (reg is None or out[0] == 0.0)
+
+
+cdef inline bint _torch_wd_rule(Hyper* h, double wd, object decoupled) noexcept:
+    """weight_decay wd > 0 of a group without "reg" into `h` (h.lr set), as _reg_ok would take
+    the rule l2decay.torch's _group_rule makes of it: Decoupled(wd) when `decoupled` (Adam's
+    decoupled_weight_decay, AdamW's always), else L2(wd)."""
+    if decoupled is True:
+        h.decoupled = True
+        h.shrink = h.lr * wd
+    elif decoupled is False or decoupled is None:
+        h.l2 = True
+        h.lam = wd
+    else:
+        return False
+    return True
+
+
 def _tensor_step(bint adam, list groups, list regs, object state, tuple kinds, object new_tensor):
     """One step of an l2decay.torch optimizer.  groups: its param_groups (torch's keys, and
-    "rounding" and "seed"); regs[i]: the rule of group i (from weight_decay or "reg"); state:
+    "rounding" and "seed"); regs[i]: the rule of group i, or regs None: each group's rule as
+    l2decay.torch's _group_rule makes it from its "reg" or "weight_decay"; state:
     its state (keyed by param; a step count is a plain int); new_tensor(p, state): a new zero
     contiguous tensor like p (float32 for 16-bit params when `state`).  Params whose grad is
     None are skipped.  Returns the list of params updated, or None, having touched nothing but
@@ -104,7 +160,7 @@ def _tensor_step(bint adam, list groups, list regs, object state, tuple kinds, o
     cdef double bc_size = 0.0, bc_sqrt = 1.0
     cdef char* ptr
     cdef dict g
-    if len(regs) != ngroups:
+    if regs is not None and len(regs) != ngroups:
         return None
     for i in range(ngroups):
         if type(groups[i]) is not dict or not PyList_CheckExact((<dict>groups[i]).get("params")):
@@ -123,12 +179,20 @@ def _tensor_step(bint adam, list groups, list regs, object state, tuple kinds, o
             g = <dict>groups[i]
             if _get(g, "differentiable") is True or _get(g, "capturable") is True:
                 return None
+            if regs is not None:
+                reg, wd = regs[i], 0.0
+            else:
+                reg, wd = _get(g, "reg"), 0.0
+                if not _torch_wd_ok(_get(g, "weight_decay"), reg, &wd):
+                    return None
             if adam:
                 ok = _adam_hyper(h, &keras, _get(g, "lr"), _get(g, "betas"), _get(g, "eps"),
-                                 _get(g, "amsgrad"), _get(g, "maximize"), regs[i], _TORCH)
+                                 _get(g, "amsgrad"), _get(g, "maximize"), reg, _TORCH)
             else:
                 ok = _sgd_hyper(h, _get(g, "lr"), _get(g, "momentum"), _get(g, "dampening"),
-                                _get(g, "nesterov"), _get(g, "maximize"), regs[i], _TORCH)
+                                _get(g, "nesterov"), _get(g, "maximize"), reg, _TORCH)
+            if ok and wd != 0.0:
+                ok = _torch_wd_rule(h, wd, _get(g, "decoupled_weight_decay") if adam else False)
             seed = _get(g, "seed")
             if not (ok and _rounding_ok(_get(g, "rounding"), &rnd) and _seed_ok(0 if seed is None else seed, &sd)):
                 return None
@@ -155,7 +219,7 @@ def _tensor_step(bint adam, list groups, list regs, object state, tuple kinds, o
                     return None
                 t.g = ptr
                 skind = _state_kind(kind)
-                st = state[p]
+                st = _state_of(state, p, kinds)
                 if type(st) is not dict:
                     return None
                 _hold(hd, 0, p)

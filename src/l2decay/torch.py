@@ -33,7 +33,9 @@ __all__ = ["SGD", "Adam", "AdamW", "SparseAdamW", "L2", "Decoupled", "Decay"]
 _TB = torch._C.TensorBase
 _increment_version = torch._C._increment_version
 _KINDS = (torch.float32, torch.float64, torch.strided, torch.Tensor, torch.nn.Parameter, torch.bfloat16, torch.float16,
-          _TB.dtype, _TB.is_cpu, _TB.is_contiguous, _TB.data_ptr, _TB.numel, _TB.grad, _TB.shape)
+          _TB.dtype, _TB.is_cpu, _TB.is_contiguous, _TB.data_ptr, _TB.numel, _TB.grad, _TB.shape,
+          # the state is looked up by id, not through Tensor.__hash__ (a Python call), when that is id
+          all(hash(t) == id(t) for t in (torch.empty(0), torch.nn.Parameter(torch.empty(0)))))
 _HALVES = (torch.bfloat16, torch.float16)
 _UNSET = object()   # weight_decay not given: its torch default, or 0 when reg= is given
 
@@ -67,7 +69,6 @@ class _Base(torch.optim.Optimizer):
         defaults["weight_decay"] = (0 if reg is not None else default_wd) if weight_decay is _UNSET else weight_decay
         defaults["reg"] = reg
         defaults["rounding"], defaults["seed"] = rounding_args(rounding, seed)
-        self._rules = {}
         super().__init__(params, defaults)
 
     def __setstate__(self, state):
@@ -84,22 +85,17 @@ class _Base(torch.optim.Optimizer):
         return False
 
     def _group_rule(self, group):
-        """The group's rule: "reg" if set, else the one its weight_decay means."""
+        """The group's rule: "reg" if set, else the one its weight_decay means.  (The kernels'
+        fast path makes the same rule itself: _tensor_step's _torch_wd_rule.)"""
         reg = group.get("reg")
-        wd = group.get("weight_decay", 0)
-        if wd.__class__ is not float:   # (a float at nearly every step: no call for it)
-            wd = _number(wd)
+        wd = _number(group.get("weight_decay", 0))
         if reg is not None:
             if wd:
                 raise ValueError("a param group has both weight_decay and reg; set one of them")
             return reg
         if not wd:
             return None
-        key = (self._decoupled(group), wd)
-        rule = self._rules.get(key)
-        if rule is None:
-            rule = self._rules[key] = (Decoupled if key[0] else L2)(wd)
-        return rule
+        return (Decoupled if self._decoupled(group) else L2)(wd)
 
     def step(self, closure=None):
         """One step of every param with a grad; returns closure's loss if given one.
@@ -121,10 +117,10 @@ class _Base(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        regs = [self._group_rule(g) for g in self.param_groups]
-        updated = _kernels._tensor_step(self._adam, self.param_groups, regs, self.state, _KINDS, _new_tensor)
+        # (the kernels make each group's rule from its "reg"/"weight_decay" as _group_rule does)
+        updated = _kernels._tensor_step(self._adam, self.param_groups, None, self.state, _KINDS, _new_tensor)
         if updated is None:
-            updated = self._checked_step(regs)
+            updated = self._checked_step([self._group_rule(g) for g in self.param_groups])
         if updated:
             # in-place updates as torch's own: autograd sees the params changed (what
             # torch.autograd.graph.increment_version does for a list, without its Python frame)
