@@ -115,9 +115,15 @@ def test_optimizer_steps_on_every_level_and_thread_count_match_the_reference(dty
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
-def test_many_small_tensors_in_parallel_equal_serial(dtype):
-    # below the threshold one by one, above it together: the call spreads them over threads
-    shapes = [(300,), (17,), (40, 25), (1,), (0,), (999,)] * 5
+@pytest.mark.parametrize("threads", [2, 3, 7])
+@pytest.mark.parametrize("shapes", [
+    [(300,), (17,), (40, 25), (1,), (0,), (999,)] * 5,
+    [(3, 50_000), (7,), (40, 25), (1,), (20_000,)],      # large ones cut in chunks, among small ones
+    [(40, 25), (999,)],                                   # fewer pieces than threads
+], ids=["small", "mixed", "few"])
+def test_many_small_tensors_in_parallel_equal_serial(dtype, threads, shapes):
+    # below the threshold one by one, above it together: the call spreads them over threads,
+    # each thread a contiguous run of pieces
     rng = np.random.default_rng(5)
     ws = [rng.standard_normal(s).astype(dtype) for s in shapes]
     gs = [rng.standard_normal(s).astype(dtype) for s in shapes]
@@ -128,7 +134,7 @@ def test_many_small_tensors_in_parallel_equal_serial(dtype):
         ref.decay_step(w, g, 0.1, 0.05)
         expected.append((w, g))
     # (40, 25) float64 is 8000 bytes: every tensor below 10000, their total above
-    with configured(threads=2, threshold=10_000):
+    with configured(threads=threads, threshold=10_000):
         l2decay.l2_step(ws, gs, lr=0.1, lam=0.2)
         l2decay.decay_step(ws, gs, lr=0.1, decay=0.05)
     for k, ((w, g), (we, ge)) in enumerate(zip(zip(ws, gs), expected)):

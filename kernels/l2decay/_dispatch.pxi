@@ -136,27 +136,34 @@ cdef void _run(Op op, const Task* t) noexcept nogil:
 cdef void _run_all(Op op, const Task* tasks, Py_ssize_t m) noexcept nogil:
     """Every task of a call.  When the call reaches the parallel threshold (a large task, or
     small ones together), all of it runs in one parallel region: large tasks cut in chunks,
-    small ones whole, the pieces handed to the threads as they free up.  (Large tasks one by
-    one and then the small ones left a thread idle at each of those joins: a 6-tensor MLP's
-    step took 1.1x as long.)"""
-    cdef Py_ssize_t k, c, u, units = 0, total = 0, nb
+    small ones whole, and each thread takes one contiguous run of those pieces, the runs about
+    equal in elements.  (Large tasks one by one and then the small ones left a thread idle at
+    each of those joins: a 6-tensor MLP's step took 1.1x as long.  Handing the pieces out as
+    threads free up (OpenMP's dynamic schedule) interleaved the threads' pieces: each core's
+    hardware prefetcher restarted at every piece, and at the next step a piece was in the
+    other core's cache.  Contiguous runs, measured against it in one run: ResNet-18's AdamW
+    step 4.2 -> 3.3 ms, the MLP's SGD step 23 -> 14.5 us.)"""
+    cdef Py_ssize_t k, c, u, units = 0, total = 0, nb, elems = 0, done
     cdef Py_ssize_t* unit_task
     cdef Py_ssize_t* unit_start
+    cdef Py_ssize_t* bound
     cdef int nt
     for k in range(m):
         nb = _nbytes(&tasks[k])
         total += nb
+        elems += tasks[k].n
         units += (tasks[k].n + CHUNK_SIZE - 1) // CHUNK_SIZE if nb >= _parallel_threshold else 1
     nt = _threads_for(total)
     if nt > 1 and m == 1:
         _run(op, &tasks[0])
         return
-    unit_task = <Py_ssize_t*>malloc(2 * units * sizeof(Py_ssize_t)) if nt > 1 else NULL
+    unit_task = <Py_ssize_t*>malloc((2 * units + nt + 1) * sizeof(Py_ssize_t)) if nt > 1 else NULL
     if unit_task == NULL:       # (one thread, or no memory: every task in turn)
         for k in range(m):
             _run(op, &tasks[k])
         return
     unit_start = unit_task + units
+    bound = unit_start + units
     u = 0
     for k in range(m):
         if _nbytes(&tasks[k]) >= _parallel_threshold:
@@ -170,12 +177,26 @@ cdef void _run_all(Op op, const Task* tasks, Py_ssize_t m) noexcept nogil:
             unit_task[u] = k
             unit_start[u] = -1       # the whole task
             u += 1
-    for u in prange(units, schedule="dynamic", num_threads=nt):
+    # thread c takes the units from bound[c] to bound[c + 1], about equal in elements
+    c = 0
+    bound[0] = 0
+    done = 0
+    for u in range(units):
         k = unit_task[u]
-        if unit_start[u] < 0:
-            _chunk(op, &tasks[k], 0, tasks[k].n)
-        else:
-            _chunk(op, &tasks[k], unit_start[u], min(unit_start[u] + CHUNK_SIZE, tasks[k].n))
+        done += tasks[k].n if unit_start[u] < 0 else min(CHUNK_SIZE, tasks[k].n - unit_start[u])
+        while c + 1 < nt and done * nt >= (c + 1) * elems:
+            c += 1
+            bound[c] = u + 1
+    while c + 1 <= nt:
+        c += 1
+        bound[c] = units
+    for c in prange(nt, schedule="static", num_threads=nt):
+        for u in range(bound[c], bound[c + 1]):
+            k = unit_task[u]
+            if unit_start[u] < 0:
+                _chunk(op, &tasks[k], 0, tasks[k].n)
+            else:
+                _chunk(op, &tasks[k], unit_start[u], min(unit_start[u] + CHUNK_SIZE, tasks[k].n))
     free(unit_task)
 
 
