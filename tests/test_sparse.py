@@ -271,17 +271,20 @@ def test_bad_table_is_refused(bad, exc, message):
 
 
 # ---------------------------------------------------------------------------------- torch
-def embedding_run(steps, lr, wd, seed, emb, opt, reference=False):
+def embedding_run(steps, lr, wd, seed, emb, opt, reference=False, change=None):
     """Train `emb` on random sparse batches with a loss that depends on the weights read:
-    sum((emb(idx) - target)**2); `reference`: AdamW's decay as a dense mul_ before the step."""
+    sum((emb(idx) - target)**2); `reference`: AdamW's decay as a dense mul_ before the step.
+    change(t, group): hyperparameters changed before step t, returning the (lr, wd) it sets."""
     import torch
 
     gen = torch.Generator().manual_seed(seed)
-    for _ in range(steps):
+    for t in range(steps):
         idx = (V * torch.rand(4, 6, generator=gen, dtype=torch.float64) ** 3).long()
         target = torch.randn(4, 6, D, generator=gen, dtype=torch.float64)
         opt.zero_grad()
         ((emb(idx) - target) ** 2).sum().backward()
+        if change is not None:
+            lr, wd = change(t, opt.param_groups[0])
         if reference:
             with torch.no_grad():
                 emb.weight.mul_(1 - lr * wd)
@@ -314,6 +317,29 @@ def test_torch_sparse_adamw_is_torch_sparse_adam_plus_dense_decay_within_1e_12()
     a, b = opt.state[mine.weight], ref_opt.state[theirs.weight]
     assert a["step"] == b["step"] == 1000
     assert rel(a["exp_avg"].numpy(), b["exp_avg"].numpy()) < 1e-12
+
+
+def test_torch_sparse_adamw_reads_changed_hyperparameters_at_every_step():
+    # a new lr at every step (a scheduler's), weight_decay changed, betas a list changed in place:
+    # each step uses the group's values of that step
+    torch = pytest.importorskip("torch")
+    from l2decay.torch import SparseAdamW
+
+    def change(t, group):
+        group["lr"] = 0.01 * (1 + 0.5 * np.cos(t / 7))
+        if t == 100:
+            group["weight_decay"] = 0.3
+        if t == 200:
+            group["betas"][0] = 0.5
+        return group["lr"], group.get("weight_decay", 0.1 if t < 100 else 0.3)
+
+    mine, theirs = embeddings()
+    opt = SparseAdamW(mine.parameters(), lr=0.01, betas=[0.9, 0.999], weight_decay=0.1).attach(mine)
+    ref_opt = torch.optim.SparseAdam(theirs.parameters(), lr=0.01, betas=[0.9, 0.999])
+    embedding_run(300, 0.01, 0.1, 3, mine, opt, change=change)
+    embedding_run(300, 0.01, 0.1, 3, theirs, ref_opt, reference=True, change=change)
+    assert rel(mine.state_dict()["weight"].numpy(), theirs.weight.detach().numpy()) < 1e-12
+    assert rel(opt.state[mine.weight]["exp_avg"].numpy(), ref_opt.state[theirs.weight]["exp_avg"].numpy()) < 1e-12
 
 
 def test_torch_checkpoint_resumes_bit_identically_and_loads_into_sparse_adam():

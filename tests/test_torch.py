@@ -306,18 +306,41 @@ def test_tensor_hyperparameters_and_state_from_torch_load():
     assert_close(mine, theirs, torch.float64)
 
 
-def test_step_hooks_and_the_profiler_still_work():
+def _sparse_adamw_case():
+    emb = torch.nn.Embedding(4, 3, sparse=True)
+    torch.nn.init.ones_(emb.weight)
+    opt = lt.SparseAdamW(emb.parameters(), lr=0.5, weight_decay=0.0).attach(emb)
+
+    def set_grad():
+        emb(torch.tensor([1])).sum().backward()
+    return opt, emb.weight, set_grad, "SparseAdamW"
+
+
+def _sgd_case():
     p = torch.nn.Parameter(torch.ones(3))
-    opt = lt.SGD([p], lr=0.5)
+
+    def set_grad():
+        p.grad = torch.ones(3)
+    return lt.SGD([p], lr=0.5), p, set_grad, "SGD"
+
+
+@pytest.mark.parametrize("make", [_sgd_case, _sparse_adamw_case], ids=["SGD", "SparseAdamW"])
+def test_step_hooks_and_the_profiler_still_work(make):
+    opt, p, set_grad, name = make()
     seen = []
-    opt.register_step_pre_hook(lambda o, a, k: seen.append("pre"))
-    opt.register_step_post_hook(lambda o, a, k: seen.append("post"))
-    p.grad = torch.ones(3)
+    pre = opt.register_step_pre_hook(lambda o, a, k: seen.append("pre"))
+    post = opt.register_step_post_hook(lambda o, a, k: seen.append("post"))
+    set_grad()
+    before = p.detach().clone()
     opt.step()
-    assert seen == ["pre", "post"] and torch.equal(p.detach(), torch.full((3,), 0.5))
+    assert seen == ["pre", "post"] and not torch.equal(p.detach(), before)
+    pre.remove()
+    post.remove()
+    opt.step()
+    assert seen == ["pre", "post"]    # (removed: the step without the wrapper)
     with torch.profiler.profile() as prof:
         opt.step()
-    assert any("Optimizer.step#SGD.step" in e.name for e in prof.events())
+    assert any(f"Optimizer.step#{name}.step" in e.name for e in prof.events())
 
 
 # ---- 16-bit params ---------------------------------------------------------------------------

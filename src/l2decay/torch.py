@@ -32,6 +32,7 @@ __all__ = ["SGD", "Adam", "AdamW", "SparseAdamW", "L2", "Decoupled", "Decay"]
 
 _TB = torch._C.TensorBase
 _increment_version = torch._C._increment_version
+_profiler_enabled = torch.autograd._profiler_enabled
 _KINDS = (torch.float32, torch.float64, torch.strided, torch.Tensor, torch.nn.Parameter, torch.bfloat16, torch.float16,
           _TB.dtype, _TB.is_cpu, _TB.is_contiguous, _TB.data_ptr, _TB.numel, _TB.grad, _TB.shape,
           # the state is looked up by id, not through Tensor.__hash__ (a Python call), when that is id
@@ -45,6 +46,13 @@ def _new_tensor(p, state):
     when `state`, else p's dtype (a compensation buffer)."""
     dtype = torch.float32 if state and p.dtype in _HALVES else p.dtype
     return torch.zeros_like(p, dtype=dtype, memory_format=torch.contiguous_format)
+
+
+def _hooked(opt):
+    """Whether a step of `opt` has step hooks or the profiler to run: torch.optim.Optimizer's
+    wrapper of step (6 us here) is skipped when not."""
+    return bool(opt._optimizer_step_pre_hooks or opt._optimizer_step_post_hooks or _global_optimizer_pre_hooks
+                or _global_optimizer_post_hooks or _profiler_enabled())
 
 
 def _number(value):
@@ -102,8 +110,7 @@ class _Base(torch.optim.Optimizer):
 
         Step hooks (register_step_pre_hook/post_hook) and the profiler's record_function work
         as in torch.optim; without them the step skips their wrapper (6 us here)."""
-        if (self._optimizer_step_pre_hooks or self._optimizer_step_post_hooks or _global_optimizer_pre_hooks
-                or _global_optimizer_post_hooks or torch.autograd._profiler_enabled()):
+        if _hooked(self):
             return self._profiled_step(closure)
         return self._step(closure)
 
@@ -284,24 +291,32 @@ class SparseAdamW(torch.optim.Optimizer):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, maximize=False):
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, maximize=maximize)
-        self._rules = {}      # weight_decay -> its Decoupled rule
+        self._hyper = {}      # id(group) -> its hyperparameter values and what _group_reg made of them
         self._group_reg(defaults, "")
         super().__init__(params, defaults)
         self._lazy = {}       # param -> [row_scale (numpy float64, one per row), scale]
         self._readers = {}    # param -> the hook handles of the modules attached to read it
 
+    _KEYS = ("lr", "betas", "eps", "weight_decay", "maximize")
+
     def _group_reg(self, group, where):
         """The group's hyperparameters for the kernel (lr, betas, eps, maximize, reg: the rule
-        Decoupled(weight_decay), or None), checked."""
-        wd = real(f"{where}weight_decay", _number(group["weight_decay"]))
-        rule = self._rules.get(wd) if wd else None
-        if wd and rule is None:
-            rule = self._rules[wd] = Decoupled(wd)
-        betas = group["betas"]
-        return sparse_hyper(True, {"lr": _number(group["lr"]), "eps": _number(group["eps"]),
-                                   "maximize": group["maximize"], "reg": rule,
-                                   "betas": tuple(_number(b) for b in betas) if isinstance(betas, (tuple, list))
-                                   else betas}, where)
+        Decoupled(weight_decay), or None), checked; kept while the group holds the same
+        immutable values (a scheduler's new lr is checked afresh; a list or tensor always)."""
+        values = tuple(group[k] for k in self._KEYS)
+        kept = self._hyper.get(id(group))
+        if kept is not None and all(a is b for a, b in zip(kept[0], values)):
+            return kept[1]
+        lr, betas, eps, wd, maximize = values
+        wd = real(f"{where}weight_decay", _number(wd))
+        hyper = sparse_hyper(True, {"lr": _number(lr), "eps": _number(eps), "maximize": maximize,
+                                    "reg": Decoupled(wd) if wd else None,
+                                    "betas": tuple(_number(b) for b in betas) if isinstance(betas, (tuple, list))
+                                    else betas}, where)
+        if all(type(x) in (float, int, bool) for x in values[:1] + values[2:]) and type(betas) is tuple \
+                and all(type(b) in (float, int) for b in betas):
+            self._hyper[id(group)] = (values, hyper)   # (the same values in another group: the same hyper)
+        return hyper
 
     def attach(self, *modules):
         """Hook each module (nn.Embedding, nn.EmbeddingBag: one whose ``weight`` is a param of
@@ -381,10 +396,18 @@ class SparseAdamW(torch.optim.Optimizer):
                              f"shape {tuple(p.shape)})")
         return grad._indices()[0].numpy(), grad._values().detach().contiguous().numpy()
 
-    @torch.no_grad()
     def step(self, closure=None):
         """One step of every param with a gradient; returns closure's loss if given one.
-        Checks every param, gradient and group before updating any."""
+        Checks every param, gradient and group before updating any.  Step hooks and the
+        profiler work as in torch.optim; without them the step skips their wrapper."""
+        if _hooked(self):
+            return self._profiled_step(closure)
+        return self._step(closure)
+
+    step.hooked = True    # (as _Base.step)
+
+    def _step(self, closure=None):
+        # (no torch.no_grad() needed: the update is compiled calls on numpy views, outside autograd)
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -419,5 +442,7 @@ class SparseAdamW(torch.optim.Optimizer):
         for table, rows, values, lazy, m, v, st, hyper, p in todo:
             lazy[1] = _kernels.sparse_step(table, rows, values, lazy[0], lazy[1], m, v, step=st["step"] + 1, **hyper)
             st["step"] += 1
-            torch.autograd.graph.increment_version(p)
+        _increment_version([p for *_, p in todo])
         return loss
+
+    _profiled_step = torch.optim.Optimizer.profile_hook_step(_step)
