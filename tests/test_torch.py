@@ -1,6 +1,7 @@
 """l2decay.torch against torch.optim itself: every option, state dicts both ways, schedulers,
 autograd's version counters, bad input.  Skipped when torch is not installed."""
 import copy
+import io
 import itertools
 
 import numpy as np
@@ -381,6 +382,63 @@ def test_16_bit_params_step_as_l2decay_optim_does(dtype, rounding, name):
     st = opt.state[params[0]]
     assert (st.get("exp_avg", st.get("momentum_buffer"))).dtype == torch.float32
     assert ("compensation" in st) == (rounding == "compensated")
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
+@pytest.mark.parametrize("rounding", ["nearest", "stochastic", "compensated"])
+@pytest.mark.parametrize("name", ["SGD", "AdamW"])
+def test_16_bit_checkpoint_resumes_bit_identically(dtype, rounding, name):
+    # torch's load_state_dict casts state to the param's dtype; a 16-bit param's float32
+    # moments (or momentum) must come back as float32, the compensation buffer in its dtype
+    gen = torch.Generator().manual_seed(1)
+    shapes = [(6, 5), (5,)]
+    w0 = [torch.randn(s, generator=gen).to(dtype) for s in shapes]
+    grads = [[(torch.randn(s, generator=gen) * 0.1).to(dtype) for s in shapes] for _ in range(8)]
+    make = (lambda ps: lt.SGD(ps, lr=0.05, momentum=0.9, weight_decay=1e-2, rounding=rounding, seed=3)) \
+        if name == "SGD" else (lambda ps: lt.AdamW(ps, lr=0.05, rounding=rounding, seed=3))
+
+    def train(params, opt, gs):
+        for g in gs:
+            for p, x in zip(params, g):
+                p.grad = x.clone()
+            opt.step()
+
+    straight = [torch.nn.Parameter(w.clone()) for w in w0]
+    train(straight, make(straight), grads)
+    first = [torch.nn.Parameter(w.clone()) for w in w0]
+    opt = make(first)
+    train(first, opt, grads[:4])
+    buf = io.BytesIO()
+    torch.save(opt.state_dict(), buf)
+    resumed = [torch.nn.Parameter(p.detach().clone()) for p in first]
+    opt2 = make(resumed)
+    opt2.load_state_dict(torch.load(io.BytesIO(buf.getvalue())))
+    st = opt2.state[resumed[0]]
+    assert st["exp_avg" if name == "AdamW" else "momentum_buffer"].dtype == torch.float32
+    if rounding == "compensated":
+        assert st["compensation"].dtype == dtype
+    train(resumed, opt2, grads[4:])
+    for a, b in zip(resumed, straight):
+        assert torch.equal(a.detach().view(torch.int16), b.detach().view(torch.int16))
+
+
+def test_torch_16_bit_checkpoint_continues_with_float32_moments():
+    # torch's fused AdamW keeps a bfloat16 param's moments in bfloat16: they load as float32
+    p = torch.nn.Parameter(torch.randn(50, generator=torch.Generator().manual_seed(2)).to(torch.bfloat16))
+    theirs = torch.optim.AdamW([p], lr=1e-2, fused=True)
+    for _ in range(3):
+        p.grad = torch.randn(50, generator=torch.Generator().manual_seed(3)).to(torch.bfloat16)
+        theirs.step()
+    saved = theirs.state_dict()
+    q = torch.nn.Parameter(p.detach().clone())
+    ours = lt.AdamW([q], lr=1e-2)
+    ours.load_state_dict(saved)
+    st = ours.state[q]
+    assert st["exp_avg"].dtype == torch.float32 and st["step"] == 3
+    assert torch.equal(st["exp_avg"], saved["state"][0]["exp_avg"].float())
+    q.grad = p.grad.clone()
+    ours.step()
+    assert st["step"] == 4 and not torch.equal(q.detach(), p.detach())
 
 
 def test_16_bit_torch_params_get_their_decay():

@@ -200,6 +200,20 @@ class _Base(torch.optim.Optimizer):
                            for name, v in s.items()} for k, s in sd["state"].items()}
         return sd
 
+    def load_state_dict(self, state_dict):
+        """torch's, except that a bfloat16/float16 param's optimizer state is loaded as float32
+        (torch casts it to the param's dtype): l2decay's own checkpoints resume exactly, and
+        torch's (moments in the param's dtype) continue with float32 moments."""
+        super().load_state_dict(state_dict)
+        saved = [i for g in state_dict["param_groups"] for i in g["params"]]
+        for pid, p in zip(saved, (p for g in self.param_groups for p in g["params"])):
+            if p.dtype not in _HALVES or p not in self.state:
+                continue
+            for key, value in state_dict["state"].get(pid, {}).items():
+                # (the compensation buffer is in the param's dtype, as torch casts it)
+                if key not in ("step", "compensation") and torch.is_tensor(value) and value.is_floating_point():
+                    self.state[p][key] = value.to(device=p.device, dtype=torch.float32, copy=True)
+
 
 class SGD(_Base):
     """torch.optim.SGD, on l2decay's compiled step; ``weight_decay`` is ``L2(weight_decay)``."""
