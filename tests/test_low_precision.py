@@ -96,6 +96,27 @@ def test_stochastic_rounding_is_unbiased():
     assert abs(up - p) < 5 * np.sqrt(p * (1 - p) / n), (up, p)
 
 
+@pytest.mark.parametrize("lo, frac", [(1.0, 0.3), (-3.0, 0.85), (3 * 2.0 ** -24, 0.6), (2.0 ** -14, 0.1)],
+                         ids=["one", "negative", "subnormal", "smallest-normal"])
+def test_float16_stochastic_rounding_is_unbiased(lo, frac):
+    # x lies `frac` of the way from a float16 to the next away from zero (a gap of a power of
+    # two, subnormal ones too): that share of a million draws rounds away
+    n = 1_000_000
+    f16 = np.float16
+    lo = f16(lo)
+    hi = np.nextafter(lo, f16(np.inf) if lo > 0 else f16(-np.inf))
+    lr = np.float32(2.0 ** -10)      # the gradient, a float16 too, stays normal
+    g = np.full(n, -(np.float32(frac) * (np.float32(hi) - np.float32(lo))) / lr, dtype=F32).astype(f16)
+    w = np.full(n, lo, dtype=f16)
+    l2decay.sgd_step([w], [g], lr=float(lr), rounding="stochastic", seed=5, step=1)
+    x = np.float32(lo) - lr * np.float32(g[0])       # the float32 value being rounded
+    p = float((x - np.float32(lo)) / (np.float32(hi) - np.float32(lo)))
+    assert np.all((w == lo) | (w == hi))
+    away = np.mean(w == hi)
+    assert 0.05 < p < 0.95
+    assert abs(away - p) < 5 * np.sqrt(p * (1 - p) / n), (away, p)
+
+
 @pytest.mark.parametrize("dtype", HALVES, ids=str)
 def test_stochastic_rounding_is_the_same_bits_on_every_level_thread_count_and_resume(dtype):
     shapes = [(3 * 8192 + 5,), (77,), (0,)]

@@ -83,7 +83,10 @@ cdef extern from *:
     }
     /* stochastic to float16: the neighbours below and above |f| and a coin weighted by the
        distance (65504's upper neighbour is inf, at the gap 65536 would be); inf and NaN round
-       to nearest.  Branch-free, like the conversions. */
+       to nearest.  Branch-free, like the conversions.  The gap between two neighbours is a
+       power of two, so the weight is (|f| - below) times the gap's reciprocal, made exactly
+       from its exponent bits: the same bits as the division (checked for all 2^32 floats),
+       without a division per element. */
     static inline uint16_t l2d_f32_to_f16_sr(float f, uint32_t rnd) {
         uint32_t h = l2d_f32_to_f16(f);
         float a = fabsf(f);
@@ -91,7 +94,7 @@ cdef extern from *:
         lo -= (uint32_t)(l2d_f16_to_f32((uint16_t)lo) > a);                 /* toward zero */
         float lof = l2d_f16_to_f32((uint16_t)lo);
         float hif = lo == 0x7BFFu ? 65536.0f : l2d_f16_to_f32((uint16_t)(lo + 1));
-        float p = (a - lof) / (hif - lof);
+        float p = (a - lof) * l2d_bits_f32((254u << 23) - l2d_f32_bits(hif - lof));
         float coin = (float)(rnd >> 8) * 5.9604644775390625e-8f;         /* [0, 1), 24 bits */
         uint32_t r = sign | (lo + (uint32_t)(coin < p));
         uint32_t finite = 0u - (uint32_t)(a < INFINITY);
