@@ -382,3 +382,23 @@ def test_torch_refuses_a_lazy_param_no_module_reads_and_dense_gradients():
         opt.step()
     with pytest.raises(ValueError, match="Linear.weight is not a param of this optimizer"):
         opt.attach(torch.nn.Linear(2, 2))
+
+
+def test_torch_loaded_moments_are_copies_and_training_continues_bit_identically():
+    # load_state_dict moves the moments torch made into memory numpy allocated (huge pages)
+    torch = pytest.importorskip("torch")
+    from l2decay.torch import SparseAdamW
+
+    a, b = embeddings(2)
+    opt_a = SparseAdamW(a.parameters(), lr=0.01).attach(a)
+    embedding_run(5, 0.01, 0.01, 1, a, opt_a)
+    saved = opt_a.state_dict()
+    b.load_state_dict(a.state_dict())
+    opt_b = SparseAdamW(b.parameters(), lr=0.01).attach(b)
+    opt_b.load_state_dict(saved)
+    m = opt_b.state[b.weight]["exp_avg"]
+    assert torch.equal(m, saved["state"][0]["exp_avg"])
+    assert m.untyped_storage().data_ptr() != saved["state"][0]["exp_avg"].untyped_storage().data_ptr()
+    embedding_run(5, 0.01, 0.01, 2, a, opt_a)
+    embedding_run(5, 0.01, 0.01, 2, b, opt_b)
+    assert torch.equal(a.state_dict()["weight"], b.state_dict()["weight"])
