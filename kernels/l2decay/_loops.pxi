@@ -607,8 +607,8 @@ cdef void _rows(Op op, const Task* t0, char* table, char* m, char* v, double* ro
                 Py_ssize_t row_bytes, double before, double after, Py_ssize_t ahead) noexcept nogil:
     """Distinct rows uniq[a..b) of a sparse step: each caught up to `before` (the scale before
     this step), then the dense step (op, with t0's Hyper and bias correction) with gradient row
-    gptr[s] (and Adam's moment rows of m and v), its row scale set to `after`; the rows `ahead`
-    rows further requested from memory meanwhile."""
+    gptr[s] (and Adam's moment rows of m and v), its row scale set to `after`; meanwhile the
+    row `ahead` places further on is requested from memory."""
     cdef Task t = t0[0]
     cdef Py_ssize_t s
     cdef long long r
