@@ -402,3 +402,29 @@ def test_torch_loaded_moments_are_copies_and_training_continues_bit_identically(
     embedding_run(5, 0.01, 0.01, 2, a, opt_a)
     embedding_run(5, 0.01, 0.01, 2, b, opt_b)
     assert torch.equal(a.state_dict()["weight"], b.state_dict()["weight"])
+
+
+@pytest.mark.parametrize("tables", [1, 2])
+def test_torch_state_broken_after_steps_is_refused_in_torch_terms_and_nothing_changes(tables):
+    # after the first steps a step takes its fast path; a refusal there goes back to the
+    # checked path, which words it, with nothing modified (of any table)
+    torch = pytest.importorskip("torch")
+    from l2decay.torch import SparseAdamW
+
+    embs = embeddings(tables)
+    opt = SparseAdamW([e.weight for e in embs], lr=0.01).attach(*embs)
+    for _ in range(3):
+        opt.zero_grad()
+        sum(e(torch.tensor([[1, 2], [2, 5]])).sum() for e in embs).backward()
+        opt.step()
+    last = embs[-1].weight
+    opt.state[last]["exp_avg_sq"] = opt.state[last]["exp_avg_sq"].float()    # the wrong dtype
+    opt.zero_grad()
+    sum(e(torch.tensor([[1, 2], [2, 7]])).sum() for e in embs).backward()
+    before = [e.weight.detach().clone() for e in embs]
+    steps = [opt.state[e.weight]["step"] for e in embs]
+    with pytest.raises(TypeError, match=rf"state of param_groups\[0\]\.params\[{tables - 1}\]: exp_avg_sq has dtype "
+                                        r"torch\.float32"):
+        opt.step()
+    assert all(torch.equal(e.weight.detach(), b) for e, b in zip(embs, before))
+    assert [opt.state[e.weight]["step"] for e in embs] == steps

@@ -443,6 +443,44 @@ class SparseAdamW(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        todo = self._plain_todo()
+        if todo is None or not self._steps(todo, fast=True):
+            self._steps(self._checked_todo(), fast=False)
+        return loss
+
+    def _plain_todo(self):
+        """What a step updates, when every param with a grad is in the common case (its
+        group's hyperparameters checked before, its state and lazy scales made, its sparse
+        gradient of one sparse dimension, all viewable as numpy arrays); else None.  The
+        kernel checks the arrays; anything it refuses goes through _checked_todo, which words
+        the error in torch's terms."""
+        todo = []
+        for group in self.param_groups:
+            kept = self._hyper.get(id(group))
+            if kept is None or not all(a is group[k] for a, k in zip(kept[0], self._KEYS)):
+                return None
+            hyper = kept[1]
+            for p in group["params"]:
+                grad = p.grad
+                if grad is None:
+                    continue
+                st, lazy = self.state.get(p), self._lazy.get(p)
+                if (not st or lazy is None or type(st["step"]) is not int or grad.layout is not torch.sparse_coo
+                        or (hyper["reg"] is not None and p not in self._readers)):
+                    return None
+                try:
+                    idx = grad._indices()
+                    if idx.shape[0] != 1 or not p.is_cpu:
+                        return None
+                    todo.append((p.detach().numpy(), idx.numpy()[0], grad._values().numpy(), lazy,
+                                 st["exp_avg"].numpy(), st["exp_avg_sq"].numpy(), st, hyper, p))
+                except (TypeError, ValueError, RuntimeError):
+                    return None
+        return todo
+
+    def _checked_todo(self):
+        """What a step updates, every param, gradient, state and group checked with worded
+        errors, state and lazy scales made where missing."""
         todo = []
         for i, group in enumerate(self.param_groups):
             where = f"param_groups[{i}]."
@@ -468,13 +506,30 @@ class SparseAdamW(torch.optim.Optimizer):
                     lazy = self._lazy[p] = [torch.ones(p.shape[0], dtype=torch.float64).numpy(), 1.0]
                 todo.append((p.detach().numpy(), rows, values, lazy, st["exp_avg"].numpy(),
                              st["exp_avg_sq"].numpy(), st, hyper, p))
-        if len(todo) > 1:       # the kernel checks one param before updating it; here all of them first
-            for table, rows, values, lazy, m, v, st, hyper, p in todo:
-                _check_sparse_step(table, rows, values, lazy[0], lazy[1], m, v, step=st["step"] + 1, **hyper)
+        return todo
+
+    def _steps(self, todo, fast):
+        """The kernel's step of each entry of `todo`, every entry checked before any is updated
+        (the kernel checks one before updating it).  `fast`: a refusal returns False, with
+        nothing modified; else it raises."""
+        if len(todo) > 1:
+            try:
+                for table, rows, values, lazy, m, v, st, hyper, p in todo:
+                    _check_sparse_step(table, rows, values, lazy[0], lazy[1], m, v, step=st["step"] + 1, **hyper)
+            except (TypeError, ValueError):
+                if fast:
+                    return False
+                raise
         for table, rows, values, lazy, m, v, st, hyper, p in todo:
-            lazy[1] = _kernels.sparse_step(table, rows, values, lazy[0], lazy[1], m, v, step=st["step"] + 1, **hyper)
+            try:
+                lazy[1] = _kernels.sparse_step(table, rows, values, lazy[0], lazy[1], m, v, step=st["step"] + 1,
+                                               **hyper)
+            except (TypeError, ValueError):
+                if fast and len(todo) == 1:      # (checked all, changed nothing)
+                    return False
+                raise
             st["step"] += 1
         _increment_version([p for *_, p in todo])
-        return loss
+        return True
 
     _profiled_step = torch.optim.Optimizer.profile_hook_step(_step)
