@@ -121,6 +121,8 @@ from l2decay._common cimport (Hyper, Op, Task, chunk_fn, rows_fn, OP_L2, OP_L2_K
                               KIND_BF16, KIND_F16, ROUND_NEAREST, ROUND_STOCHASTIC,
                               ROUND_COMPENSATED, bf16, f16)
 
+include "_catch_up.pxi"
+
 
 cdef inline void _l2_loop(floating* w, floating* g, Py_ssize_t n,
                           floating lr, floating lam) noexcept nogil:
@@ -153,7 +155,7 @@ cdef inline void _decay_loop(floating* w, const floating* g, Py_ssize_t n,
 
 cdef inline void _sgd_loop(floating* w, const floating* g, floating* buf, Py_ssize_t n,
                            const Hyper* h, bint first, bint use_momentum, bint velocity,
-                           bint nesterov) noexcept nogil:
+                           bint nesterov, bint catch=False, double a=0.0) noexcept nogil:
     """One SGD step (l2decay.sgd_step documents the formulas); g is only read.  The momentum
     flags are passed as constants (_sgd_chunk) so that each combination compiles to its own
     loop: left to gcc's unswitching, this many branches keep it from vectorizing."""
@@ -166,7 +168,7 @@ cdef inline void _sgd_loop(floating* w, const floating* g, floating* buf, Py_ssi
     cdef bint l2 = h.l2, decoupled = h.decoupled, decay = h.decay
     for i in range(n):
         gi = sign * g[i]          # exact: a multiplication by +-1
-        wi = w[i]
+        wi = _caught_up(w[i], a) if catch else w[i]
         if l2:
             gi = gi + lam * wi
         if decoupled:
@@ -223,9 +225,12 @@ cdef inline void _sgd_chunk(floating* w, const floating* g, floating* buf, Py_ss
 
 cdef inline void _adam_loop(floating* w, const floating* g, floating* m, floating* v,
                             floating* vmax, Py_ssize_t n, const Hyper* h,
-                            double step_size, double bc2_sqrt, bint amsgrad) noexcept nogil:
+                            double step_size, double bc2_sqrt, bint amsgrad, bint catch=False,
+                            double a=0.0) noexcept nogil:
     """One Adam step (l2decay.adam_step documents the formulas); g is only read.  `amsgrad`
-    is passed as a constant (_adam_chunk): each case compiles to its own loop."""
+    is passed as a constant (_adam_chunk): each case compiles to its own loop.  `catch` (a
+    constant too): a sparse table's row is caught up by `a` first, in the same pass
+    (_catch_up.pxi)."""
     cdef Py_ssize_t i
     cdef floating lam = <floating>h.lam, shrink = <floating>h.shrink, sign = <floating>h.sign
     cdef floating b1 = <floating>h.b1, b2 = <floating>h.b2
@@ -235,7 +240,7 @@ cdef inline void _adam_loop(floating* w, const floating* g, floating* m, floatin
     cdef bint l2 = h.l2, decoupled = h.decoupled, decay = h.decay   # locals: see _sgd_loop
     for i in range(n):
         gi = sign * g[i]
-        wi = w[i]
+        wi = _caught_up(w[i], a) if catch else w[i]
         if l2:
             gi = gi + lam * wi
         if decoupled:
@@ -585,8 +590,7 @@ cdef void _chunk(Op op, const Task* t, Py_ssize_t a, Py_ssize_t b) noexcept nogi
 
 
 # ---- the row loop of a sparse step (_sparse.pxi): here, not in _kernels, so that the rows'
-# catch-up and their steps are compiled for this instruction set and the step is a direct call
-include "_catch_up.pxi"
+# catch-up and their steps are compiled for this instruction set, in one pass over the row
 
 cdef extern from *:
     """
@@ -602,6 +606,34 @@ cdef extern from *:
     """
     void l2d_prefetch(const char* p, Py_ssize_t nbytes) noexcept nogil
 
+cdef inline void _row_step(Op op, const Task* t, bint catch, double a) noexcept nogil:
+    """A sparse step's dense step on one row (task t: a float32/float64 row, rounded to
+    nearest, plain SGD or Adam without amsgrad), caught up by `a` first when `catch`."""
+    if t.kind == KIND_F64:
+        if op == OP_ADAM:
+            if catch:
+                _adam_loop(<double*>t.w, <double*>t.g, <double*>t.s1, <double*>t.s2, NULL, t.n, t.h,
+                           t.step_size, t.bc2_sqrt, False, True, a)
+            else:
+                _adam_loop(<double*>t.w, <double*>t.g, <double*>t.s1, <double*>t.s2, NULL, t.n, t.h,
+                           t.step_size, t.bc2_sqrt, False)
+        elif catch:
+            _sgd_loop(<double*>t.w, <double*>t.g, NULL, t.n, t.h, False, False, False, False, True, a)
+        else:
+            _sgd_loop(<double*>t.w, <double*>t.g, NULL, t.n, t.h, False, False, False, False)
+    elif op == OP_ADAM:
+        if catch:
+            _adam_loop(<float*>t.w, <float*>t.g, <float*>t.s1, <float*>t.s2, NULL, t.n, t.h,
+                       t.step_size, t.bc2_sqrt, False, True, a)
+        else:
+            _adam_loop(<float*>t.w, <float*>t.g, <float*>t.s1, <float*>t.s2, NULL, t.n, t.h,
+                       t.step_size, t.bc2_sqrt, False)
+    elif catch:
+        _sgd_loop(<float*>t.w, <float*>t.g, NULL, t.n, t.h, False, False, False, False, True, a)
+    else:
+        _sgd_loop(<float*>t.w, <float*>t.g, NULL, t.n, t.h, False, False, False, False)
+
+
 cdef void _rows(Op op, const Task* t0, char* table, char* m, char* v, double* row_scale,
                 const long long* uniq, const char** gptr, Py_ssize_t a, Py_ssize_t b,
                 Py_ssize_t row_bytes, double before, double after, Py_ssize_t ahead) noexcept nogil:
@@ -612,6 +644,7 @@ cdef void _rows(Op op, const Task* t0, char* table, char* m, char* v, double* ro
     cdef Task t = t0[0]
     cdef Py_ssize_t s
     cdef long long r
+    cdef double c
     for s in range(a, b):
         if s + ahead < b:
             r = uniq[s + ahead]
@@ -626,8 +659,11 @@ cdef void _rows(Op op, const Task* t0, char* table, char* m, char* v, double* ro
         if m != NULL:
             t.s1 = m + r * row_bytes
             t.s2 = v + r * row_bytes
-        _catch_up(t.w, t.kind, t.n, row_scale, r, before)
-        _chunk(op, &t, 0, t.n)
+        c = row_scale[r]
+        if c == before:
+            _row_step(op, &t, False, 0.0)
+        else:
+            _row_step(op, &t, True, _catch_up_factor(c, before))
         row_scale[r] = after
 
 
