@@ -428,3 +428,21 @@ def test_torch_state_broken_after_steps_is_refused_in_torch_terms_and_nothing_ch
         opt.step()
     assert all(torch.equal(e.weight.detach(), b) for e, b in zip(embs, before))
     assert [opt.state[e.weight]["step"] for e in embs] == steps
+
+
+def test_torch_sparse_adam_checkpoint_loads_into_sparse_adamw_and_continues():
+    # torch's SparseAdam saves no weight_decay: the group takes SparseAdamW's own
+    torch = pytest.importorskip("torch")
+    from l2decay.torch import SparseAdamW
+
+    a, b = embeddings(2)
+    torch_opt = torch.optim.SparseAdam(a.parameters(), lr=0.01)
+    embedding_run(5, 0.01, 0.0, 1, a, torch_opt)
+    b.load_state_dict(a.state_dict())
+    ours = SparseAdamW(b.parameters(), lr=0.01, weight_decay=0.1).attach(b)
+    ours.load_state_dict(torch_opt.state_dict())
+    assert ours.param_groups[0]["weight_decay"] == 0.1
+    embedding_run(20, 0.01, 0.1, 2, a, torch_opt, reference=True)
+    embedding_run(20, 0.01, 0.1, 2, b, ours)
+    assert ours.state[b.weight]["step"] == 25
+    assert rel(b.state_dict()["weight"].numpy(), a.weight.detach().numpy()) < 1e-12

@@ -384,6 +384,12 @@ class SparseAdamW(torch.optim.Optimizer):
                 lazy[1] = 1.0
         return restart
 
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        for group in self.param_groups:   # a state dict from torch's SparseAdam has no weight_decay
+            for key, value in self.defaults.items():
+                group.setdefault(key, value)
+
     def flush(self):
         """Bring every row of every param up to date, so that each ``weight`` holds the true
         weights: O(rows * columns) per param that has decayed since the last flush."""
