@@ -200,6 +200,28 @@ def test_environment_variable_with_a_bad_level_fails_clearly():
     assert "choose one of" in proc.stderr
 
 
+@pytest.mark.parametrize("half", ["bfloat16", "float16"])
+@pytest.mark.parametrize("n", [0, 1, 17, 3 * 8192 + 5])
+def test_16_bit_adam_stream_loop_matches_numpy_on_every_level(half, n):
+    import ml_dtypes
+    dt = np.dtype(ml_dtypes.bfloat16) if half == "bfloat16" else np.dtype(np.float16)
+    rng = np.random.default_rng(4)
+    w0 = rng.standard_normal(n).astype(dt)
+    g = (rng.standard_normal(n) * 1e-3).astype(dt)
+    bits = g.view(np.uint16)
+    want_m = np.float32(0.5) * np.float32(1.0) + bits.astype(np.float32)
+    for level in LEVELS:
+        for threads, threshold in ((1, 1 << 62), (2, 0)):
+            with configured(level=level, threads=threads, threshold=threshold):
+                w, m, v = w0.copy(), np.ones(n, np.float32), np.ones(n, np.float32)
+                _kernels.stream_adam16(w, g, m, v)
+                np.testing.assert_array_equal(m, want_m)
+                np.testing.assert_array_equal(v, want_m)
+                np.testing.assert_array_equal(w.view(np.uint16), w0.view(np.uint16) ^ (bits & 1))
+    with pytest.raises(TypeError, match="stream_adam16 takes"):
+        _kernels.stream_adam16(np.ones(3, np.float32), np.ones(3, np.float32), np.ones(3, np.float32),
+                               np.ones(3, np.float32))
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
 @pytest.mark.parametrize("n", SIZES)
 def test_stream_loops_match_numpy(dtype, n):

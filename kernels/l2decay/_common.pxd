@@ -26,6 +26,7 @@ cdef enum Op:
     OP_ADAM = 4           # one Adam step (adam_step)
     OP_STREAM_SWAP = 5    # bench only: w[i], g[i] = g[i], w[i] (L2's traffic)
     OP_STREAM_AXPY = 6    # bench only: w[i] += lr*g[i] (decay's traffic)
+    OP_STREAM_ADAM16 = 7  # bench only: an Adam step's traffic on 16-bit w, g and float32 m, v
 
 # Storage of a tensor's weights and gradient.  The 16-bit formats compute in float32 and keep
 # their optimizer state in float32; float32 and float64 keep it in their own dtype.

@@ -145,3 +145,24 @@ def stream_axpy(w, grad, a):
     cdef Hyper h
     h.lr = _real("a", a)
     _apply(OP_STREAM_AXPY, w, grad, &h)
+
+
+def stream_adam16(w, grad, exp_avg, exp_avg_sq):
+    """Memory-ceiling loop with an Adam step's traffic on 16-bit weights (bfloat16/float16 w and
+    grad read, float32 exp_avg and exp_avg_sq read and written, w written), almost no
+    arithmetic: what any such step's memory costs at best."""
+    cdef Hyper h
+    cdef Task t
+    cdef int kind
+    ok = _pair_ok(w, grad, False) and _state_ok(exp_avg, w) and _state_ok(exp_avg_sq, w)
+    if ok:
+        kind = _kind(<cnp.ndarray>w)
+        ok = ((kind == KIND_BF16 or kind == KIND_F16) and _disjoint(<cnp.ndarray>exp_avg, <cnp.ndarray>exp_avg_sq)
+              and _disjoint(<cnp.ndarray>exp_avg, <cnp.ndarray>grad) and _disjoint(<cnp.ndarray>exp_avg_sq, <cnp.ndarray>grad))
+    if not ok:
+        raise TypeError("stream_adam16 takes bfloat16 or float16 w and grad of one shape and float32 "
+                        "exp_avg and exp_avg_sq of that shape, all C-contiguous and apart")
+    _task(&t, w, grad, &h)
+    t.s1 = _bytes(exp_avg)
+    t.s2 = _bytes(exp_avg_sq)
+    _run_tasks(OP_STREAM_ADAM16, &t, 1)

@@ -117,7 +117,7 @@ cdef extern from *:
     uint32_t l2d_random(uint32_t key, int64_t i) noexcept nogil
 
 from l2decay._common cimport (Hyper, Op, Task, chunk_fn, rows_fn, OP_L2, OP_L2_KEEP, OP_DECAY, OP_SGD,
-                              OP_ADAM, OP_STREAM_SWAP, OP_STREAM_AXPY, KIND_F32, KIND_F64,
+                              OP_ADAM, OP_STREAM_SWAP, OP_STREAM_AXPY, OP_STREAM_ADAM16, KIND_F32, KIND_F64,
                               KIND_BF16, KIND_F16, ROUND_NEAREST, ROUND_STOCHASTIC,
                               ROUND_COMPENSATED, bf16, f16)
 
@@ -548,10 +548,25 @@ cdef inline void _axpy_loop(floating* w, const floating* g, Py_ssize_t n,
         w[i] = w[i] + a * g[i]
 
 
+cdef inline void _stream16_loop(uint16_t* w, const uint16_t* g, float* m, float* v,
+                                Py_ssize_t n) noexcept nogil:
+    """Stream loop (memory ceiling of an Adam step on 16-bit weights with float32 moments: read
+    w, g, m, v, write w, m, v) with next to no arithmetic; the values stay finite."""
+    cdef Py_ssize_t i
+    cdef float x
+    for i in range(n):
+        x = <float>g[i]
+        m[i] = <float>0.5 * m[i] + x
+        v[i] = <float>0.5 * v[i] + x
+        w[i] = w[i] ^ (g[i] & 1)
+
+
 cdef void _chunk(Op op, const Task* t, Py_ssize_t a, Py_ssize_t b) noexcept nogil:
     """Run `op` on elements [a, b) of task `t`."""
     cdef const Hyper* h = t.h
-    if t.kind == KIND_BF16 or t.kind == KIND_F16 or t.rounding != ROUND_NEAREST:
+    if op == OP_STREAM_ADAM16:
+        _stream16_loop(<uint16_t*>t.w + a, <const uint16_t*>t.g + a, <float*>t.s1 + a, <float*>t.s2 + a, b - a)
+    elif t.kind == KIND_BF16 or t.kind == KIND_F16 or t.rounding != ROUND_NEAREST:
         _generic(op, t, a, b)
     elif t.kind == KIND_F64:
         if op == OP_SGD:

@@ -597,13 +597,15 @@ HALF_KINDS = ("adamw", "sgd-momentum", "decay")
 HALF_SIZES = {"adamw": 16_777_216, "sgd-momentum": 16_777_216, "decay": 33_554_432}
 QUICK_HALF_SIZES = {"adamw": 4_194_304, "sgd-momentum": 4_194_304, "decay": 8_388_608}
 # l2decay's step on float32 weights and on 16-bit ones with each rounding (decay_step rounds to
-# nearest only), and torch's fused step on the same dtypes (it rounds to nearest).
+# nearest only), torch's fused step on the same dtypes (it rounds to nearest), and for AdamW the
+# memory ceiling of l2decay's bfloat16 step: a stream loop with its traffic (stream_adam16).
 HALF_IMPLS = ("float32", "bfloat16 nearest", "bfloat16 stochastic", "bfloat16 compensated",
-              "float16 nearest", "float16 stochastic", "torch fused float32", "torch fused bfloat16")
+              "float16 nearest", "float16 stochastic", "torch fused float32", "torch fused bfloat16",
+              "stream bfloat16")
 
 
 _HALF_LABELS = dict(zip(HALF_IMPLS, ("f32", "bf16 near", "bf16 SR", "bf16 comp", "f16 near", "f16 SR",
-                                     "torch f32", "torch bf16")))
+                                     "torch f32", "torch bf16", "ceiling")))
 
 
 def half_case(kind, impl, n):
@@ -611,9 +613,15 @@ def half_case(kind, impl, n):
     decay, or decay_step, by l2decay on `impl`'s dtype and rounding or by torch's fused
     optimizer; None where the pair does not exist (decay_step has no rounding choice, torch no
     decay step) or torch is missing."""
-    label, _, rounding = impl.removeprefix("torch fused ").partition(" ")
+    label, _, rounding = impl.removeprefix("torch fused ").removeprefix("stream ").partition(" ")
     if kind == "decay" and (rounding not in ("", "nearest") or impl.startswith("torch")):
         return None
+    if impl.startswith("stream"):
+        if kind != "adamw":
+            return None
+        w, g = (a.astype(ml_dtypes.bfloat16) for a in inputs(n, np.float32))
+        m, v = np.zeros(n, np.float32), np.zeros(n, np.float32)
+        return Case(lambda: _kernels.stream_adam16(w, g, m, v), [w, m, v], note="stream_adam16")
     dtype = np.dtype(ml_dtypes.bfloat16 if label == "bfloat16" else label)
     w, g = inputs(n, np.float32)
     g *= 1e-3
@@ -782,6 +790,11 @@ def _ratio(a, b):
     return f"{b['seconds'] / a['seconds']:.2f}x" if a and b else "-"
 
 
+def _share(ceiling, r):
+    """The share of a ceiling's speed that record r reaches, or "-"."""
+    return f"{ceiling['seconds'] / r['seconds']:.0%}" if ceiling and r else "-"
+
+
 def _us(r):
     return f"{r['seconds'] * 1e6:.2f}" if r else "-"
 
@@ -863,17 +876,20 @@ def tables(results):
         "16-bit weights (ns per element per step; arithmetic and state float32, torch's state in the\n"
         "param dtype; x torch: torch fused bfloat16 / l2decay bfloat16 stochastic, the default;\n"
         "x f32: l2decay float32 / l2decay bfloat16 (the default; decay_step: nearest); SR, comp: the\n"
-        "cost of stochastic rounding and of compensation over round to nearest, bfloat16)",
+        "cost of stochastic rounding and of compensation over round to nearest, bfloat16; ceiling: a\n"
+        "stream loop with the bfloat16 AdamW step's traffic, and the share of it the default reaches)",
         f"{'step':<13} {'n':>11} " + " ".join(f"{_HALF_LABELS[i]:>10}" for i in HALF_IMPLS)
-        + f" {'x torch':>8} {'x f32':>6} {'SR':>6} {'comp':>6}",
+        + f" {'x torch':>8} {'x f32':>6} {'SR':>6} {'comp':>6} {'ceil%':>6}",
         [f"{kind:<13} {r['n']:>11,} " + " ".join(
             f"{get(kind, i)['ns_per_element']:>10.3f}" if get(kind, i) else f"{'-':>10}" for i in HALF_IMPLS)
          + f" {_ratio(default, get(kind, 'torch fused bfloat16')):>8}"
          + f" {_ratio(default, get(kind, 'float32')):>6}"
          + f" {_ratio(near, default) if kind != 'decay' else '-':>6}"
          + f" {_ratio(near, get(kind, 'bfloat16 compensated')) if kind != 'decay' else '-':>6}"
+         + f" {_share(ceil, default):>6}"
          for kind in HALF_KINDS for r in [get(kind, "float32")] if r
          for near in [get(kind, "bfloat16 nearest")]
-         for default in [get(kind, "bfloat16 stochastic") if kind != "decay" else near]],
+         for default in [get(kind, "bfloat16 stochastic") if kind != "decay" else near]
+         for ceil in [get(kind, "stream bfloat16")]],
     )
     return "\n".join(out)
