@@ -17,6 +17,13 @@ cdef inline bint _reg_ok(Hyper* h, object reg) noexcept:
         return False
     if not _real_ok(getattr(reg, "coef"), &coef, 1.0 if cls is _Decay else INFINITY, cls is _Decay):
         return False
+    _set_rule(h, cls, coef)
+    return True
+
+
+cdef inline void _set_rule(Hyper* h, object cls, double coef) noexcept:
+    """Rule class `cls` (L2, Decoupled, Decay) of coefficient `coef` into `h` (h.lr set, no rule
+    set yet)."""
     if cls is _L2:
         h.l2 = True
         h.lam = coef
@@ -26,7 +33,6 @@ cdef inline bint _reg_ok(Hyper* h, object reg) noexcept:
     else:
         h.decay = True
         h.shrink = coef
-    return True
 
 
 _TORCH, _KERAS = "torch", "keras"

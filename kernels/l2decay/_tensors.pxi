@@ -120,15 +120,13 @@ cdef inline bint _torch_wd_ok(object wd, object reg, double* out) noexcept:
 
 
 cdef inline bint _torch_wd_rule(Hyper* h, double wd, object decoupled) noexcept:
-    """weight_decay wd > 0 of a group without "reg" into `h` (h.lr set), as _reg_ok would take
-    the rule l2decay.torch's _group_rule makes of it: Decoupled(wd) when `decoupled` (Adam's
-    decoupled_weight_decay, AdamW's always), else L2(wd)."""
+    """weight_decay wd > 0 of a group without "reg" into `h` (h.lr set), the rule l2decay.torch's
+    _group_rule makes of it: Decoupled(wd) when `decoupled` (Adam's decoupled_weight_decay,
+    AdamW's always), else L2(wd)."""
     if decoupled is True:
-        h.decoupled = True
-        h.shrink = h.lr * wd
+        _set_rule(h, _Decoupled, wd)
     elif decoupled is False or decoupled is None:
-        h.l2 = True
-        h.lam = wd
+        _set_rule(h, _L2, wd)
     else:
         return False
     return True

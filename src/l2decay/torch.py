@@ -373,7 +373,7 @@ class SparseAdamW(torch.optim.Optimizer):
             except (TypeError, ValueError, RuntimeError):
                 return    # indices the module refuses: its own forward says so
             if changed:
-                torch.autograd.graph.increment_version(p)
+                _increment_version([p])
         return catch_up
 
     def _loaded(self, p):
@@ -397,7 +397,7 @@ class SparseAdamW(torch.optim.Optimizer):
             if lazy[1] != 1.0:
                 _kernels.sparse_catch_up(p.detach().numpy(), lazy[0], lazy[1])
                 lazy[1] = 1.0
-                torch.autograd.graph.increment_version(p)
+                _increment_version([p])
 
     def state_dict(self):
         """torch's format (SparseAdam's state), after flush(): with the module's own
@@ -415,7 +415,7 @@ class SparseAdamW(torch.optim.Optimizer):
                 t = st.get(key)
                 if (isinstance(t, torch.Tensor) and t.layout is torch.strided and t.is_cpu
                         and t.dtype in (torch.float32, torch.float64)):   # (anything else: step() words it)
-                    st[key] = _rows_state(st[key])
+                    st[key] = _rows_state(t)
 
     def _grad_rows(self, name, p):
         """The indices and values of p's sparse gradient as numpy arrays, p checked."""
