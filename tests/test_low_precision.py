@@ -32,27 +32,45 @@ SHAPES = [(7, 5), (5,), (0,), (333,)]
 REGS = [None, L2(0.05), Decoupled(0.05), Decay(0.01)]
 
 
+def _rounded(arrays, dtype):
+    """Round float32 arrays (or None) in place to `dtype` (nearest even), kept as float32."""
+    for x in arrays:
+        if x is not None:
+            x[...] = x.astype(dtype).astype(F32)
+
+
 @pytest.mark.parametrize("dtype", HALVES, ids=str)
 @pytest.mark.parametrize("reg", REGS, ids=repr)
 @pytest.mark.parametrize("cls,cfg", [(SGD, dict(momentum=0.9, nesterov=True)), (SGD, dict(momentum=0.8, momentum_form="keras")),
                                      (SGD, dict()), (Adam, dict(amsgrad=True)), (Adam, dict(eps_form="keras"))], ids=str)
-def test_nearest_is_float32_arithmetic_rounded_once_per_step(dtype, reg, cls, cfg):
+@pytest.mark.parametrize("state_dtype", [None, "param"])
+def test_nearest_is_float32_arithmetic_rounded_once_per_step(dtype, reg, cls, cfg, state_dtype):
     # the reference: float32 copies, the float32 formulas, the weights rounded to the 16-bit
-    # format after every step (round to nearest even); the state stays float32
+    # format after every step (round to nearest even); the state stays float32, or with
+    # state_dtype "param" is rounded to the 16-bit format too (the step itself uses the
+    # unrounded values, held in registers)
     w, grads = data(dtype, SHAPES, 5)
     w32 = [x.astype(F32) for x in w]
     r = (ref.SGD if cls is SGD else ref.Adam)(w32, lr=0.05 if cls is SGD else 0.01, reg=reg_tuple(reg), **cfg)
-    opt = cls(w, lr=0.05 if cls is SGD else 0.01, reg=reg, rounding="nearest", **cfg)
+    opt = cls(w, lr=0.05 if cls is SGD else 0.01, reg=reg, rounding="nearest", state_dtype=state_dtype, **cfg)
     for g in grads:
         opt.step(g)
         r.step([x.astype(F32) for x in g])
-        for x in w32:
-            x[...] = x.astype(dtype).astype(F32)
+        _rounded(w32, dtype)
+        if state_dtype == "param":
+            _rounded(r.bufs if cls is SGD else r.m + r.v + r.vmax, dtype)
     for k, (a, b) in enumerate(zip(w, w32)):
         assert a.dtype == dtype
         np.testing.assert_array_equal(a.astype(F32), b, err_msg=f"tensor {k}")
-    if cls is Adam:
-        assert all(st["exp_avg"].dtype == F32 for st in opt.state)
+    want = dtype if state_dtype == "param" else np.dtype(F32)
+    for k, st in enumerate(opt.state):
+        names = [n for n in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq", "momentum_buffer", "velocity") if n in st]
+        assert names or cls is SGD and "momentum" not in cfg
+        for n in names:
+            assert st[n].dtype == want, (k, n)
+        if cls is Adam:
+            np.testing.assert_array_equal(st["exp_avg"].astype(F32), r.m[k], err_msg=f"exp_avg {k}")
+            np.testing.assert_array_equal(st["exp_avg_sq"].astype(F32), r.v[k], err_msg=f"exp_avg_sq {k}")
 
 
 def _kahan(w, c, change, pre=0.0, post=0.0):
@@ -118,29 +136,108 @@ def test_float16_stochastic_rounding_is_unbiased(lo, frac):
 
 
 @pytest.mark.parametrize("dtype", HALVES, ids=str)
-def test_stochastic_rounding_is_the_same_bits_on_every_level_thread_count_and_resume(dtype):
+def test_16_bit_state_is_rounded_stochastically_unbiased_and_apart_from_the_weight(dtype):
+    # Adam's first step from zero moments with g = 1: m = 0.1, v = 0.001 (float32 values that
+    # fall between two 16-bit neighbours), and w = 1 - lr*(m/0.1)/(sqrt(v/0.001) + eps) placed
+    # 0.3 of the way down its gap.  Each stored value must round up with the probability of its
+    # distance, and the three coins must be independent (their bits are different hash bits).
+    n = 1_000_000
+    one = np.ones(n, dtype)
+    gap = np.float32(1.0) - np.float32(np.nextafter(dtype.type(1.0), dtype.type(0.0)))
+    lr = float(np.float32(0.3) * gap)
+    w = one.copy()
+    m, v = np.zeros(n, dtype), np.zeros(n, dtype)
+    l2decay.adam_step([w], [one], [m], [v], step=1, lr=lr, eps=1e-30, rounding="stochastic", seed=3)
+    ups = {}
+    for name, got, x in (("m", m, np.float32(0.1)), ("v", v, np.float32(1.0) * np.float32(1 - 0.999)),
+                         ("w", w, None)):
+        if x is None:   # the float32 weight the step computes (its exact reference: nearest state)
+            ref_w, rm, rv = one.copy(), np.zeros(n, dtype), np.zeros(n, dtype)
+            ref_w32 = [ref_w.astype(F32)]
+            ref.Adam(ref_w32, lr=lr, eps=1e-30).step([one.astype(F32)])
+            x = ref_w32[0][0]
+        lo = np.float32(x.astype(dtype).astype(F32))
+        lo = lo if lo <= x else np.float32(np.nextafter(dtype.type(x), dtype.type(-np.inf)))
+        hi = np.float32(np.nextafter(dtype.type(lo), dtype.type(np.inf)))
+        got32 = got.astype(F32)
+        assert np.all((got32 == lo) | (got32 == hi)), name
+        p = float((x - lo) / (hi - lo))
+        up = got32 == hi
+        assert 0.02 < p < 0.98, (name, p)
+        assert abs(up.mean() - p) < 5 * np.sqrt(p * (1 - p) / n), (name, up.mean(), p)
+        ups[name] = up
+    for a, b in (("m", "v"), ("m", "w"), ("v", "w")):
+        corr = np.corrcoef(ups[a], ups[b])[0, 1]
+        assert abs(corr) < 5 / np.sqrt(n), (a, b, corr)
+
+
+def test_state_dtype_is_checked_and_a_bad_state_changes_nothing():
+    with pytest.raises(ValueError, match=r"^state_dtype must be None .* or 'param'"):
+        Adam([np.ones(3, BF16)], state_dtype="bfloat16")
+    with pytest.raises(ValueError, match=r"^param_groups\[1\]\.state_dtype must be None"):
+        SGD([{"params": [np.ones(3, BF16)]}, {"params": [np.ones(2, BF16)], "state_dtype": float}])
+    w = [np.ones(3, BF16), np.ones(4, F32)]
+    opt = Adam(w, lr=0.1, state_dtype="param")
+    # state in each param's own dtype, float32 for the float32 param
+    assert [st["exp_avg"].dtype for st in opt.state] == [BF16, np.dtype(F32)]
+    opt.state[0]["exp_avg_sq"] = np.zeros(3, F32)           # one param, two state dtypes
+    before = [x.copy() for x in w], [dict((k, np.copy(v)) for k, v in st.items()) for st in opt.state]
+    with pytest.raises(TypeError, match=r"^state\[0\]\['exp_avg_sq'\] has dtype float32 but state\[0\]\['exp_avg'\] "
+                                        r"has bfloat16: a param's state arrays share one dtype"):
+        opt.step([np.ones(3, BF16), np.ones(4, F32)])
+    for a, b in zip(w, before[0]):
+        np.testing.assert_array_equal(a, b)
+    for st, old in zip(opt.state, before[1]):
+        for k in old:
+            np.testing.assert_array_equal(st[k], old[k])
+    # float32 moments (replaced, or loaded from a state dict) are taken as they are
+    opt.state[0]["exp_avg"] = np.zeros(3, F32)
+    opt.step([np.ones(3, BF16), np.ones(4, F32)])
+    assert opt.state[0]["exp_avg"].dtype == F32 and opt.state[0]["step"] == 1
+    d = opt.state_dict()
+    d["state.0.exp_avg_sq"] = d["state.0.exp_avg_sq"].astype(BF16)
+    with pytest.raises(ValueError, match=r"state dict state\.0\.exp_avg_sq has shape \(3,\) and dtype bfloat16; it must "
+                                         r"have \(3,\) and float32"):
+        opt.load_state_dict(d)
+    # the functional step: an SGD buffer in the weights' dtype is taken as given
+    buf = [np.full(3, 0.5, BF16)]
+    l2decay.sgd_step([np.ones(3, BF16)], [np.ones(3, BF16)], buf, lr=0.1, momentum=0.5, rounding="nearest")
+    assert buf[0].dtype == BF16 and np.all(buf[0].astype(F32) == 1.25)
+
+
+@pytest.mark.parametrize("dtype", HALVES, ids=str)
+@pytest.mark.parametrize("cls,cfg", [(Adam, dict(lr=0.01, amsgrad=True)), (SGD, dict(lr=0.05, momentum=0.9))], ids=str)
+@pytest.mark.parametrize("state_dtype", [None, "param"])
+def test_stochastic_rounding_is_the_same_bits_on_every_level_thread_count_and_resume(dtype, cls, cfg, state_dtype):
     shapes = [(3 * 8192 + 5,), (77,), (0,)]
     w0, grads = data(dtype, shapes, 4, seed=3)
-    results = []
+    cfg = dict(cfg, reg=Decoupled(0.1), rounding="stochastic", seed=11, state_dtype=state_dtype)
+    results, states = [], []
     for level in _kernels.simd_available():
         for threads in (1, 2, 3):
             with configured(level=level, threads=threads, threshold=1024):
                 w = [x.copy() for x in w0]
-                opt = Adam(w, lr=0.01, reg=Decoupled(0.1), rounding="stochastic", seed=11)
+                opt = cls(w, **cfg)
                 for g in grads:
                     opt.step(g)
                 results.append(w)
+                states.append(opt.state_dict())
     for w in results[1:]:
         for a, b in zip(w, results[0]):
             np.testing.assert_array_equal(a.view(np.uint16), b.view(np.uint16))
+    for st in states[1:]:
+        for key, value in st.items():
+            if isinstance(value, np.ndarray) and key.startswith("state."):
+                assert value.dtype == (dtype if state_dtype == "param" else F32)
+                np.testing.assert_array_equal(value.view(np.uint8), states[0][key].view(np.uint8), err_msg=key)
     # a resume from a state dict continues with the same random bits
     w = [x.copy() for x in w0]
-    opt = Adam(w, lr=0.01, reg=Decoupled(0.1), rounding="stochastic", seed=11)
+    opt = cls(w, **cfg)
     for g in grads[:2]:
         opt.step(g)
     saved = opt.state_dict()
     w2 = [x.copy() for x in w]
-    opt2 = Adam(w2, lr=0.01)
+    opt2 = cls(w2, lr=0.01)
     opt2.load_state_dict(saved)
     for g in grads[2:]:
         opt2.step(g)
@@ -148,7 +245,7 @@ def test_stochastic_rounding_is_the_same_bits_on_every_level_thread_count_and_re
         np.testing.assert_array_equal(a.view(np.uint16), b.view(np.uint16))
     # another seed draws other bits
     w3 = [x.copy() for x in w0]
-    opt3 = Adam(w3, lr=0.01, reg=Decoupled(0.1), rounding="stochastic", seed=12)
+    opt3 = cls(w3, **dict(cfg, seed=12))
     for g in grads:
         opt3.step(g)
     assert not np.array_equal(w3[0].view(np.uint16), results[0][0].view(np.uint16))
@@ -202,10 +299,17 @@ def test_rounding_errors_are_named_and_change_nothing():
     np.testing.assert_array_equal(w[0], 1.0)
     with pytest.raises(ValueError, match=r"^rounding 'stochastic' needs step="):
         l2decay.sgd_step([np.ones(3, BF16)], [np.ones(3, BF16)], lr=0.1, rounding="stochastic")
+    with pytest.raises(ValueError, match=r"^params\[0\] is bfloat16, whose default rounding is 'stochastic', which "
+                                         r"needs step="):
+        l2decay.sgd_step([np.ones(3, BF16)], [np.ones(3, BF16)], lr=0.1)
     with pytest.raises(ValueError, match=r"^rounding 'compensated' needs compensations="):
         l2decay.sgd_step([np.ones(3, BF16)], [np.ones(3, BF16)], lr=0.1, rounding="compensated")
     h = [np.ones(3, BF16)]
-    with pytest.raises(TypeError, match=r"^exp_avgs\[0\] has dtype bfloat16 but params\[0\] \(bfloat16\) has float32 state"):
+    with pytest.raises(TypeError, match=r"^exp_avgs\[0\] has dtype float16 but params\[0\] is bfloat16: its state "
+                                        r"must be float32 .* or bfloat16 \(state_dtype 'param'\)"):
+        l2decay.adam_step(h, [np.ones(3, BF16)], [np.zeros(3, F16)], [np.zeros(3, F16)], step=1, lr=0.1)
+    with pytest.raises(TypeError, match=r"^exp_avg_sqs\[0\] has dtype float32 but exp_avgs\[0\] has bfloat16: a "
+                                        r"param's state arrays share one dtype"):
         l2decay.adam_step(h, [np.ones(3, BF16)], [np.zeros(3, BF16)], [np.zeros(3, F32)], step=1, lr=0.1)
     with pytest.raises(TypeError, match=r"^grads\[0\] has dtype float16 but params\[0\] has dtype bfloat16"):
         l2decay.sgd_step(h, [np.ones(3, F16)], lr=0.1)

@@ -93,8 +93,8 @@ def test_defaults_are_torchs():
     p = [torch.nn.Parameter(torch.ones(2))]
     for name in ("SGD", "Adam", "AdamW"):
         ours, theirs = getattr(lt, name)(p).defaults, getattr(torch.optim, name)(p).defaults
-        assert {k: v for k, v in ours.items() if k not in ("reg", "rounding", "seed")} == theirs
-        assert ours["reg"] is None and ours["rounding"] is None and ours["seed"] == 0
+        assert {k: v for k, v in ours.items() if k not in ("reg", "rounding", "seed", "state_dtype")} == theirs
+        assert ours["reg"] is None and ours["rounding"] is None and ours["seed"] == 0 and ours["state_dtype"] is None
 
 
 @pytest.mark.parametrize("reg,torch_name,torch_kw", [
@@ -357,15 +357,17 @@ def _as_numpy(t):
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
 @pytest.mark.parametrize("rounding", [None, "nearest", "stochastic", "compensated"])
 @pytest.mark.parametrize("name", ["SGD", "AdamW"])
-def test_16_bit_params_step_as_l2decay_optim_does(dtype, rounding, name):
-    # the same compiled step as the numpy optimizers: the same bits, state float32
+@pytest.mark.parametrize("state_dtype", [None, "param"])
+def test_16_bit_params_step_as_l2decay_optim_does(dtype, rounding, name, state_dtype):
+    # the same compiled step as the numpy optimizers: the same bits, state float32 or, with
+    # state_dtype "param", the param's dtype (its bits the same too)
     import l2decay
     gen = torch.Generator().manual_seed(0)
     shapes = [(6, 5), (5,)]
     params = [torch.nn.Parameter(torch.randn(s, generator=gen).to(dtype)) for s in shapes]
     grads = [[(torch.randn(s, generator=gen) * 0.1).to(dtype) for s in shapes] for _ in range(4)]
     ws = [_as_numpy(p).copy() for p in params]
-    kw = dict(lr=0.05, rounding=rounding, seed=3)
+    kw = dict(lr=0.05, rounding=rounding, seed=3, state_dtype=state_dtype)
     if name == "SGD":
         opt = lt.SGD(params, momentum=0.9, weight_decay=1e-2, **kw)
         ref = l2decay.SGD(ws, momentum=0.9, reg=L2(1e-2), **kw)
@@ -380,22 +382,28 @@ def test_16_bit_params_step_as_l2decay_optim_does(dtype, rounding, name):
     for p, w in zip(params, ws):
         np.testing.assert_array_equal(_as_numpy(p).view(np.uint16), w.view(np.uint16))
     st = opt.state[params[0]]
-    assert (st.get("exp_avg", st.get("momentum_buffer"))).dtype == torch.float32
+    mine = st.get("exp_avg", st.get("momentum_buffer"))
+    assert mine.dtype == (dtype if state_dtype == "param" else torch.float32)
+    theirs = ref.state[0].get("exp_avg", ref.state[0].get("momentum_buffer"))
+    np.testing.assert_array_equal(_as_numpy(mine).view(np.uint8), theirs.view(np.uint8))
     assert ("compensation" in st) == (rounding == "compensated")
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
 @pytest.mark.parametrize("rounding", ["nearest", "stochastic", "compensated"])
 @pytest.mark.parametrize("name", ["SGD", "AdamW"])
-def test_16_bit_checkpoint_resumes_bit_identically(dtype, rounding, name):
+@pytest.mark.parametrize("state_dtype", [None, "param"])
+def test_16_bit_checkpoint_resumes_bit_identically(dtype, rounding, name, state_dtype):
     # torch's load_state_dict casts state to the param's dtype; a 16-bit param's float32
-    # moments (or momentum) must come back as float32, the compensation buffer in its dtype
+    # moments (or momentum) must come back as float32 (with state_dtype "param": stay in its
+    # dtype), the compensation buffer in its dtype
     gen = torch.Generator().manual_seed(1)
     shapes = [(6, 5), (5,)]
     w0 = [torch.randn(s, generator=gen).to(dtype) for s in shapes]
     grads = [[(torch.randn(s, generator=gen) * 0.1).to(dtype) for s in shapes] for _ in range(8)]
-    make = (lambda ps: lt.SGD(ps, lr=0.05, momentum=0.9, weight_decay=1e-2, rounding=rounding, seed=3)) \
-        if name == "SGD" else (lambda ps: lt.AdamW(ps, lr=0.05, rounding=rounding, seed=3))
+    kw = dict(rounding=rounding, seed=3, state_dtype=state_dtype)
+    make = (lambda ps: lt.SGD(ps, lr=0.05, momentum=0.9, weight_decay=1e-2, **kw)) \
+        if name == "SGD" else (lambda ps: lt.AdamW(ps, lr=0.05, **kw))
 
     def train(params, opt, gs):
         for g in gs:
@@ -414,7 +422,8 @@ def test_16_bit_checkpoint_resumes_bit_identically(dtype, rounding, name):
     opt2 = make(resumed)
     opt2.load_state_dict(torch.load(io.BytesIO(buf.getvalue())))
     st = opt2.state[resumed[0]]
-    assert st["exp_avg" if name == "AdamW" else "momentum_buffer"].dtype == torch.float32
+    assert st["exp_avg" if name == "AdamW" else "momentum_buffer"].dtype == (
+        dtype if state_dtype == "param" else torch.float32)
     if rounding == "compensated":
         assert st["compensation"].dtype == dtype
     train(resumed, opt2, grads[4:])
@@ -439,6 +448,73 @@ def test_torch_16_bit_checkpoint_continues_with_float32_moments():
     q.grad = p.grad.clone()
     ours.step()
     assert st["step"] == 4 and not torch.equal(q.detach(), p.detach())
+    # ... and as saved, in bfloat16, with state_dtype="param"
+    r = torch.nn.Parameter(p.detach().clone())
+    ours = lt.AdamW([r], lr=1e-2, state_dtype="param")
+    ours.load_state_dict(saved)
+    st = ours.state[r]
+    assert st["exp_avg"].dtype == torch.bfloat16 and torch.equal(st["exp_avg"], saved["state"][0]["exp_avg"])
+    r.grad = p.grad.clone()
+    ours.step()
+    assert st["step"] == 4 and st["exp_avg_sq"].dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
+def test_param_dtype_state_follows_torchs_fused_adamw(dtype):
+    # torch's fused AdamW keeps a 16-bit param's moments in its dtype, rounded to nearest; so
+    # does state_dtype="param" with rounding="nearest".  The formulas differ in their last
+    # bits (torch: lerp for m, w*(1 - lr*wd); l2decay: b1*m + (1-b1)*g, w - (lr*wd)*w), so
+    # a few weights in a thousand differ after 20 steps; with float32 moments, many more do.
+    gen = torch.Generator().manual_seed(0)
+    n = 100_000
+    w0 = torch.randn(n, generator=gen).to(dtype)
+    grads = [(torch.randn(n, generator=gen) * 0.1).to(dtype) for _ in range(20)]
+    ref = torch.nn.Parameter(w0.clone())
+    theirs = torch.optim.AdamW([ref], lr=1e-2, weight_decay=0.1, fused=True)
+    for g in grads:
+        ref.grad = g.clone()
+        theirs.step()
+    share = {}
+    for state_dtype in (None, "param"):
+        p = torch.nn.Parameter(w0.clone())
+        ours = lt.AdamW([p], lr=1e-2, weight_decay=0.1, rounding="nearest", state_dtype=state_dtype)
+        for g in grads:
+            p.grad = g.clone()
+            ours.step()
+        share[state_dtype] = float((p.detach() != ref.detach()).double().mean())
+        if state_dtype == "param":
+            st, ts = ours.state[p], theirs.state[ref]
+            assert st["exp_avg"].dtype == dtype and st["exp_avg_sq"].dtype == dtype
+            assert float((st["exp_avg_sq"] != ts["exp_avg_sq"]).double().mean()) < 1e-3
+            scale = float(ts["exp_avg"].abs().max())
+            assert float((st["exp_avg"].float() - ts["exp_avg"].float()).abs().max()) < 0.01 * scale
+    assert share["param"] < 0.01 < 0.05 < share[None], share
+
+
+def test_state_of_mixed_dtypes_is_refused_and_nothing_changes():
+    p = torch.nn.Parameter(torch.ones(4, dtype=torch.bfloat16))
+    opt = lt.AdamW([p], lr=0.1, state_dtype="param")
+    p.grad = torch.ones(4, dtype=torch.bfloat16)
+    opt.step()
+    st = opt.state[p]
+    assert st["exp_avg"].dtype == torch.bfloat16
+    st["exp_avg_sq"] = st["exp_avg_sq"].float()
+    before = p.detach().clone(), st["exp_avg"].clone(), st["exp_avg_sq"].clone()
+    with pytest.raises(TypeError, match=r"state of param_groups\[0\]\.params\[0\]: exp_avg_sq has dtype torch\.float32, "
+                                        r"but the state of a torch\.bfloat16 param is torch\.bfloat16 or torch\.float32, "
+                                        r"one dtype for all its tensors \(exp_avg is torch\.bfloat16\)"):
+        opt.step()
+    assert torch.equal(p.detach(), before[0]) and torch.equal(st["exp_avg"], before[1])
+    assert torch.equal(st["exp_avg_sq"], before[2]) and st["step"] == 1
+    st["exp_avg_sq"] = st["exp_avg_sq"].to(torch.float16)
+    with pytest.raises(TypeError, match=r"exp_avg_sq has dtype torch\.float16, but the state of a torch\.bfloat16 param"):
+        opt.step()
+    with pytest.raises(ValueError, match=r"^state_dtype must be None"):
+        lt.SGD([p], lr=0.1, state_dtype=torch.bfloat16)
+    opt.param_groups[0]["state_dtype"] = "float16"
+    with pytest.raises(ValueError, match=r"^param_groups\[0\]\.state_dtype must be None"):
+        opt.step()
+    assert torch.equal(p.detach(), before[0])
 
 
 def test_16_bit_torch_params_get_their_decay():

@@ -89,17 +89,25 @@ cdef inline bint _pair_ok(object w, object g, bint writes_g) noexcept:
 
 cdef inline bint _state_ok(object s, object w) noexcept:
     """A state array of parameter `w`: writeable, C-contiguous, its shape, apart from it, and
-    float32 for 16-bit weights (whose arithmetic is float32), else w's dtype."""
-    cdef int kw
+    for 16-bit weights (whose arithmetic is float32) float32 or w's own dtype (state_dtype
+    "param"), else w's dtype."""
+    cdef int kw, ts
     if not _array_ok(s, True):
         return False
     kw = _kind(<cnp.ndarray>w)
     if kw == KIND_BF16 or kw == KIND_F16:
-        if cnp.PyArray_TYPE(<cnp.ndarray>s) != cnp.NPY_FLOAT or not cnp.PyArray_SAMESHAPE(<cnp.ndarray>s, <cnp.ndarray>w):
+        ts = cnp.PyArray_TYPE(<cnp.ndarray>s)
+        if not ((ts == cnp.NPY_FLOAT or ts == cnp.PyArray_TYPE(<cnp.ndarray>w))
+                and cnp.PyArray_SAMESHAPE(<cnp.ndarray>s, <cnp.ndarray>w)):
             return False
     elif not _like(<cnp.ndarray>s, <cnp.ndarray>w):
         return False
     return _disjoint(<cnp.ndarray>s, <cnp.ndarray>w)
+
+
+cdef inline bint _state16(object s, const Task* t) noexcept:
+    """Whether state array s (passed _state_ok) of task t's 16-bit weights is in their dtype."""
+    return (t.kind == KIND_BF16 or t.kind == KIND_F16) and cnp.PyArray_TYPE(<cnp.ndarray>s) != cnp.NPY_FLOAT
 
 
 cdef inline bint _comp_ok(object c, object w) noexcept:
@@ -168,8 +176,10 @@ cdef bint _no_overlap(const Task* tasks, Py_ssize_t m, bint writes_g) noexcept:
         for j in range(6):
             if ptrs[j] != NULL:
                 r[count].lo = ptrs[j]
-                # state arrays of 16-bit weights are float32: twice the weights' bytes
-                r[count].hi = ptrs[j] + (nb * 2 if 2 <= j <= 4 and tasks[k].kind >= KIND_BF16 else nb)
+                # state arrays of 16-bit weights are float32, twice the weights' bytes (unless
+                # in the weights' dtype: state16)
+                r[count].hi = ptrs[j] + (nb * 2 if 2 <= j <= 4 and tasks[k].kind >= KIND_BF16
+                                         and not tasks[k].state16 else nb)
                 r[count].written = j != 1 or writes_g
                 count += 1
     if count <= 32:
@@ -203,6 +213,7 @@ cdef inline void _init_task(Task* t, void* w, void* g, Py_ssize_t n, int kind,
     t.n = n
     t.kind = kind
     t.comp = NULL
+    t.state16 = False
     t.rounding = ROUND_NEAREST
     t.key = 0
     t.first = False

@@ -26,10 +26,11 @@ cdef enum Op:
     OP_ADAM = 4           # one Adam step (adam_step)
     OP_STREAM_SWAP = 5    # bench only: w[i], g[i] = g[i], w[i] (L2's traffic)
     OP_STREAM_AXPY = 6    # bench only: w[i] += lr*g[i] (decay's traffic)
-    OP_STREAM_ADAM16 = 7  # bench only: an Adam step's traffic on 16-bit w, g and float32 m, v
+    OP_STREAM_ADAM16 = 7  # bench only: an Adam step's traffic on 16-bit w, g and float32 (or 16-bit) m, v
 
 # Storage of a tensor's weights and gradient.  The 16-bit formats compute in float32 and keep
-# their optimizer state in float32; float32 and float64 keep it in their own dtype.
+# their optimizer state in float32, or in their own dtype (Task.state16); float32 and float64
+# keep it in their own dtype.
 cdef enum Kind:
     KIND_F32 = 0
     KIND_F64 = 1
@@ -56,6 +57,7 @@ cdef struct Task:
     char* s2          # Adam exp_avg_sq
     char* s3          # Adam max_exp_avg_sq (amsgrad)
     char* comp        # the compensation buffer (rounding "compensated"; w's dtype)
+    bint state16      # s1..s3 hold w's own 16-bit dtype (state_dtype "param"), not float32
     Py_ssize_t n
     int kind          # Kind of w and g
     int rounding      # Rounding

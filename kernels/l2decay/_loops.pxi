@@ -288,6 +288,49 @@ ctypedef fused work_t:
     float
     double
 
+ctypedef fused state_t:     # optimizer state: the working dtype, or w's 16-bit one
+    float
+    double
+    bf16
+    f16
+
+
+# The choices the generic loops must see as constants, as fused types: each loop (_sgd_gen,
+# _adam_gen) is compiled once per rounding mode and momentum/amsgrad flag, whatever gcc decides to
+# inline.  Passed as run-time ints, they left every generic loop scalar (a branch per element on
+# the mode; gcc does not clone a function that large for its constant arguments), and so did
+# constants that reached a loop only by inlining it where gcc stopped inlining.
+cdef struct Nearest:
+    char unused
+cdef struct Stochastic:
+    char unused
+cdef struct Compensated:
+    char unused
+ctypedef fused rounding_t:
+    Nearest
+    Stochastic
+    Compensated
+
+cdef struct With:       # SGD with momentum ("torch" form); Adam with amsgrad
+    char unused
+cdef struct Velocity:   # SGD with momentum, "keras" form
+    char unused
+cdef struct Without:
+    char unused
+ctypedef fused extra_t:
+    With
+    Velocity
+    Without
+
+
+cdef inline int _mode(rounding_t* mode) noexcept nogil:
+    """The Rounding a mode type stands for."""
+    if rounding_t is Stochastic:
+        return ROUND_STOCHASTIC
+    elif rounding_t is Compensated:
+        return ROUND_COMPENSATED
+    return ROUND_NEAREST
+
 
 cdef inline work_t _ld(const store_t* p, Py_ssize_t i, work_t like) noexcept nogil:
     """p[i] in the working precision (`like` only picks it: a double return would make gcc
@@ -301,23 +344,40 @@ cdef inline work_t _ld(const store_t* p, Py_ssize_t i, work_t like) noexcept nog
         return <work_t>p[i]
 
 
-cdef inline void _st(store_t* p, Py_ssize_t i, work_t x, int rounding, uint32_t key,
-                     Py_ssize_t index) noexcept nogil:
-    """Store x, rounded to nearest, or stochastically with element `index`'s random bits."""
+cdef inline void _st_bits(store_t* p, Py_ssize_t i, work_t x, int rounding, uint32_t rnd) noexcept nogil:
+    """Store x, rounded to nearest, or stochastically with the random bits `rnd` (bfloat16
+    uses the low 16, float16 the high 24)."""
     if store_t is bf16:
         if rounding == ROUND_STOCHASTIC:
-            (<uint16_t*>p)[i] = l2d_f32_to_bf16_sr(<float>x, l2d_random(key, index))
+            (<uint16_t*>p)[i] = l2d_f32_to_bf16_sr(<float>x, rnd)
         else:
             (<uint16_t*>p)[i] = l2d_f32_to_bf16(<float>x)
     elif store_t is f16:
         if rounding == ROUND_STOCHASTIC:
-            (<uint16_t*>p)[i] = l2d_f32_to_f16_sr(<float>x, l2d_random(key, index))
+            (<uint16_t*>p)[i] = l2d_f32_to_f16_sr(<float>x, rnd)
         else:
             (<uint16_t*>p)[i] = l2d_f32_to_f16(<float>x)
     elif store_t is float:
         p[i] = <float>x
     else:
         p[i] = x
+
+
+cdef inline void _st(store_t* p, Py_ssize_t i, work_t x, int rounding, uint32_t key,
+                     Py_ssize_t index) noexcept nogil:
+    """Store x, rounded to nearest, or stochastically with element `index`'s random bits."""
+    _st_bits(p, i, x, rounding, l2d_random(key, index) if rounding == ROUND_STOCHASTIC else 0)
+
+
+cdef inline void _st_state(state_t* p, Py_ssize_t i, work_t x, int rounding, uint32_t half,
+                           uint32_t key, Py_ssize_t index) noexcept nogil:
+    """Store a state value x (optimizer state in w's dtype is rounded as w is).  Stochastic
+    bfloat16 takes the 16 random bits `half` (half of a hash another value shares: a hash per
+    element is the step's main cost), float16 the 24 it needs from its own hash of `key`."""
+    if state_t is bf16:
+        _st_bits(p, i, x, rounding, half)
+    else:
+        _st(p, i, x, rounding, key, index)
 
 
 cdef inline void _write(store_t* w, store_t* comp, Py_ssize_t i, work_t w0, work_t change,
@@ -346,20 +406,26 @@ cdef inline void _write(store_t* w, store_t* comp, Py_ssize_t i, work_t w0, work
         _st(w, i, x, rounding, key, index)
 
 
-cdef inline void _sgd_gen(store_t* w, const store_t* g, work_t* buf, store_t* comp, Py_ssize_t n,
-                          const Hyper* h, bint first, int rounding, uint32_t key,
-                          Py_ssize_t i0, bint use_momentum, bint velocity) noexcept nogil:
+cdef inline void _sgd_gen(store_t* w, const store_t* g, state_t* buf, store_t* comp, Py_ssize_t n,
+                          const Hyper* h, bint first, uint32_t key, Py_ssize_t i0, work_t zero,
+                          rounding_t* mode, extra_t* extra) noexcept nogil:
     """_sgd_loop for any storage and rounding; elements i0 + [0, n) of the tensor.  Only
-    `use_momentum`, `velocity` and `rounding` are constants (from _generic_r); `first` and
+    the rounding `mode` and the `extra` state (momentum) are constants (types); `first` and
     nesterov select between values computed either way, never between memory accesses, so gcc
     if-converts and vectorizes the loop (a born buffer's garbage is read and not used).  With
-    `velocity` a run-time flag too, gcc 12 gives up on the loop."""
+    `velocity` a run-time flag too, gcc 12 gives up on the loop.  The buffer is float32 (or
+    float64) or, state_dtype "param", w's 16-bit dtype (see _adam_gen); `zero` picks the
+    working precision."""
     cdef Py_ssize_t i
     cdef work_t lr = <work_t>h.lr, lam = <work_t>h.lam, sign = <work_t>h.sign
     cdef work_t mu = <work_t>h.mu, damp1 = <work_t>h.damp1
     cdef work_t gi, w0, bi, bprev, change
     cdef work_t pre = <work_t>h.shrink if h.decoupled else 0, post = <work_t>h.shrink if h.decay else 0
     cdef bint l2 = h.l2, nesterov = h.nesterov
+    cdef bint use_momentum = extra_t is not Without, velocity = extra_t is Velocity
+    cdef int rounding = _mode(mode)
+    cdef int srnd = ROUND_STOCHASTIC if rounding == ROUND_STOCHASTIC else ROUND_NEAREST
+    cdef uint32_t kb = l2d_random(key, -1)
     for i in range(n):
         gi = sign * _ld(g, i, sign)
         w0 = _ld(w, i, sign)
@@ -368,42 +434,58 @@ cdef inline void _sgd_gen(store_t* w, const store_t* g, work_t* buf, store_t* co
         if not use_momentum:
             change = -(lr * gi)
         else:
-            bprev = buf[i]
+            bprev = _ld(buf, i, sign)
             if velocity:
                 bi = -(lr * gi) if first else mu * bprev - lr * gi
                 change = (mu * bi - lr * gi) if nesterov else bi
             else:
                 bi = gi if first else mu * bprev + damp1 * gi
                 change = -(lr * ((gi + mu * bi) if nesterov else bi))
-            buf[i] = bi
+            # (bfloat16: the high half of the weight's random bits, which uses the low half)
+            _st_state(buf, i, bi, srnd, l2d_random(key, i0 + i) >> 16 if srnd == ROUND_STOCHASTIC else 0,
+                      kb, i0 + i)
         _write(w, comp, i, w0, change, pre, post, rounding, key, i0 + i)
 
 
-cdef inline void _adam_gen(store_t* w, const store_t* g, work_t* m, work_t* v, work_t* vmax,
+cdef inline void _adam_gen(store_t* w, const store_t* g, state_t* m, state_t* v, state_t* vmax,
                            store_t* comp, Py_ssize_t n, const Hyper* h, double step_size,
-                           double bc2_sqrt, int rounding, uint32_t key, Py_ssize_t i0,
-                           bint amsgrad) noexcept nogil:
-    """_adam_loop for any storage and rounding; elements i0 + [0, n) of the tensor
-    (`amsgrad` and `rounding` constants, see _sgd_gen)."""
+                           double bc2_sqrt, uint32_t key, Py_ssize_t i0, work_t zero,
+                           rounding_t* mode, extra_t* extra) noexcept nogil:
+    """_adam_loop for any storage and rounding; elements i0 + [0, n) of the tensor (the
+    rounding `mode` and `extra`, With: amsgrad, constants, see _sgd_gen).  The moments are float32 (float64) or,
+    state_dtype "param", w's 16-bit dtype: then each is stored as the weight is, rounded to
+    nearest or, with "stochastic", stochastically from random bits of its own (the element's
+    bits of the keys hashed from the weight's)."""
     cdef Py_ssize_t i
     cdef work_t lam = <work_t>h.lam, sign = <work_t>h.sign, b1 = <work_t>h.b1, b2 = <work_t>h.b2
     cdef work_t a1 = <work_t>(1.0 - h.b1), a2 = <work_t>(1.0 - h.b2), eps = <work_t>h.eps
     cdef work_t ss = <work_t>step_size, bc2s = <work_t>bc2_sqrt
-    cdef work_t gi, w0, mi, vi, root
+    cdef work_t gi, w0, mi, vi, xi, root
+    cdef uint32_t r1, r2
     cdef work_t pre = <work_t>h.shrink if h.decoupled else 0, post = <work_t>h.shrink if h.decay else 0
-    cdef bint l2 = h.l2
+    cdef bint l2 = h.l2, amsgrad = extra_t is With
+    cdef int rounding = _mode(mode)
+    cdef int srnd = ROUND_STOCHASTIC if rounding == ROUND_STOCHASTIC else ROUND_NEAREST
+    cdef uint32_t km = l2d_random(key, -1), kv = l2d_random(key, -2), kx = l2d_random(key, -3)
     for i in range(n):
         gi = sign * _ld(g, i, sign)
         w0 = _ld(w, i, sign)
         if l2:
             gi = gi + lam * w0
-        mi = b1 * m[i] + a1 * gi
-        vi = b2 * v[i] + a2 * (gi * gi)
-        m[i] = mi
-        v[i] = vi
+        mi = b1 * _ld(m, i, sign) + a1 * gi
+        vi = b2 * _ld(v, i, sign) + a2 * (gi * gi)
+        if state_t is bf16 and srnd == ROUND_STOCHASTIC:
+            # 16 random bits each: m the high half of the weight's hash (the weight uses the low
+            # half), v and vmax the halves of a second one
+            r1, r2 = l2d_random(key, i0 + i) >> 16, l2d_random(kv, i0 + i)
+        else:
+            r1, r2 = 0, 0
+        _st_state(m, i, mi, srnd, r1, km, i0 + i)
+        _st_state(v, i, vi, srnd, r2, kv, i0 + i)
         if amsgrad:
-            vi = vmax[i] if vmax[i] > vi else vi
-            vmax[i] = vi
+            xi = _ld(vmax, i, sign)
+            vi = xi if xi > vi else vi
+            _st_state(vmax, i, vi, srnd, r2 >> 16, kx, i0 + i)
         if work_t is float:
             root = sqrtf(vi)
         else:
@@ -433,100 +515,109 @@ cdef inline void _rule_gen(Op op, store_t* w, store_t* g, Py_ssize_t n, const Hy
             _st(w, i, wi - lr * gi, ROUND_NEAREST, 0, 0)
 
 
-# The choices the generic loops must see as constants, as fused types: _generic_r is compiled
-# once per rounding mode and per momentum/amsgrad flag (its loops inlined into it), whatever gcc
-# decides to inline.  Passed as run-time ints, they left every generic loop scalar (a branch per
-# element on the mode; gcc does not clone a function that large for its constant arguments).
-cdef struct Nearest:
+cdef struct Wide:       # the optimizer state in float32 (float64 for float64 weights)
     char unused
-cdef struct Stochastic:
+cdef struct Narrow:     # ... in the 16-bit weights' own dtype (state_dtype "param")
     char unused
-cdef struct Compensated:
-    char unused
-ctypedef fused rounding_t:
-    Nearest
-    Stochastic
-    Compensated
-
-cdef struct With:       # SGD with momentum ("torch" form); Adam with amsgrad
-    char unused
-cdef struct Velocity:   # SGD with momentum, "keras" form
-    char unused
-cdef struct Without:
-    char unused
-ctypedef fused extra_t:
-    With
-    Velocity
-    Without
+ctypedef fused width_t:
+    Wide
+    Narrow
 
 
 cdef void _generic_r(Op op, const Task* t, Py_ssize_t a, Py_ssize_t b, rounding_t* mode,
-                     extra_t* extra) noexcept nogil:
-    """Run `op` on elements [a, b) of task `t` with the generic loops, the rounding `mode` and
-    the `extra` state (momentum for SGD, amsgrad for Adam) fixed at compile time: only the
-    types of the (NULL) pointers matter."""
+                     extra_t* extra, width_t* width) noexcept nogil:
+    """Run `op` on elements [a, b) of task `t` with the generic loops, the rounding `mode`, the
+    `extra` state (momentum for SGD, amsgrad for Adam) and the state's `width` fixed at compile
+    time: only the types of the (NULL) pointers matter."""
     cdef const Hyper* h = t.h
-    cdef int rounding = ROUND_NEAREST
-    cdef bint use_momentum = extra_t is not Without, amsgrad = extra_t is With
-    cdef bint velocity = extra_t is Velocity
-    if rounding_t is Stochastic:
-        rounding = ROUND_STOCHASTIC
-    elif rounding_t is Compensated:
-        rounding = ROUND_COMPENSATED
     if t.kind == KIND_BF16:
         if op == OP_SGD:
-            _sgd_gen(<bf16*>t.w + a, <bf16*>t.g + a, <float*>t.s1 + a if t.s1 != NULL else NULL,
-                     <bf16*>t.comp + a if t.comp != NULL else NULL, b - a, h, t.first, rounding, t.key, a, use_momentum, velocity)
+            if width_t is Narrow:
+                _sgd_gen(<bf16*>t.w + a, <bf16*>t.g + a, <bf16*>t.s1 + a if t.s1 != NULL else NULL,
+                         <bf16*>t.comp + a if t.comp != NULL else NULL, b - a, h, t.first, t.key, a, <float>0,
+                         mode, extra)
+            else:
+                _sgd_gen(<bf16*>t.w + a, <bf16*>t.g + a, <float*>t.s1 + a if t.s1 != NULL else NULL,
+                         <bf16*>t.comp + a if t.comp != NULL else NULL, b - a, h, t.first, t.key, a, <float>0,
+                         mode, extra)
         elif op == OP_ADAM:
-            _adam_gen(<bf16*>t.w + a, <bf16*>t.g + a, <float*>t.s1 + a, <float*>t.s2 + a,
-                      <float*>t.s3 + a if t.s3 != NULL else NULL, <bf16*>t.comp + a if t.comp != NULL else NULL,
-                      b - a, h, t.step_size, t.bc2_sqrt, rounding, t.key, a, amsgrad)
-        elif rounding_t is Nearest and extra_t is Without:   # (l2_step, decay_step: nothing else)
+            if width_t is Narrow:
+                _adam_gen(<bf16*>t.w + a, <bf16*>t.g + a, <bf16*>t.s1 + a, <bf16*>t.s2 + a,
+                          <bf16*>t.s3 + a if t.s3 != NULL else NULL, <bf16*>t.comp + a if t.comp != NULL else NULL,
+                          b - a, h, t.step_size, t.bc2_sqrt, t.key, a, <float>0, mode, extra)
+            else:
+                _adam_gen(<bf16*>t.w + a, <bf16*>t.g + a, <float*>t.s1 + a, <float*>t.s2 + a,
+                          <float*>t.s3 + a if t.s3 != NULL else NULL, <bf16*>t.comp + a if t.comp != NULL else NULL,
+                          b - a, h, t.step_size, t.bc2_sqrt, t.key, a, <float>0, mode, extra)
+        elif rounding_t is Nearest and extra_t is Without and width_t is Wide:   # (l2_step, decay_step)
             _rule_gen(op, <bf16*>t.w + a, <bf16*>t.g + a, b - a, h)
     elif t.kind == KIND_F16:
         if op == OP_SGD:
-            _sgd_gen(<f16*>t.w + a, <f16*>t.g + a, <float*>t.s1 + a if t.s1 != NULL else NULL,
-                     <f16*>t.comp + a if t.comp != NULL else NULL, b - a, h, t.first, rounding, t.key, a, use_momentum, velocity)
+            if width_t is Narrow:
+                _sgd_gen(<f16*>t.w + a, <f16*>t.g + a, <f16*>t.s1 + a if t.s1 != NULL else NULL,
+                         <f16*>t.comp + a if t.comp != NULL else NULL, b - a, h, t.first, t.key, a, <float>0,
+                         mode, extra)
+            else:
+                _sgd_gen(<f16*>t.w + a, <f16*>t.g + a, <float*>t.s1 + a if t.s1 != NULL else NULL,
+                         <f16*>t.comp + a if t.comp != NULL else NULL, b - a, h, t.first, t.key, a, <float>0,
+                         mode, extra)
         elif op == OP_ADAM:
-            _adam_gen(<f16*>t.w + a, <f16*>t.g + a, <float*>t.s1 + a, <float*>t.s2 + a,
-                      <float*>t.s3 + a if t.s3 != NULL else NULL, <f16*>t.comp + a if t.comp != NULL else NULL,
-                      b - a, h, t.step_size, t.bc2_sqrt, rounding, t.key, a, amsgrad)
-        elif rounding_t is Nearest and extra_t is Without:   # (l2_step, decay_step: nothing else)
+            if width_t is Narrow:
+                _adam_gen(<f16*>t.w + a, <f16*>t.g + a, <f16*>t.s1 + a, <f16*>t.s2 + a,
+                          <f16*>t.s3 + a if t.s3 != NULL else NULL, <f16*>t.comp + a if t.comp != NULL else NULL,
+                          b - a, h, t.step_size, t.bc2_sqrt, t.key, a, <float>0, mode, extra)
+            else:
+                _adam_gen(<f16*>t.w + a, <f16*>t.g + a, <float*>t.s1 + a, <float*>t.s2 + a,
+                          <float*>t.s3 + a if t.s3 != NULL else NULL, <f16*>t.comp + a if t.comp != NULL else NULL,
+                          b - a, h, t.step_size, t.bc2_sqrt, t.key, a, <float>0, mode, extra)
+        elif rounding_t is Nearest and extra_t is Without and width_t is Wide:   # (l2_step, decay_step)
             _rule_gen(op, <f16*>t.w + a, <f16*>t.g + a, b - a, h)
+    elif width_t is Narrow:
+        pass                      # (wider weights keep their state in their own dtype: Wide)
     elif t.kind == KIND_F32:
         if op == OP_SGD:
             _sgd_gen(<float*>t.w + a, <float*>t.g + a, <float*>t.s1 + a if t.s1 != NULL else NULL,
-                     <float*>t.comp + a if t.comp != NULL else NULL, b - a, h, t.first, rounding, t.key, a, use_momentum, velocity)
+                     <float*>t.comp + a if t.comp != NULL else NULL, b - a, h, t.first, t.key, a, <float>0,
+                     mode, extra)
         else:
             _adam_gen(<float*>t.w + a, <float*>t.g + a, <float*>t.s1 + a, <float*>t.s2 + a,
                       <float*>t.s3 + a if t.s3 != NULL else NULL, <float*>t.comp + a if t.comp != NULL else NULL,
-                      b - a, h, t.step_size, t.bc2_sqrt, rounding, t.key, a, amsgrad)
+                      b - a, h, t.step_size, t.bc2_sqrt, t.key, a, <float>0, mode, extra)
     else:
         if op == OP_SGD:
             _sgd_gen(<double*>t.w + a, <double*>t.g + a, <double*>t.s1 + a if t.s1 != NULL else NULL,
-                     <double*>t.comp + a if t.comp != NULL else NULL, b - a, h, t.first, rounding, t.key, a, use_momentum, velocity)
+                     <double*>t.comp + a if t.comp != NULL else NULL, b - a, h, t.first, t.key, a, <double>0,
+                     mode, extra)
         else:
             _adam_gen(<double*>t.w + a, <double*>t.g + a, <double*>t.s1 + a, <double*>t.s2 + a,
                       <double*>t.s3 + a if t.s3 != NULL else NULL, <double*>t.comp + a if t.comp != NULL else NULL,
-                      b - a, h, t.step_size, t.bc2_sqrt, rounding, t.key, a, amsgrad)
+                      b - a, h, t.step_size, t.bc2_sqrt, t.key, a, <double>0, mode, extra)
 
 
-cdef inline void _generic_m(Op op, const Task* t, Py_ssize_t a, Py_ssize_t b, rounding_t* mode) noexcept nogil:
+cdef inline void _generic_m(Op op, const Task* t, Py_ssize_t a, Py_ssize_t b, rounding_t* mode,
+                            width_t* width) noexcept nogil:
     if op == OP_SGD and t.h.mu != 0.0 and t.h.velocity:
-        _generic_r(op, t, a, b, mode, <Velocity*>NULL)
+        _generic_r(op, t, a, b, mode, <Velocity*>NULL, width)
     elif (op == OP_SGD and t.h.mu != 0.0) or (op == OP_ADAM and t.h.amsgrad):
-        _generic_r(op, t, a, b, mode, <With*>NULL)
+        _generic_r(op, t, a, b, mode, <With*>NULL, width)
     else:
-        _generic_r(op, t, a, b, mode, <Without*>NULL)
+        _generic_r(op, t, a, b, mode, <Without*>NULL, width)
+
+
+cdef inline void _generic_w(Op op, const Task* t, Py_ssize_t a, Py_ssize_t b, rounding_t* mode) noexcept nogil:
+    if t.state16:
+        _generic_m(op, t, a, b, mode, <Narrow*>NULL)
+    else:
+        _generic_m(op, t, a, b, mode, <Wide*>NULL)
 
 
 cdef inline void _generic(Op op, const Task* t, Py_ssize_t a, Py_ssize_t b) noexcept nogil:
     if t.rounding == ROUND_STOCHASTIC:
-        _generic_m(op, t, a, b, <Stochastic*>NULL)
+        _generic_w(op, t, a, b, <Stochastic*>NULL)
     elif t.rounding == ROUND_COMPENSATED:
-        _generic_m(op, t, a, b, <Compensated*>NULL)
+        _generic_w(op, t, a, b, <Compensated*>NULL)
     else:
-        _generic_m(op, t, a, b, <Nearest*>NULL)
+        _generic_w(op, t, a, b, <Nearest*>NULL)
 
 
 # ---- bench only: the memory ceiling of the rules' traffic (l2decay bench's "stream" column)
@@ -561,10 +652,22 @@ cdef inline void _stream16_loop(uint16_t* w, const uint16_t* g, float* m, float*
         w[i] = w[i] ^ (g[i] & 1)
 
 
+cdef inline void _stream16n_loop(uint16_t* w, const uint16_t* g, uint16_t* m, uint16_t* v,
+                                 Py_ssize_t n) noexcept nogil:
+    """_stream16_loop with 16-bit moments (state_dtype "param")."""
+    cdef Py_ssize_t i
+    for i in range(n):
+        m[i] = (m[i] >> 1) ^ g[i]
+        v[i] = (v[i] >> 1) ^ g[i]
+        w[i] = w[i] ^ (g[i] & 1)
+
+
 cdef void _chunk(Op op, const Task* t, Py_ssize_t a, Py_ssize_t b) noexcept nogil:
     """Run `op` on elements [a, b) of task `t`."""
     cdef const Hyper* h = t.h
-    if op == OP_STREAM_ADAM16:
+    if op == OP_STREAM_ADAM16 and t.state16:
+        _stream16n_loop(<uint16_t*>t.w + a, <const uint16_t*>t.g + a, <uint16_t*>t.s1 + a, <uint16_t*>t.s2 + a, b - a)
+    elif op == OP_STREAM_ADAM16:
         _stream16_loop(<uint16_t*>t.w + a, <const uint16_t*>t.g + a, <float*>t.s1 + a, <float*>t.s2 + a, b - a)
     elif t.kind == KIND_BF16 or t.kind == KIND_F16 or t.rounding != ROUND_NEAREST:
         _generic(op, t, a, b)

@@ -147,6 +147,16 @@ cdef inline int _state_type(cnp.ndarray w) noexcept:
     return cnp.NPY_FLOAT if k == KIND_BF16 or k == KIND_F16 else cnp.PyArray_TYPE(w)
 
 
+cdef inline bint _state_dtype_ok(object value, bint* narrow) noexcept:
+    """An optimizer's state_dtype: None (16-bit params keep float32 state) or "param" (each
+    param's own dtype: `narrow`)."""
+    if value is None:
+        narrow[0] = False
+        return True
+    narrow[0] = True
+    return type(value) is str and value == "param"
+
+
 cdef inline unsigned int _key(unsigned long long seed, long long step, Py_ssize_t index) noexcept nogil:
     """32 bits of (seed, step, tensor index) for stochastic rounding (splitmix64's mixer)."""
     cdef unsigned long long z = seed * 0x9E3779B97F4A7C15ULL + <unsigned long long>step * 0xBF58476D1CE4E5B9ULL \
@@ -262,9 +272,10 @@ cdef inline bint _seed_ok(object value, unsigned long long* out) noexcept:
 
 # ------------------------------------------------------------- one tensor's task ------------
 cdef inline bint _sgd_task(Task* t, const Hyper* h, object w, object g, object buf,
-                           PyObject** held) noexcept:
+                           PyObject** held, bint narrow) noexcept:
     """Check one SGD tensor and fill its task, its arrays held in held[0:HOLD].  A
-    momentum buffer that is None is born now (held at HOLD_BORN)."""
+    momentum buffer that is None is born now (held at HOLD_BORN), in w's dtype when `narrow`
+    (state_dtype "param"), else in _state_type's."""
     if not _pair_ok(w, g, False):
         return False
     _task(t, w, g, h)
@@ -274,22 +285,24 @@ cdef inline bint _sgd_task(Task* t, const Hyper* h, object w, object g, object b
         return True
     if buf is None:
         buf = cnp.PyArray_EMPTY(cnp.PyArray_NDIM(<cnp.ndarray>w), cnp.PyArray_DIMS(<cnp.ndarray>w),
-                              _state_type(<cnp.ndarray>w), 0)
+                                cnp.PyArray_TYPE(<cnp.ndarray>w) if narrow else _state_type(<cnp.ndarray>w), 0)
         _hold(held, HOLD_BORN, buf)
         t.first = True
     elif not _state_ok(buf, w):
         return False
     _hold(held, 2, buf)
     t.s1 = _bytes(buf)
+    t.state16 = _state16(buf, t)
     return True
 
 
 cdef inline bint _adam_task(Task* t, const Hyper* h, bint keras, object w, object g, object m,
                             object v, object vmax, long long step, PyObject** held) noexcept:
     """Check one Adam tensor (step t >= 1 is the step being taken) and fill its task, its arrays
-    held in held[0:HOLD].  With amsgrad, a max_exp_avg_sq that is None is born now, zero
-    (held at HOLD_BORN)."""
-    if not (_pair_ok(w, g, False) and _state_ok(m, w) and _state_ok(v, w)):
+    held in held[0:HOLD].  The moments share one dtype (_state_ok's).  With amsgrad, a
+    max_exp_avg_sq that is None is born now, zero, in their dtype (held at HOLD_BORN)."""
+    if not (_pair_ok(w, g, False) and _state_ok(m, w) and _state_ok(v, w)
+            and cnp.PyArray_TYPE(<cnp.ndarray>m) == cnp.PyArray_TYPE(<cnp.ndarray>v)):
         return False
     _task(t, w, g, h)
     _hold(held, 0, w)
@@ -298,12 +311,13 @@ cdef inline bint _adam_task(Task* t, const Hyper* h, bint keras, object w, objec
     _hold(held, 3, v)
     t.s1 = _bytes(m)
     t.s2 = _bytes(v)
+    t.state16 = _state16(m, t)
     if h.amsgrad:
         if vmax is None:
             vmax = cnp.PyArray_ZEROS(cnp.PyArray_NDIM(<cnp.ndarray>w), cnp.PyArray_DIMS(<cnp.ndarray>w),
-                                     _state_type(<cnp.ndarray>w), 0)
+                                     cnp.PyArray_TYPE(<cnp.ndarray>m), 0)
             _hold(held, HOLD_BORN, vmax)
-        elif not _state_ok(vmax, w):
+        elif not (_state_ok(vmax, w) and cnp.PyArray_TYPE(<cnp.ndarray>vmax) == cnp.PyArray_TYPE(<cnp.ndarray>m)):
             return False
         _hold(held, 4, vmax)
         t.s3 = _bytes(vmax)
@@ -383,7 +397,7 @@ def sgd_step(params, grads, momentum_buffers=None, *, lr, momentum=0.0, dampenin
         for k in range(m):
             t = _step_ok(step if steps is None else _item(steps, k), 1) if step is not None else 0
             if t < 0 or not (_sgd_task(&tasks[k], &h, _item(ps, k), _item(gs, k),
-                                       _item(bs, k) if h.mu != 0.0 else None, held + k * HOLD)
+                                       _item(bs, k) if h.mu != 0.0 else None, held + k * HOLD, False)
                              and _round_task(&tasks[k], _item(ps, k), rnd, _item(cs, k) if cs is not None else None,
                                              sd, t, k, held + k * HOLD)) \
                     or (tasks[k].rounding == ROUND_STOCHASTIC and step is None) \
@@ -458,7 +472,9 @@ def adam_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs=None, *, ste
         is put in its place in the list).
 
     Weights and gradients may also be bfloat16 (``ml_dtypes.bfloat16``) or float16: the
-    arithmetic is float32, and the state arrays (moments) must be float32.
+    arithmetic is float32, and a tensor's state arrays (moments) are all float32 or all its
+    own 16-bit dtype (the optimizers' state_dtype "param"), stored like the weights: rounded
+    stochastically with "stochastic" (random bits of their own), else to nearest.
 
     No array may share memory with another one of the call (grads may repeat).  Returns None.
     On bad input raises TypeError/ValueError and modifies nothing.
@@ -554,10 +570,11 @@ cdef extern from "Python.h":
 
 # The keys of a param group the step reads, in the order l2decay.optim's groups hold them.
 _SGD_KEYS = ("params", "lr", "momentum", "dampening", "nesterov", "maximize", "reg", "momentum_form",
-             "rounding", "seed")
-_ADAM_KEYS = ("params", "lr", "betas", "eps", "amsgrad", "maximize", "reg", "eps_form", "rounding", "seed")
+             "rounding", "seed", "state_dtype")
+_ADAM_KEYS = ("params", "lr", "betas", "eps", "amsgrad", "maximize", "reg", "eps_form", "rounding", "seed",
+              "state_dtype")
 cdef enum:
-    _NKEYS = 10
+    _NKEYS = 11
 
 
 cdef int _fields(dict d, tuple keys, PyObject** out) except -1:
@@ -616,7 +633,7 @@ def _optimizer_step(bint adam, list groups, tuple slots, list flat, list state, 
     cdef PyObject* held_stack[_STACK_TASKS * HOLD]
     cdef PyObject** held
     cdef PyObject* f[_NKEYS]
-    cdef bint keras = False, ok = True
+    cdef bint keras = False, ok = True, narrow = False
     cdef bint publish = adam    # anything to write back to `state` after the step
     cdef long long t
     cdef int rnd, eff
@@ -650,7 +667,7 @@ def _optimizer_step(bint adam, list groups, tuple slots, list flat, list state, 
                 ok = _sgd_hyper(h, _obj(f[1]), _obj(f[2]), _obj(f[3]), _obj(f[4]), _obj(f[5]), _obj(f[6]),
                                 _obj(f[7]))
                 key = _VELOCITY if h.velocity else _MOMENTUM_BUFFER
-            if not (ok and _rounding_ok(_obj(f[8]), &rnd)):
+            if not (ok and _rounding_ok(_obj(f[8]), &rnd) and _state_dtype_ok(_obj(f[10]), &narrow)):
                 return False
             seed = _obj(f[9])     # parsed when a tensor rounds stochastically
             for j in range(len(slot)):
@@ -665,7 +682,7 @@ def _optimizer_step(bint adam, list groups, tuple slots, list flat, list state, 
                             &tasks[nt], h, keras, p, _item(gs, idx), _get(st, "exp_avg"),
                             _get(st, "exp_avg_sq"), _get(st, "max_exp_avg_sq"), t + 1, held + nt * HOLD):
                         return False
-                elif not _sgd_task(&tasks[nt], h, p, _item(gs, idx), _get(st, key), held + nt * HOLD):
+                elif not _sgd_task(&tasks[nt], h, p, _item(gs, idx), _get(st, key), held + nt * HOLD, narrow):
                     return False
                 # the state rounding needs, looked up only when it is needed (the common case,
                 # rounding to nearest, pays nothing for the others)

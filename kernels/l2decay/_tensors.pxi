@@ -101,13 +101,19 @@ cdef inline int _tensor_kind(object t, tuple kinds, char** ptr, Py_ssize_t* n) n
 
 
 cdef inline bint _state_tensor_ok(object s, int kind, Py_ssize_t n, tuple kinds, char** ptr) noexcept:
-    """A state tensor of `kind` (float32 for 16-bit params, see _state_kind) with n elements."""
+    """A tensor of `kind` with n elements (a compensation buffer: the param's kind)."""
     cdef Py_ssize_t k
     return _tensor_kind(s, kinds, ptr, &k) == kind and k == n
 
 
-cdef inline int _state_kind(int kind) noexcept nogil:
-    return KIND_F32 if kind == KIND_BF16 or kind == KIND_F16 else kind
+cdef inline int _state_kind(object s, int kind, Py_ssize_t n, tuple kinds, char** ptr) noexcept:
+    """The kind of a state tensor (with n elements) of a param of `kind`: float32 for 16-bit
+    params, or their own (state_dtype "param"); else the param's.  -1 if it is none of these."""
+    cdef Py_ssize_t k = -1
+    cdef int sk = _tensor_kind(s, kinds, ptr, &k)
+    if k != n or not (sk == kind or (sk == KIND_F32 and (kind == KIND_BF16 or kind == KIND_F16))):
+        return -1
+    return sk
 
 
 cdef inline bint _torch_wd_ok(object wd, object reg, double* out) noexcept:
@@ -136,8 +142,9 @@ def _tensor_step(bint adam, list groups, list regs, object state, tuple kinds, o
     """One step of an l2decay.torch optimizer.  groups: its param_groups (torch's keys, and
     "rounding" and "seed"); regs[i]: the rule of group i, or regs None: each group's rule as
     l2decay.torch's _group_rule makes it from its "reg" or "weight_decay"; state:
-    its state (keyed by param; a step count is a plain int); new_tensor(p, state): a new zero
-    contiguous tensor like p (float32 for 16-bit params when `state`).  Params whose grad is
+    its state (keyed by param; a step count is a plain int); new_tensor(p, state_dtype): a new
+    zero contiguous tensor like p, float32 for a 16-bit p unless state_dtype is "param" (the
+    group's "state_dtype" for optimizer state; "param" for a compensation buffer).  Params whose grad is
     None are skipped.  Returns the list of params updated, or None, having touched nothing but
     the state of params that had none, if a fast check fails (the optimizer then words the
     error or normalizes a value only the fast checks refuse)."""
@@ -153,6 +160,7 @@ def _tensor_step(bint adam, list groups, list regs, object state, tuple kinds, o
     cdef PyObject** hd
     cdef bint keras = False, ok
     cdef int kind, skind, rnd
+    cdef bint narrow
     cdef unsigned long long sd
     cdef long long step, bc_step = -1
     cdef double bc_size = 0.0, bc_sqrt = 1.0
@@ -191,8 +199,9 @@ def _tensor_step(bint adam, list groups, list regs, object state, tuple kinds, o
                                 _get(g, "nesterov"), _get(g, "maximize"), reg, _TORCH)
             if ok and wd != 0.0:
                 ok = _torch_wd_rule(h, wd, _get(g, "decoupled_weight_decay") if adam else False)
-            seed = _get(g, "seed")
-            if not (ok and _rounding_ok(_get(g, "rounding"), &rnd) and _seed_ok(0 if seed is None else seed, &sd)):
+            seed, sdt = _get(g, "seed"), _get(g, "state_dtype")
+            if not (ok and _rounding_ok(_get(g, "rounding"), &rnd) and _seed_ok(0 if seed is None else seed, &sd)
+                    and _state_dtype_ok(sdt, &narrow)):
                 return None
             params = <list>g["params"]
             bc_step = -1
@@ -216,7 +225,6 @@ def _tensor_step(bint adam, list groups, list regs, object state, tuple kinds, o
                 elif not (_tensor_kind(gr, kinds, &ptr, &k) == kind and k == n and gr.shape == p.shape):
                     return None
                 t.g = ptr
-                skind = _state_kind(kind)
                 st = _state_of(state, p, kinds)
                 if type(st) is not dict:
                     return None
@@ -226,21 +234,22 @@ def _tensor_step(bint adam, list groups, list regs, object state, tuple kinds, o
                 if adam:
                     if not st:
                         st["step"] = 0
-                        st["exp_avg"] = new_tensor(p, True)
-                        st["exp_avg_sq"] = new_tensor(p, True)
+                        st["exp_avg"] = new_tensor(p, sdt)
+                        st["exp_avg_sq"] = new_tensor(p, sdt)
                     step = _step_ok(_get(<dict>st, "step"), 0)
                     if step < 0 or step == MAX_STEP:
                         return None
                     m_, v_ = _get(<dict>st, "exp_avg"), _get(<dict>st, "exp_avg_sq")
-                    if not (_state_tensor_ok(m_, skind, n, kinds, &t.s1)
-                            and _state_tensor_ok(v_, skind, n, kinds, &t.s2)):
+                    skind = _state_kind(m_, kind, n, kinds, &t.s1)
+                    if skind < 0 or not _state_tensor_ok(v_, skind, n, kinds, &t.s2):
                         return None
+                    t.state16 = skind == kind and (kind == KIND_BF16 or kind == KIND_F16)
                     _hold(hd, 2, m_)
                     _hold(hd, 3, v_)
                     if h.amsgrad:
                         x = _get(<dict>st, "max_exp_avg_sq")
                         if x is None:
-                            x = new_tensor(p, True)
+                            x = new_tensor(p, "param" if t.state16 else None)
                             _hold(hd, HOLD_BORN, x)
                         if not _state_tensor_ok(x, skind, n, kinds, &t.s3):
                             return None
@@ -259,11 +268,13 @@ def _tensor_step(bint adam, list groups, list regs, object state, tuple kinds, o
                     if h.mu != 0.0:
                         b = _get(<dict>st, "momentum_buffer")
                         if b is None:
-                            b = new_tensor(p, True)
+                            b = new_tensor(p, sdt)
                             _hold(hd, HOLD_BORN, b)
                             t.first = True
-                        if not _state_tensor_ok(b, skind, n, kinds, &t.s1):
+                        skind = _state_kind(b, kind, n, kinds, &t.s1)
+                        if skind < 0:
                             return None
+                        t.state16 = skind == kind and (kind == KIND_BF16 or kind == KIND_F16)
                         _hold(hd, 2, b)
                 t.step = step + 1
                 if not _set_rounding(t, rnd, sd, t.step, base + j):   # (index: the param's place)
@@ -271,7 +282,7 @@ def _tensor_step(bint adam, list groups, list regs, object state, tuple kinds, o
                 if t.rounding == ROUND_COMPENSATED:
                     c = _get(<dict>st, "compensation")
                     if c is None:
-                        c = new_tensor(p, False)
+                        c = new_tensor(p, "param")
                         _hold(hd, HOLD_BORN_COMP, c)
                     if not _state_tensor_ok(c, kind, n, kinds, &t.comp):
                         return None

@@ -156,6 +156,10 @@ def rounding_tensors(params, rounding, step, compensations):
                              f"'nearest' or 'compensated'")
     if rounding == "stochastic" and step is None:
         raise ValueError("rounding 'stochastic' needs step= (its random bits are keyed by seed, step and index)")
+    half = next((k for k, p in enumerate(ps) if p.dtype in HALF_DTYPES), None)
+    if rounding is None and step is None and half is not None:
+        raise ValueError(f"params[{half}] is {ps[half].dtype}, whose default rounding is 'stochastic', which needs "
+                         f"step= (its random bits are keyed by seed, step and index); pass step= or a rounding")
     if rounding == "compensated":
         if compensations is None:
             raise ValueError("rounding 'compensated' needs compensations= (a list; None entries are born zero)")
@@ -191,6 +195,7 @@ def sgd_hyper(h, where):
     out["reg"] = reg(f"{where}reg", h["reg"])
     out["momentum_form"] = choice(f"{where}momentum_form", h["momentum_form"], FORMS)
     out["rounding"], out["seed"] = rounding_args(h.get("rounding"), h.get("seed", 0), where)
+    out["state_dtype"] = state_dtype_arg(f"{where}state_dtype", h.get("state_dtype"))
     if out["nesterov"] and (out["momentum"] == 0 or out["dampening"] != 0):
         raise ValueError(f"{where}nesterov requires momentum > 0 and dampening == 0")
     if out["momentum_form"] == "keras" and out["dampening"] != 0:
@@ -213,6 +218,7 @@ def adam_hyper(h, where):
     out["reg"] = reg(f"{where}reg", h["reg"])
     out["eps_form"] = choice(f"{where}eps_form", h["eps_form"], FORMS)
     out["rounding"], out["seed"] = rounding_args(h.get("rounding"), h.get("seed", 0), where)
+    out["state_dtype"] = state_dtype_arg(f"{where}state_dtype", h.get("state_dtype"))
     return out
 
 
@@ -224,22 +230,38 @@ def _sequence(name, seq, n=None):
     return tuple(seq)
 
 
-def state_dtype(p):
-    """The dtype of the optimizer state of param `p`: float32 for 16-bit params (their
-    arithmetic is float32), else p's own."""
-    return np.dtype(np.float32) if p.dtype in HALF_DTYPES else p.dtype
+STATE_DTYPES = (None, "param")
 
 
-def state_array(name, a, pname, p, dtype=None):
-    """A state array (momentum buffer, Adam moment) of parameter `p`: its shape, the state
-    dtype (or `dtype`), writeable."""
+def state_dtype_arg(name, value):
+    """An optimizer's `state_dtype`: None (16-bit params keep float32 state) or "param"."""
+    if value is not None and (not isinstance(value, str) or value not in STATE_DTYPES):
+        raise ValueError(f"{name} must be None (float32 state for bfloat16/float16 params) or 'param' "
+                         f"(state in each param's own dtype), got {value!r}")
+    return value
+
+
+def state_dtype(p, choice=None):
+    """The dtype of new optimizer state of param `p`: float32 for 16-bit params (their
+    arithmetic is float32) unless `choice` is "param", else p's own."""
+    return np.dtype(np.float32) if p.dtype in HALF_DTYPES and choice != "param" else p.dtype
+
+
+def state_array(name, a, pname, p, dtype=None, like=None):
+    """A state array (momentum buffer, Adam moment) of parameter `p`: its shape, a state dtype
+    (float32 or, state_dtype "param", p's own for 16-bit p; else p's), or `dtype`, and that of
+    the state array `like` = (name, array) of the same param if given; writeable."""
     _array(name, a, True)
-    dtype = state_dtype(p) if dtype is None else dtype
-    if a.dtype != dtype and dtype == p.dtype:
+    if dtype is not None and a.dtype != dtype:
         raise TypeError(f"{name} has dtype {a.dtype} but {pname} has dtype {p.dtype}; they must match")
-    if a.dtype != dtype:
-        raise TypeError(f"{name} has dtype {a.dtype} but {pname} ({p.dtype}) has {dtype} state "
-                        f"(16-bit weights compute and keep their state in float32)")
+    if dtype is None and a.dtype not in (state_dtype(p), p.dtype):
+        if p.dtype in HALF_DTYPES:
+            raise TypeError(f"{name} has dtype {a.dtype} but {pname} is {p.dtype}: its state must be float32 "
+                            f"(16-bit weights compute in float32) or {p.dtype} (state_dtype 'param')")
+        raise TypeError(f"{name} has dtype {a.dtype} but {pname} has dtype {p.dtype}; they must match")
+    if like is not None and a.dtype != like[1].dtype:
+        raise TypeError(f"{name} has dtype {a.dtype} but {like[0]} has {like[1].dtype}: a param's state "
+                        f"arrays share one dtype")
     if a.shape != p.shape:
         raise ValueError(f"{name} has shape {a.shape} but {pname} has shape {p.shape}; they must match")
 
@@ -282,11 +304,11 @@ def adam_tensors(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, amsgrad,
     for k, (p, g) in enumerate(zip(ps, gs)):
         _pair(f"params[{k}]", p, f"grads[{k}]", g, False)
         state_array(f"exp_avgs[{k}]", ms[k], f"params[{k}]", p)
-        state_array(f"exp_avg_sqs[{k}]", vs[k], f"params[{k}]", p)
+        state_array(f"exp_avg_sqs[{k}]", vs[k], f"params[{k}]", p, like=(f"exp_avgs[{k}]", ms[k]))
         named += [(f"params[{k}]", p, True), (f"grads[{k}]", g, False),
                   (f"exp_avgs[{k}]", ms[k], True), (f"exp_avg_sqs[{k}]", vs[k], True)]
         if amsgrad and xs[k] is not None:
-            state_array(f"max_exp_avg_sqs[{k}]", xs[k], f"params[{k}]", p)
+            state_array(f"max_exp_avg_sqs[{k}]", xs[k], f"params[{k}]", p, like=(f"exp_avgs[{k}]", ms[k]))
             named.append((f"max_exp_avg_sqs[{k}]", xs[k], True))
     disjoint(named)
 

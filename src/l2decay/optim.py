@@ -243,7 +243,7 @@ class _Optimizer:
                 names.setdefault(int(k), []).append(name)
         states = []
         for k, p in enumerate(self._flat):
-            new = {}
+            new, first = {}, None
             for name in self._state_required:
                 if name not in names.get(k, ()):
                     raise KeyError(f"state.{k}.{name}")
@@ -254,10 +254,17 @@ class _Optimizer:
                         raise ValueError(f"state dict state.{k}.step must be an int, got {value!r}")
                     new[name] = step_count(f"state dict state.{k}.step", int(value), 0)
                     continue
-                dtype = p.dtype if name == "compensation" else state_dtype(p)
-                if value.shape != p.shape or value.dtype != dtype:
+                if name == "compensation":
+                    dtypes = (p.dtype,)
+                else:   # the state's dtype: float32 or the param's (state_dtype "param"), one for all
+                    dtypes = tuple(dict.fromkeys([state_dtype(p), p.dtype]))
+                    if first is not None:
+                        dtypes = (first,)
+                    first = value.dtype if value.dtype in dtypes else None
+                if value.shape != p.shape or value.dtype not in dtypes:
+                    want = " or ".join(str(t) for t in dtypes)
                     raise ValueError(f"state dict state.{k}.{name} has shape {value.shape} and dtype "
-                                     f"{value.dtype}; it must have {p.shape} and {dtype}")
+                                     f"{value.dtype}; it must have {p.shape} and {want}")
                 if not np.all(np.isfinite(value)):
                     raise ValueError(f"state dict state.{k}.{name} holds non-finite values")
                 new[name] = np.array(value, order="C", copy=True)
@@ -279,13 +286,15 @@ class SGD(_Optimizer):
     reg : None, L2(lam), Decoupled(lam) or Decay(d)
     momentum_form : "torch" (the buffer holds averaged gradients) or "keras" (it holds the
         velocity -lr*g, as Keras and scikit-learn; differs from "torch" under an lr schedule)
+    rounding, seed, state_dtype : 16-bit weights, see :class:`Adam`
 
     State per param: ``momentum_buffer`` ("torch") or ``velocity`` ("keras"), born from the
     gradient of the first step with momentum > 0, as torch's.
     """
 
     _defaults = {"lr": 0.01, "momentum": 0.0, "dampening": 0.0, "nesterov": False,
-                 "maximize": False, "reg": None, "momentum_form": "torch", "rounding": None, "seed": 0}
+                 "maximize": False, "reg": None, "momentum_form": "torch", "rounding": None, "seed": 0,
+                 "state_dtype": None}
     _state_arrays = ("momentum_buffer", "velocity", "compensation")
 
     def _check_hyper(self, h, where):
@@ -320,13 +329,21 @@ class Adam(_Optimizer):
     reg : None, L2(lam), Decoupled(lam) or Decay(d)
     eps_form : "torch" (eps added to the bias-corrected sqrt(v)) or "keras" (eps added to
         sqrt(v), the bias correction folded into the step size: Keras, scikit-learn, thinc)
+    rounding : None, "nearest", "stochastic" or "compensated"; seed : int >= 0
+        How new weights are stored (:func:`l2decay.adam_step`).
+    state_dtype : None or "param"
+        The dtype new state is born in: None, float32 for bfloat16/float16 params (else the
+        param's); "param", each param's own dtype, 16-bit too (half the memory and traffic;
+        stored like the weights: rounded stochastically with "stochastic", else to nearest).
+        State arrays replaced or loaded may be either; a param's arrays share one dtype.
 
     State per param: ``step`` (the steps taken), ``exp_avg``, ``exp_avg_sq`` and, with amsgrad,
     ``max_exp_avg_sq`` (born zero when amsgrad is first on), as torch's.
     """
 
     _defaults = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "amsgrad": False,
-                 "maximize": False, "reg": None, "eps_form": "torch", "rounding": None, "seed": 0}
+                 "maximize": False, "reg": None, "eps_form": "torch", "rounding": None, "seed": 0,
+                 "state_dtype": None}
     _adam = True
     _state_arrays = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq", "compensation")
     _state_required = ("step", "exp_avg", "exp_avg_sq")
@@ -335,7 +352,7 @@ class Adam(_Optimizer):
         return adam_hyper(h, where)
 
     def _new_state(self, p, hyper):
-        dt = state_dtype(p)
+        dt = state_dtype(p, hyper["state_dtype"])
         return {"step": 0, "exp_avg": np.zeros(p.shape, dt), "exp_avg_sq": np.zeros(p.shape, dt)}
 
     def _check_state(self, k, p, st, hyper):
@@ -347,7 +364,8 @@ class Adam(_Optimizer):
         if hyper["amsgrad"] and st.get("max_exp_avg_sq") is not None:
             names.append("max_exp_avg_sq")
         for name in names:
-            state_array(f"state[{k}]['{name}']", st[name], f"params[{k}]", p)
+            state_array(f"state[{k}]['{name}']", st[name], f"params[{k}]", p,
+                        like=(f"state[{k}]['exp_avg']", st["exp_avg"]))
         return ([(f"state[{k}]['{name}']", st[name], True) for name in names]
                 + self._check_rounding(k, p, st, hyper))
 
@@ -362,8 +380,8 @@ def hyper_entries(group, keys, pre):
             d[pre + "reg"] = reg.name if reg is not None else "none"
             d[pre + "reg_strength"] = reg.strength if reg is not None else 0.0
             d[pre + "reg_lr_max"] = getattr(reg, "lr_max", None) or 0.0
-        elif key == "rounding":   # None (by dtype) as a string
-            d[pre + "rounding"] = group[key] or "default"
+        elif key in ("rounding", "state_dtype"):   # None (by dtype) as a string
+            d[pre + key] = group[key] or "default"
         else:
             d[pre + key] = group[key]
     return d
@@ -385,8 +403,9 @@ def parse_hyper(d, keys, pre, where):
                                          float(np.asarray(d[pre + "reg_lr_max"])))
             else:
                 hyper["reg"] = RULES[name](float(np.asarray(d[pre + "reg_strength"])))
-        elif key == "rounding":
-            value = str(np.asarray(d[pre + key]))
+        elif key in ("rounding", "state_dtype"):
+            # (state dicts saved before state_dtype existed have none: None)
+            value = str(np.asarray(d[pre + key])) if key == "rounding" or pre + key in d else "default"
             hyper[key] = None if value == "default" else value
         else:
             value = np.asarray(d[pre + key])

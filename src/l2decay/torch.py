@@ -9,9 +9,11 @@ a state dict of ``torch.optim.AdamW`` loads here and the other way round),
 DistributedDataParallel and ``ZeroRedundancyOptimizer`` work as with torch's own.
 
 Params: CPU float32/float64/bfloat16/float16, contiguous, updated in place (no copies); params
-whose grad is None are skipped.  16-bit params compute in float32 with float32 state, and
+whose grad is None are skipped.  16-bit params compute in float32 with float32 state (or, with
+``state_dtype="param"``, state in their own dtype, as torch's optimizers keep it), and
 ``rounding=`` ("nearest", "stochastic", "compensated"; None: nearest for float32/float64,
-stochastic for 16-bit) and ``seed=`` choose how new weights are stored, as l2decay.optim's.  A step reads param_groups and state afresh, checks every tensor before it
+stochastic for 16-bit) and ``seed=`` choose how new weights (and 16-bit state) are stored, as
+l2decay.optim's.  A step reads param_groups and state afresh, checks every tensor before it
 touches any, and updates all params of all groups in one compiled call.  ``foreach`` and
 ``fused`` are accepted and change nothing (the step is always one fused pass per tensor);
 ``capturable`` and ``differentiable`` are refused.
@@ -26,7 +28,7 @@ from torch.optim.optimizer import _global_optimizer_post_hooks, _global_optimize
 
 from . import _kernels
 from ._validate import (adam_hyper, real, reg as _check_reg, rounding_args, sgd_hyper, sparse_hyper,
-                        sparse_step as _check_sparse_step, step_count)
+                        sparse_step as _check_sparse_step, state_dtype_arg, step_count)
 from .rules import L2, Decay, Decoupled
 
 __all__ = ["SGD", "Adam", "AdamW", "SparseAdamW", "L2", "Decoupled", "Decay"]
@@ -42,10 +44,11 @@ _HALVES = (torch.bfloat16, torch.float16)
 _UNSET = object()   # weight_decay not given: its torch default, or 0 when reg= is given
 
 
-def _new_tensor(p, state):
-    """Zeros like p: optimizer state (float32 for 16-bit params, whose arithmetic is float32)
-    when `state`, else p's dtype (a compensation buffer)."""
-    dtype = torch.float32 if state and p.dtype in _HALVES else p.dtype
+def _new_tensor(p, state_dtype):
+    """Zeros like p: float32 for a 16-bit p (whose arithmetic is float32) unless `state_dtype`
+    is "param" (a group's choice for its optimizer state; always for a compensation buffer),
+    else p's dtype."""
+    dtype = torch.float32 if state_dtype != "param" and p.dtype in _HALVES else p.dtype
     return torch.zeros_like(p, dtype=dtype, memory_format=torch.contiguous_format)
 
 
@@ -76,7 +79,7 @@ class _Base(torch.optim.Optimizer):
 
     _adam = False
 
-    def __init__(self, params, defaults, weight_decay, default_wd, reg, rounding, seed):
+    def __init__(self, params, defaults, weight_decay, default_wd, reg, rounding, seed, state_dtype):
         for flag in ("capturable", "differentiable"):
             if defaults.get(flag, False):
                 raise ValueError(f"{flag}=True is not supported by l2decay.torch (CPU steps, no autograd "
@@ -88,6 +91,7 @@ class _Base(torch.optim.Optimizer):
         defaults["weight_decay"] = (0 if reg is not None else default_wd) if weight_decay is _UNSET else weight_decay
         defaults["reg"] = reg
         defaults["rounding"], defaults["seed"] = rounding_args(rounding, seed)
+        defaults["state_dtype"] = state_dtype_arg("state_dtype", state_dtype)
         super().__init__(params, defaults)
 
     def __setstate__(self, state):
@@ -96,7 +100,7 @@ class _Base(torch.optim.Optimizer):
             group.setdefault("reg", None)
             group.setdefault("rounding", None)
             group.setdefault("seed", 0)
-            for key, value in self.defaults.items():
+            for key, value in self.defaults.items():   # (state_dtype too: the optimizer's own)
                 if key not in ("reg", "rounding", "seed"):
                     group.setdefault(key, value)
 
@@ -158,6 +162,7 @@ class _Base(torch.optim.Optimizer):
                     raise ValueError(f"{where}{flag}=True is not supported by l2decay.torch")
             hyper = self._check_group({k: _number(v) for k, v in group.items() if k != "params"}, regs[i], where)
             hyper["rounding"], hyper["seed"] = rounding_args(group.get("rounding"), group.get("seed", 0), where)
+            hyper["state_dtype"] = state_dtype_arg(f"{where}state_dtype", group.get("state_dtype"))
             groups.append({**group, **hyper})
             for j, p in enumerate(group["params"]):
                 if p.grad is None:
@@ -168,16 +173,25 @@ class _Base(torch.optim.Optimizer):
                 if hyper["rounding"] == "stochastic" and p.dtype not in _HALVES:
                     raise ValueError(f"{name}: rounding 'stochastic' needs bfloat16 or float16 params, not "
                                      f"{p.dtype}; use 'nearest' or 'compensated'")
-                st = self.state[p]
+                st, first = self.state[p], None
                 for key, value in list(st.items()):
                     if key == "step":   # torch keeps it as a float tensor
                         value = _number(value)
                         if isinstance(value, float) and value.is_integer():
                             value = int(value)
                         st["step"] = step_count(f"state of {name}: step", value, 0)
+                    elif isinstance(value, torch.Tensor) and key == "compensation":
+                        self._check_tensor(f"state of {name}: {key}", value, like=p, shape=False, dtype=p.dtype)
                     elif isinstance(value, torch.Tensor):
-                        state_dtype = p.dtype if key == "compensation" or p.dtype not in _HALVES else torch.float32
-                        self._check_tensor(f"state of {name}: {key}", value, like=p, shape=False, dtype=state_dtype)
+                        # float32 or, for 16-bit params, their own dtype (state_dtype "param"): one for all
+                        allowed = (p.dtype, torch.float32) if p.dtype in _HALVES else (p.dtype,)
+                        if value.dtype not in allowed or (first and value.dtype != first[1]):
+                            other = f" ({first[0]} is {first[1]})" if first else ""
+                            raise TypeError(
+                                f"state of {name}: {key} has dtype {value.dtype}, but the state of a {p.dtype} "
+                                f"param is {' or '.join(map(str, allowed))}, one dtype for all its tensors{other}")
+                        self._check_tensor(f"state of {name}: {key}", value, like=p, shape=False, dtype=value.dtype)
+                        first = first or (key, value.dtype)
         updated = _kernels._tensor_step(self._adam, groups, regs, self.state, _KINDS, _new_tensor)
         if updated is None:
             raise ValueError("params overlap in memory (two params, or a param and its state, share "
@@ -213,29 +227,33 @@ class _Base(torch.optim.Optimizer):
 
     def load_state_dict(self, state_dict):
         """torch's, except that a bfloat16/float16 param's optimizer state is loaded as float32
-        (torch casts it to the param's dtype): l2decay's own checkpoints resume exactly, and
-        torch's (moments in the param's dtype) continue with float32 moments."""
+        (torch casts it to the param's dtype) unless the param's group has state_dtype "param":
+        l2decay's own checkpoints resume exactly, and torch's (moments in the param's dtype)
+        continue with float32 moments, or exactly as saved with state_dtype "param"."""
         super().load_state_dict(state_dict)
         saved = [i for g in state_dict["param_groups"] for i in g["params"]]
-        for pid, p in zip(saved, (p for g in self.param_groups for p in g["params"])):
+        in_group = [(p, g) for g in self.param_groups for p in g["params"]]
+        for pid, (p, group) in zip(saved, in_group):
             if p.dtype not in _HALVES or p not in self.state:
                 continue
+            dtype = p.dtype if group.get("state_dtype") == "param" else torch.float32
             for key, value in state_dict["state"].get(pid, {}).items():
                 # (the compensation buffer is in the param's dtype, as torch casts it)
                 if key not in ("step", "compensation") and torch.is_tensor(value) and value.is_floating_point():
-                    self.state[p][key] = value.to(device=p.device, dtype=torch.float32, copy=True)
+                    self.state[p][key] = value.to(device=p.device, dtype=dtype, copy=True)
 
 
 class SGD(_Base):
     """torch.optim.SGD, on l2decay's compiled step; ``weight_decay`` is ``L2(weight_decay)``."""
 
     def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=_UNSET, nesterov=False, *,
-                 maximize=False, foreach=None, differentiable=False, fused=None, reg=None, rounding=None, seed=0):
+                 maximize=False, foreach=None, differentiable=False, fused=None, reg=None, rounding=None, seed=0,
+                 state_dtype=None):
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening, nesterov=nesterov, maximize=maximize,
                         foreach=foreach, differentiable=differentiable, fused=fused)
         self._check_group({**defaults, "weight_decay": 0 if weight_decay is _UNSET else weight_decay},
                           reg, "")
-        super().__init__(params, defaults, weight_decay, 0, reg, rounding, seed)
+        super().__init__(params, defaults, weight_decay, 0, reg, rounding, seed, state_dtype)
 
     @staticmethod
     def _check_group(h, reg, where):
@@ -256,13 +274,13 @@ class Adam(_Base):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=_UNSET, amsgrad=False, *,
                  foreach=None, maximize=False, capturable=False, differentiable=False, fused=None,
-                 decoupled_weight_decay=False, reg=None, rounding=None, seed=0):
+                 decoupled_weight_decay=False, reg=None, rounding=None, seed=0, state_dtype=None):
         defaults = dict(lr=lr, betas=betas, eps=eps, amsgrad=amsgrad, maximize=maximize, foreach=foreach,
                         capturable=capturable, differentiable=differentiable, fused=fused,
                         decoupled_weight_decay=decoupled_weight_decay)
         wd = self._default_wd if weight_decay is _UNSET else weight_decay
         self._check_group({**defaults, "weight_decay": wd}, reg, "")
-        super().__init__(params, defaults, weight_decay, self._default_wd, reg, rounding, seed)
+        super().__init__(params, defaults, weight_decay, self._default_wd, reg, rounding, seed, state_dtype)
 
     def _decoupled(self, group):
         return bool(group.get("decoupled_weight_decay", False))
@@ -287,11 +305,11 @@ class AdamW(Adam):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=_UNSET, amsgrad=False, *,
                  maximize=False, foreach=None, capturable=False, differentiable=False, fused=None, reg=None,
-                 rounding=None, seed=0):
+                 rounding=None, seed=0, state_dtype=None):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
                          foreach=foreach, maximize=maximize, capturable=capturable,
                          differentiable=differentiable, fused=fused, decoupled_weight_decay=True, reg=reg,
-                         rounding=rounding, seed=seed)
+                         rounding=rounding, seed=seed, state_dtype=state_dtype)
 
 
 class SparseAdamW(torch.optim.Optimizer):
