@@ -218,9 +218,17 @@ def test_16_bit_adam_stream_loop_matches_numpy_on_every_level(half, n):
                 np.testing.assert_array_equal(m, want_m)
                 np.testing.assert_array_equal(v, want_m)
                 np.testing.assert_array_equal(w.view(np.uint16), w0.view(np.uint16) ^ (bits & 1))
+                # with 16-bit moments (state_dtype "param"): m = (m >> 1) ^ g on the bits
+                w, m, v = w0.copy(), np.full(n, 6, np.uint16).view(dt), np.full(n, 9, np.uint16).view(dt)
+                _kernels.stream_adam16(w, g, m, v)
+                np.testing.assert_array_equal(m.view(np.uint16), np.uint16(3) ^ bits)
+                np.testing.assert_array_equal(v.view(np.uint16), np.uint16(4) ^ bits)
+                np.testing.assert_array_equal(w.view(np.uint16), w0.view(np.uint16) ^ (bits & 1))
     with pytest.raises(TypeError, match="stream_adam16 takes"):
         _kernels.stream_adam16(np.ones(3, np.float32), np.ones(3, np.float32), np.ones(3, np.float32),
                                np.ones(3, np.float32))
+    with pytest.raises(TypeError, match="stream_adam16 takes .* both float32 or both w's dtype"):
+        _kernels.stream_adam16(w0[:3].copy(), g[:3].copy(), np.ones(3, np.float32), np.ones(3, dt))
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
 @pytest.mark.parametrize("n", SIZES)

@@ -171,6 +171,23 @@ def test_16_bit_state_is_rounded_stochastically_unbiased_and_apart_from_the_weig
         assert abs(corr) < 5 / np.sqrt(n), (a, b, corr)
 
 
+def test_bfloat16_second_moment_never_shrinks_rounded_to_nearest_and_follows_rounded_stochastically():
+    # beta2 = 0.999: v moves by 1e-3 of (g*g - v), under half a bfloat16 unit of v unless g*g
+    # exceeds about 3v.  50 steps at g = 1, then 2,000 at g = 0.1 (the README's figures)
+    n = 10_000
+    got = {}
+    for rounding in ("nearest", "stochastic"):
+        w = np.ones(n, BF16)
+        opt = Adam([w], lr=1e-6, rounding=rounding, state_dtype="param")
+        for g in [np.ones(n, BF16)] * 50 + [np.full(n, 0.1, BF16)] * 2000:
+            opt.step([g])
+        got[rounding] = opt.state[0]["exp_avg_sq"].astype(np.float64).mean()
+    v50 = 1 - 0.999 ** 50
+    want = v50 * 0.999 ** 2000 + 0.01 * (1 - 0.999 ** 2000)
+    assert got["nearest"] == pytest.approx(v50, rel=0.01)           # stuck where g = 1 left it
+    assert got["stochastic"] == pytest.approx(want, rel=0.01), (got, want)
+
+
 def test_state_dtype_is_checked_and_a_bad_state_changes_nothing():
     with pytest.raises(ValueError, match=r"^state_dtype must be None .* or 'param'"):
         Adam([np.ones(3, BF16)], state_dtype="bfloat16")

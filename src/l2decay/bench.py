@@ -877,12 +877,13 @@ def tables(results):
     get = lambda kind, impl: _find(half, rule=kind, impl=impl)  # noqa: E731
     out += _section(
         "16-bit weights (ns per element per step; arithmetic and state float32, torch's state in the\n"
-        "param dtype; x torch: torch fused bfloat16 / l2decay bfloat16 stochastic, the default;\n"
-        "x f32: l2decay float32 / l2decay bfloat16 (the default; decay_step: nearest); SR, comp: the\n"
-        "cost of stochastic rounding and of compensation over round to nearest, bfloat16; ceiling: a\n"
-        "stream loop with the bfloat16 AdamW step's traffic, and the share of it the default reaches)",
+        "param dtype, as l2decay's with state_dtype=\"param\" (bf16st); x torch: torch fused bfloat16 /\n"
+        "l2decay bfloat16 stochastic, the default (st: with bfloat16 state); x f32: l2decay float32 /\n"
+        "l2decay bfloat16 (the default; decay_step: nearest); SR, comp: the cost of stochastic rounding\n"
+        "and of compensation over round to nearest, bfloat16; ceiling: a stream loop with the bfloat16\n"
+        "AdamW step's traffic, and the share of it the default reaches (st: with bfloat16 state))",
         f"{'step':<13} {'n':>11} " + " ".join(f"{_HALF_LABELS[i]:>10}" for i in HALF_IMPLS)
-        + f" {'x torch':>8} {'x f32':>6} {'SR':>6} {'comp':>6} {'ceil%':>6}",
+        + f" {'x torch':>8} {'x f32':>6} {'SR':>6} {'comp':>6} {'ceil%':>6} {'x torch st':>10} {'ceil% st':>8}",
         [f"{kind:<13} {r['n']:>11,} " + " ".join(
             f"{get(kind, i)['ns_per_element']:>10.3f}" if get(kind, i) else f"{'-':>10}" for i in HALF_IMPLS)
          + f" {_ratio(default, get(kind, 'torch fused bfloat16')):>8}"
@@ -890,9 +891,12 @@ def tables(results):
          + f" {_ratio(near, default) if kind != 'decay' else '-':>6}"
          + f" {_ratio(near, get(kind, 'bfloat16 compensated')) if kind != 'decay' else '-':>6}"
          + f" {_share(ceil, default):>6}"
+         + f" {_ratio(narrow, get(kind, 'torch fused bfloat16')):>10}"
+         + f" {_share(get(kind, 'stream bfloat16 state=param'), narrow):>8}"
          for kind in HALF_KINDS for r in [get(kind, "float32")] if r
          for near in [get(kind, "bfloat16 nearest")]
          for default in [get(kind, "bfloat16 stochastic") if kind != "decay" else near]
+         for narrow in [get(kind, "bfloat16 stochastic state=param")]
          for ceil in [get(kind, "stream bfloat16")]],
     )
     return "\n".join(out)
