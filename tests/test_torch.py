@@ -491,6 +491,25 @@ def test_param_dtype_state_follows_torchs_fused_adamw(dtype):
     assert share["param"] < 0.01 < 0.05 < share[None], share
 
 
+def test_amsgrad_maximum_is_born_in_the_moments_dtype():
+    import l2decay
+    gen = torch.Generator().manual_seed(5)
+    p = torch.nn.Parameter(torch.randn(300, generator=gen).to(torch.bfloat16))
+    w = _as_numpy(p).copy()
+    opt = lt.AdamW([p], lr=0.01, amsgrad=True, state_dtype="param", seed=2)
+    ref = l2decay.Adam([w], lr=0.01, amsgrad=True, reg=Decoupled(1e-2), state_dtype="param", seed=2)
+    for _ in range(3):
+        g = (torch.randn(300, generator=gen) * 0.1).to(torch.bfloat16)
+        p.grad = g
+        opt.step()
+        ref.step([_as_numpy(g)])
+    st = opt.state[p]
+    assert st["max_exp_avg_sq"].dtype == torch.bfloat16
+    np.testing.assert_array_equal(_as_numpy(st["max_exp_avg_sq"]).view(np.uint16),
+                                  ref.state[0]["max_exp_avg_sq"].view(np.uint16))
+    np.testing.assert_array_equal(_as_numpy(p).view(np.uint16), w.view(np.uint16))
+
+
 def test_state_of_mixed_dtypes_is_refused_and_nothing_changes():
     p = torch.nn.Parameter(torch.ones(4, dtype=torch.bfloat16))
     opt = lt.AdamW([p], lr=0.1, state_dtype="param")
