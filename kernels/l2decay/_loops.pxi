@@ -225,12 +225,14 @@ cdef inline void _sgd_chunk(floating* w, const floating* g, floating* buf, Py_ss
 
 cdef inline void _adam_loop(floating* w, const floating* g, floating* m, floating* v,
                             floating* vmax, Py_ssize_t n, const Hyper* h,
-                            double step_size, double bc2_sqrt, bint amsgrad, bint catch=False,
-                            double a=0.0) noexcept nogil:
+                            double step_size, double bc2_sqrt, bint amsgrad, bint unit,
+                            bint catch=False, double a=0.0) noexcept nogil:
     """One Adam step (l2decay.adam_step documents the formulas); g is only read.  `amsgrad`
-    is passed as a constant (_adam_chunk): each case compiles to its own loop.  `catch` (a
-    constant too): a sparse table's row is caught up by `a` first, in the same pass
-    (_catch_up.pxi)."""
+    is passed as a constant (_adam_chunk): each case compiles to its own loop.  So is `unit`:
+    bc2_sqrt is 1 (eps_form "keras", which folds sqrt(1 - beta2**t) into step_size), and the
+    division by it, exact, is left out: a division per element is the loop's costliest
+    instruction after the other division and the square root.  `catch` (a constant too): a
+    sparse table's row is caught up by `a` first, in the same pass (_catch_up.pxi)."""
     cdef Py_ssize_t i
     cdef floating lam = <floating>h.lam, shrink = <floating>h.shrink, sign = <floating>h.sign
     cdef floating b1 = <floating>h.b1, b2 = <floating>h.b2
@@ -258,8 +260,11 @@ cdef inline void _adam_loop(floating* w, const floating* g, floating* m, floatin
         else:
             root = sqrt(vi)
         # eps_form "keras" folds sqrt(1 - beta2**t) into step_size and passes bc2_sqrt = 1
-        # (a division by 1 is exact)
-        wi = wi - (ss * mi) / (root / bc2s + eps)
+        # (a division by 1 is exact: `unit` leaves it out)
+        if unit:
+            wi = wi - (ss * mi) / (root + eps)
+        else:
+            wi = wi - (ss * mi) / (root / bc2s + eps)
         if decay:
             wi = wi - shrink * wi
         w[i] = wi
@@ -268,10 +273,15 @@ cdef inline void _adam_loop(floating* w, const floating* g, floating* m, floatin
 cdef inline void _adam_chunk(floating* w, const floating* g, floating* m, floating* v,
                              floating* vmax, Py_ssize_t n, const Hyper* h,
                              double step_size, double bc2_sqrt) noexcept nogil:
-    if h.amsgrad:
-        _adam_loop(w, g, m, v, vmax, n, h, step_size, bc2_sqrt, True)
+    if bc2_sqrt == 1.0:
+        if h.amsgrad:
+            _adam_loop(w, g, m, v, vmax, n, h, step_size, bc2_sqrt, True, True)
+        else:
+            _adam_loop(w, g, m, v, vmax, n, h, step_size, bc2_sqrt, False, True)
+    elif h.amsgrad:
+        _adam_loop(w, g, m, v, vmax, n, h, step_size, bc2_sqrt, True, False)
     else:
-        _adam_loop(w, g, m, v, vmax, n, h, step_size, bc2_sqrt, False)
+        _adam_loop(w, g, m, v, vmax, n, h, step_size, bc2_sqrt, False, False)
 
 
 # ---- the generic loops: 16-bit storage (bfloat16, float16: float32 arithmetic and state) and
@@ -726,15 +736,16 @@ cdef extern from *:
 
 cdef inline void _row_step(Op op, const Task* t, bint catch, double a) noexcept nogil:
     """A sparse step's dense step on one row (task t: a float32/float64 row, rounded to
-    nearest, plain SGD or Adam without amsgrad), caught up by `a` first when `catch`."""
+    nearest, plain SGD or Adam without amsgrad, eps_form "keras": bc2_sqrt 1), caught up by `a`
+    first when `catch`."""
     if t.kind == KIND_F64:
         if op == OP_ADAM:
             if catch:
                 _adam_loop(<double*>t.w, <double*>t.g, <double*>t.s1, <double*>t.s2, NULL, t.n, t.h,
-                           t.step_size, t.bc2_sqrt, False, True, a)
+                           t.step_size, t.bc2_sqrt, False, True, True, a)
             else:
                 _adam_loop(<double*>t.w, <double*>t.g, <double*>t.s1, <double*>t.s2, NULL, t.n, t.h,
-                           t.step_size, t.bc2_sqrt, False)
+                           t.step_size, t.bc2_sqrt, False, True)
         elif catch:
             _sgd_loop(<double*>t.w, <double*>t.g, NULL, t.n, t.h, False, False, False, False, True, a)
         else:
@@ -742,10 +753,10 @@ cdef inline void _row_step(Op op, const Task* t, bint catch, double a) noexcept 
     elif op == OP_ADAM:
         if catch:
             _adam_loop(<float*>t.w, <float*>t.g, <float*>t.s1, <float*>t.s2, NULL, t.n, t.h,
-                       t.step_size, t.bc2_sqrt, False, True, a)
+                       t.step_size, t.bc2_sqrt, False, True, True, a)
         else:
             _adam_loop(<float*>t.w, <float*>t.g, <float*>t.s1, <float*>t.s2, NULL, t.n, t.h,
-                       t.step_size, t.bc2_sqrt, False)
+                       t.step_size, t.bc2_sqrt, False, True)
     elif catch:
         _sgd_loop(<float*>t.w, <float*>t.g, NULL, t.n, t.h, False, False, False, False, True, a)
     else:
@@ -763,7 +774,11 @@ cdef void _rows(Op op, const Task* t0, char* table, char* m, char* v, double* ro
     cdef Py_ssize_t s
     cdef long long r
     cdef double c
-    for s in range(a, b):
+    # s from a - ahead: the first `ahead` rows are requested together before the first step (as
+    # each row would be in the loop; without it they come one after another: 54-55 -> 49-51 us a
+    # step at 1M rows, alternated builds).  (In a helper function, gcc 12's code for the
+    # requests made the step 2x slower.)
+    for s in range(a - ahead, b):
         if s + ahead < b:
             r = uniq[s + ahead]
             l2d_prefetch(table + r * row_bytes, row_bytes)
@@ -771,6 +786,8 @@ cdef void _rows(Op op, const Task* t0, char* table, char* m, char* v, double* ro
             if m != NULL:
                 l2d_prefetch(m + r * row_bytes, row_bytes)
                 l2d_prefetch(v + r * row_bytes, row_bytes)
+        if s < a:
+            continue
         r = uniq[s]
         t.w = table + r * row_bytes
         t.g = <char*>gptr[s]
