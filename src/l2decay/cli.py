@@ -132,6 +132,9 @@ def _data_options(parser):
                    help=f"how each new weight is stored (README, Low precision); stochastic needs a 16-bit --dtype "
                         f"(default: the optimizers', {default_rounding(DTYPES['float32'])} for float32 and float64, "
                         f"{default_rounding(DTYPES['bfloat16'])} for bfloat16 and float16)")
+    g.add_argument("--state-dtype", choices=("param",),
+                   help="keep the optimizer state (momentum, Adam's moments) in the weights' dtype, 16-bit too, "
+                        "stored as --rounding stores the weights (default: float32 for bfloat16/float16 weights)")
     return g
 
 
@@ -276,7 +279,8 @@ def _precision(cfg):
     """The weights' dtype, the arithmetic's when it differs, and how new weights are stored."""
     arithmetic = compute_dtype(cfg.dtype).name
     weights = cfg.dtype if arithmetic == cfg.dtype else f"{cfg.dtype} weights, {arithmetic} arithmetic"
-    return f"{weights}, rounding {cfg.rounding}"
+    state = ", state in the weights' dtype" if cfg.state_dtype == "param" and cfg.dtype != arithmetic else ""
+    return f"{weights}, rounding {cfg.rounding}{state}"
 
 
 def _counts(runs):

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import datasets
-from ._validate import HALF_DTYPES, ROUNDINGS, real
+from ._validate import HALF_DTYPES, ROUNDINGS, real, state_dtype_arg
 from .mlp import ACTIVATIONS, DTYPES, LOSSES, MLP, compute_dtype
 from .optim import SGD, Adam, default_rounding, exclude_1d
 from .parallel import run_all
@@ -60,6 +60,7 @@ class Config:
     loss: str = "ce"
     dtype: str = "float64"  # the weights'; 16-bit weights compute in float32 (see MLP)
     rounding: str = None  # how new weights are stored; None: the optimizers' default for dtype
+    state_dtype: str = None  # the optimizer state's: None float32 for 16-bit weights, "param" theirs
     optimizer: str = "sgd"
     lr: float = None  # None: the optimizer's own default, DEFAULT_LR
     momentum: float = 0.0  # SGD only; Adam's momentum is its betas
@@ -105,6 +106,7 @@ class Config:
         if self.rounding == "stochastic" and DTYPES[self.dtype] not in HALF_DTYPES:
             raise ValueError(f"rounding 'stochastic' needs dtype bfloat16 or float16 ({self.dtype} arithmetic has "
                              f"no wider precision to round from), got dtype {self.dtype!r}")
+        state_dtype_arg("state_dtype", self.state_dtype)
 
     def replace(self, **changes):
         """A copy with `changes`; switching the optimizer without giving an lr also switches to
@@ -215,7 +217,7 @@ def build(cfg, data):
         raise ConfigError(f"hidden {list(cfg.hidden)} is too large: {exc}") from None
     groups = exclude_1d(model.params, cfg.regularizer(), model.names, verbose=False)
     # stochastic rounding's random bits follow the run's seed (and the step, kept in the state)
-    rounding = {"rounding": cfg.rounding, "seed": cfg.seed}
+    rounding = {"rounding": cfg.rounding, "seed": cfg.seed, "state_dtype": cfg.state_dtype}
     if cfg.optimizer == "sgd":
         opt = SGD(groups, lr=cfg.lr, momentum=cfg.momentum, **rounding)
     elif cfg.optimizer == "adam":
@@ -311,7 +313,7 @@ def _read_checkpoint(path):
                 raise
             if not isinstance(value, np.ndarray):  # a zip member without a .npy header: raw bytes
                 raise ValueError(f"{key} is not a .npy array")
-            if value.dtype == _RAW_2_BYTES:  # how np.save writes ml_dtypes' bfloat16 (params, compensation)
+            if value.dtype == _RAW_2_BYTES:  # how np.save writes ml_dtypes' bfloat16 (params, compensation, state)
                 value = value.view(DTYPES["bfloat16"])
             arrays[key] = value
     return arrays
