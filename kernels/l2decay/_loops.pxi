@@ -101,11 +101,19 @@ cdef extern from *:
         return (uint16_t)((r & finite) | (h & ~finite));
     }
     /* the random bits of element i for a task's key (seed, step, tensor): a counter-based
-       hash, so that every thread count and instruction set draws the same bits */
-    static inline uint32_t l2d_random(uint32_t key, int64_t i) {
-        uint32_t x = (uint32_t)i ^ key ^ ((uint32_t)((uint64_t)i >> 32) * 0x85EBCA77u);
+       hash, so that every thread count and instruction set draws the same bits.  Split in
+       two for the loops: l2d_random(key, i) == l2d_mix((uint32_t)i ^ l2d_key_at(key, i)),
+       and l2d_key_at is the same for all i of one 2^32-element block, so a loop over one
+       block hashes 32-bit lanes (16 to a vector) instead of 64-bit indices. */
+    static inline uint32_t l2d_mix(uint32_t x) {
         x ^= x >> 16; x *= 0x7FEB352Du; x ^= x >> 15; x *= 0x846CA68Bu; x ^= x >> 16;
         return x;
+    }
+    static inline uint32_t l2d_key_at(uint32_t key, int64_t i) {
+        return key ^ ((uint32_t)((uint64_t)i >> 32) * 0x85EBCA77u);
+    }
+    static inline uint32_t l2d_random(uint32_t key, int64_t i) {
+        return l2d_mix((uint32_t)i ^ l2d_key_at(key, i));
     }
     """
     float l2d_bf16_to_f32(uint16_t h) noexcept nogil
@@ -115,6 +123,8 @@ cdef extern from *:
     uint16_t l2d_f32_to_f16(float f) noexcept nogil
     uint16_t l2d_f32_to_f16_sr(float f, uint32_t rnd) noexcept nogil
     uint32_t l2d_random(uint32_t key, int64_t i) noexcept nogil
+    uint32_t l2d_mix(uint32_t x) noexcept nogil
+    uint32_t l2d_key_at(uint32_t key, int64_t i) noexcept nogil
 
 from l2decay._common cimport (Hyper, Op, Task, chunk_fn, rows_fn, OP_L2, OP_L2_KEEP, OP_DECAY, OP_SGD,
                               OP_ADAM, OP_STREAM_SWAP, OP_STREAM_AXPY, OP_STREAM_ADAM16, KIND_F32, KIND_F64,
@@ -373,39 +383,46 @@ cdef inline void _st_bits(store_t* p, Py_ssize_t i, work_t x, int rounding, uint
         p[i] = x
 
 
-cdef inline void _st(store_t* p, Py_ssize_t i, work_t x, int rounding, uint32_t key,
-                     Py_ssize_t index) noexcept nogil:
-    """Store x, rounded to nearest, or stochastically with element `index`'s random bits."""
-    _st_bits(p, i, x, rounding, l2d_random(key, index) if rounding == ROUND_STOCHASTIC else 0)
+cdef inline void _st(store_t* p, Py_ssize_t i, work_t x) noexcept nogil:
+    """Store x rounded to nearest."""
+    _st_bits(p, i, x, ROUND_NEAREST, 0)
+
+
+cdef inline uint32_t _bits(uint32_t key_at, uint32_t lo, Py_ssize_t i) noexcept nogil:
+    """l2d_random(key, i0 + i) for element i of a loop over elements i0 + [0, n) that stay in
+    one 2^32-element block (_generic splits at the blocks): key_at = l2d_key_at(key, i0), lo =
+    (uint32_t)i0.  32-bit lanes only."""
+    return l2d_mix((lo + <uint32_t>i) ^ key_at)
 
 
 cdef inline void _st_state(state_t* p, Py_ssize_t i, work_t x, int rounding, uint32_t half,
-                           uint32_t key, Py_ssize_t index) noexcept nogil:
+                           uint32_t own) noexcept nogil:
     """Store a state value x (optimizer state in w's dtype is rounded as w is).  Stochastic
     bfloat16 takes the 16 random bits `half` (half of a hash another value shares: a hash per
-    element is the step's main cost), float16 the 24 it needs from its own hash of `key`."""
+    element is the step's main cost), float16 the 24 it needs from its own hash, `own`."""
     if state_t is bf16:
         _st_bits(p, i, x, rounding, half)
     else:
-        _st(p, i, x, rounding, key, index)
+        _st_bits(p, i, x, rounding, own)
 
 
 cdef inline void _write(store_t* w, store_t* comp, Py_ssize_t i, work_t w0, work_t change,
-                        work_t pre, work_t post, int rounding, uint32_t key, Py_ssize_t index) noexcept nogil:
+                        work_t pre, work_t post, int rounding, uint32_t rnd) noexcept nogil:
     """The new weight from the loaded one, w0, and the optimizer's `change` (its step, e.g.
     -lr*g): Decoupled's shrink before it and Decay's after, then stored by `rounding`.
     Compensated: the whole change, decay included, is Kahan-added to w0 + comp, so that changes
     smaller than half a unit in the last place add up instead of rounding away.  pre/post: the
     shrink of Decoupled / Decay, 0 otherwise (locals of the caller: read through the Hyper
-    pointer, which the stores could alias, they would stop gcc from vectorizing)."""
+    pointer, which the stores could alias, they would stop gcc from vectorizing).  `rnd`: the
+    element's random bits, for "stochastic"."""
     cdef work_t x, d, y, t
     if rounding == ROUND_COMPENSATED:
         d = change - pre * w0
         d = d - post * (w0 + d)
         y = d + _ld(comp, i, w0)
-        _st(w, i, w0 + y, ROUND_NEAREST, key, index)
+        _st(w, i, w0 + y)
         t = _ld(w, i, w0)
-        _st(comp, i, y - (t - w0), ROUND_NEAREST, key, index)
+        _st(comp, i, y - (t - w0))
     else:
         x = w0
         if pre != 0:
@@ -413,7 +430,7 @@ cdef inline void _write(store_t* w, store_t* comp, Py_ssize_t i, work_t w0, work
         x = x + change
         if post != 0:
             x = x - post * x
-        _st(w, i, x, rounding, key, index)
+        _st_bits(w, i, x, rounding, rnd)
 
 
 cdef inline void _sgd_gen(store_t* w, const store_t* g, state_t* buf, store_t* comp, Py_ssize_t n,
@@ -435,8 +452,10 @@ cdef inline void _sgd_gen(store_t* w, const store_t* g, state_t* buf, store_t* c
     cdef bint use_momentum = extra_t is not Without, velocity = extra_t is Velocity
     cdef int rounding = _mode(mode)
     cdef int srnd = ROUND_STOCHASTIC if rounding == ROUND_STOCHASTIC else ROUND_NEAREST
-    cdef uint32_t kb = l2d_random(key, -1)
+    cdef uint32_t lo = <uint32_t>i0, kw = l2d_key_at(key, i0), kb = l2d_key_at(l2d_random(key, -1), i0)
+    cdef uint32_t rw
     for i in range(n):
+        rw = _bits(kw, lo, i) if rounding == ROUND_STOCHASTIC else 0
         gi = sign * _ld(g, i, sign)
         w0 = _ld(w, i, sign)
         if l2:
@@ -452,9 +471,9 @@ cdef inline void _sgd_gen(store_t* w, const store_t* g, state_t* buf, store_t* c
                 bi = gi if first else mu * bprev + damp1 * gi
                 change = -(lr * ((gi + mu * bi) if nesterov else bi))
             # (bfloat16: the high half of the weight's random bits, which uses the low half)
-            _st_state(buf, i, bi, srnd, l2d_random(key, i0 + i) >> 16 if srnd == ROUND_STOCHASTIC else 0,
-                      kb, i0 + i)
-        _write(w, comp, i, w0, change, pre, post, rounding, key, i0 + i)
+            _st_state(buf, i, bi, srnd, rw >> 16,
+                      _bits(kb, lo, i) if state_t is f16 and srnd == ROUND_STOCHASTIC else 0)
+        _write(w, comp, i, w0, change, pre, post, rounding, rw)
 
 
 cdef inline void _adam_gen(store_t* w, const store_t* g, state_t* m, state_t* v, state_t* vmax,
@@ -471,36 +490,37 @@ cdef inline void _adam_gen(store_t* w, const store_t* g, state_t* m, state_t* v,
     cdef work_t a1 = <work_t>(1.0 - h.b1), a2 = <work_t>(1.0 - h.b2), eps = <work_t>h.eps
     cdef work_t ss = <work_t>step_size, bc2s = <work_t>bc2_sqrt
     cdef work_t gi, w0, mi, vi, xi, root
-    cdef uint32_t r1, r2
+    cdef uint32_t r2
     cdef work_t pre = <work_t>h.shrink if h.decoupled else 0, post = <work_t>h.shrink if h.decay else 0
     cdef bint l2 = h.l2, amsgrad = extra_t is With
     cdef int rounding = _mode(mode)
     cdef int srnd = ROUND_STOCHASTIC if rounding == ROUND_STOCHASTIC else ROUND_NEAREST
-    cdef uint32_t km = l2d_random(key, -1), kv = l2d_random(key, -2), kx = l2d_random(key, -3)
+    cdef uint32_t lo = <uint32_t>i0, kw = l2d_key_at(key, i0), km = l2d_key_at(l2d_random(key, -1), i0)
+    cdef uint32_t kv = l2d_key_at(l2d_random(key, -2), i0), kx = l2d_key_at(l2d_random(key, -3), i0)
+    cdef uint32_t rw
     for i in range(n):
+        rw = _bits(kw, lo, i) if rounding == ROUND_STOCHASTIC else 0
         gi = sign * _ld(g, i, sign)
         w0 = _ld(w, i, sign)
         if l2:
             gi = gi + lam * w0
         mi = b1 * _ld(m, i, sign) + a1 * gi
         vi = b2 * _ld(v, i, sign) + a2 * (gi * gi)
-        if state_t is bf16 and srnd == ROUND_STOCHASTIC:
-            # 16 random bits each: m the high half of the weight's hash (the weight uses the low
-            # half), v and vmax the halves of a second one
-            r1, r2 = l2d_random(key, i0 + i) >> 16, l2d_random(kv, i0 + i)
-        else:
-            r1, r2 = 0, 0
-        _st_state(m, i, mi, srnd, r1, km, i0 + i)
-        _st_state(v, i, vi, srnd, r2, kv, i0 + i)
+        # 16 random bits each for bfloat16: m the high half of the weight's hash (the weight uses
+        # the low half), v and vmax the halves of a second one; float16 a hash each
+        r2 = _bits(kv, lo, i) if state_t is not float and state_t is not double and srnd == ROUND_STOCHASTIC else 0
+        _st_state(m, i, mi, srnd, rw >> 16, _bits(km, lo, i) if state_t is f16 and srnd == ROUND_STOCHASTIC else 0)
+        _st_state(v, i, vi, srnd, r2, r2)
         if amsgrad:
             xi = _ld(vmax, i, sign)
             vi = xi if xi > vi else vi
-            _st_state(vmax, i, vi, srnd, r2 >> 16, kx, i0 + i)
+            _st_state(vmax, i, vi, srnd, r2 >> 16,
+                      _bits(kx, lo, i) if state_t is f16 and srnd == ROUND_STOCHASTIC else 0)
         if work_t is float:
             root = sqrtf(vi)
         else:
             root = sqrt(vi)
-        _write(w, comp, i, w0, -((ss * mi) / (root / bc2s + eps)), pre, post, rounding, key, i0 + i)
+        _write(w, comp, i, w0, -((ss * mi) / (root / bc2s + eps)), pre, post, rounding, rw)
 
 
 cdef inline void _rule_gen(Op op, store_t* w, store_t* g, Py_ssize_t n, const Hyper* h) noexcept nogil:
@@ -511,18 +531,18 @@ cdef inline void _rule_gen(Op op, store_t* w, store_t* g, Py_ssize_t n, const Hy
     if op == OP_DECAY:
         for i in range(n):
             z = _ld(w, i, lr) - lr * _ld(g, i, lr)
-            _st(w, i, z - decay * z, ROUND_NEAREST, 0, 0)
+            _st(w, i, z - decay * z)
     elif op == OP_L2:
         for i in range(n):
             wi = _ld(w, i, lr)
-            _st(g, i, _ld(g, i, lr) + lam * wi, ROUND_NEAREST, 0, 0)
+            _st(g, i, _ld(g, i, lr) + lam * wi)
             gi = _ld(g, i, lr)          # the stored gradient, as the float loops use it
-            _st(w, i, wi - lr * gi, ROUND_NEAREST, 0, 0)
+            _st(w, i, wi - lr * gi)
     else:
         for i in range(n):
             wi = _ld(w, i, lr)
             gi = _ld(g, i, lr) + lam * wi
-            _st(w, i, wi - lr * gi, ROUND_NEAREST, 0, 0)
+            _st(w, i, wi - lr * gi)
 
 
 cdef struct Wide:       # the optimizer state in float32 (float64 for float64 weights)
@@ -622,12 +642,17 @@ cdef inline void _generic_w(Op op, const Task* t, Py_ssize_t a, Py_ssize_t b, ro
 
 
 cdef inline void _generic(Op op, const Task* t, Py_ssize_t a, Py_ssize_t b) noexcept nogil:
-    if t.rounding == ROUND_STOCHASTIC:
-        _generic_w(op, t, a, b, <Stochastic*>NULL)
-    elif t.rounding == ROUND_COMPENSATED:
-        _generic_w(op, t, a, b, <Compensated*>NULL)
-    else:
-        _generic_w(op, t, a, b, <Nearest*>NULL)
+    cdef Py_ssize_t cut
+    while a < b:
+        # one 2^32-element block of the random bits' index at a time (see _bits)
+        cut = min(b, ((a >> 32) + 1) << 32)
+        if t.rounding == ROUND_STOCHASTIC:
+            _generic_w(op, t, a, cut, <Stochastic*>NULL)
+        elif t.rounding == ROUND_COMPENSATED:
+            _generic_w(op, t, a, cut, <Compensated*>NULL)
+        else:
+            _generic_w(op, t, a, cut, <Nearest*>NULL)
+        a = cut
 
 
 # ---- bench only: the memory ceiling of the rules' traffic (l2decay bench's "stream" column)
