@@ -191,7 +191,7 @@ def test_bfloat16_second_moment_never_shrinks_rounded_to_nearest_and_follows_rou
 def test_state_dtype_is_checked_and_a_bad_state_changes_nothing():
     with pytest.raises(ValueError, match=r"^state_dtype must be None .* or 'param'"):
         Adam([np.ones(3, BF16)], state_dtype="bfloat16")
-    with pytest.raises(ValueError, match=r"^param_groups\[1\]\.state_dtype must be None"):
+    with pytest.raises(TypeError, match=r"^param_groups\[1\]\.state_dtype must be None"):
         SGD([{"params": [np.ones(3, BF16)]}, {"params": [np.ones(2, BF16)], "state_dtype": float}])
     w = [np.ones(3, BF16), np.ones(4, F32)]
     opt = Adam(w, lr=0.1, state_dtype="param")
@@ -216,6 +216,23 @@ def test_state_dtype_is_checked_and_a_bad_state_changes_nothing():
     with pytest.raises(ValueError, match=r"state dict state\.0\.exp_avg_sq has shape \(3,\) and dtype bfloat16; it must "
                                          r"have \(3,\) and float32"):
         opt.load_state_dict(d)
+    # one tensor whose state is its own gradient: refused (the overlap check runs for one
+    # tensor too), nothing written
+    g, wb = np.ones(3, BF16), np.ones(3, BF16)
+    with pytest.raises(ValueError, match=r"grads\[0\] and momentum_buffers\[0\] share memory|momentum_buffers\[0\] "
+                                         r"and grads\[0\] share memory"):
+        l2decay.sgd_step([wb], [g], [g], lr=0.1, momentum=0.5, rounding="nearest")
+    assert np.all(g.astype(F32) == 1) and np.all(wb.astype(F32) == 1)
+    with pytest.raises(ValueError, match=r"share memory"):
+        l2decay.adam_step([wb], [g], [g], [np.zeros(3, BF16)], step=1, lr=0.1, rounding="nearest")
+    assert np.all(g.astype(F32) == 1) and np.all(wb.astype(F32) == 1)
+    # a numpy string is the value it spells (and a numpy int seed its int)
+    l2decay.sgd_step([wb], [g], lr=0.1, rounding=np.str_("stochastic"), seed=np.int64(3), step=1)
+    opt2 = Adam([np.ones(3, BF16)], lr=0.1, state_dtype=np.str_("param"), rounding=np.str_("nearest"))
+    opt2.step([np.ones(3, BF16)])
+    assert opt2.state[0]["exp_avg"].dtype == BF16
+    with pytest.raises(TypeError, match=r"^state_dtype must be None"):
+        Adam([np.ones(3, BF16)], state_dtype=1)
     # the functional step: an SGD buffer in the weights' dtype is taken as given
     buf = [np.full(3, 0.5, BF16)]
     l2decay.sgd_step([np.ones(3, BF16)], [np.ones(3, BF16)], buf, lr=0.1, momentum=0.5, rounding="nearest")

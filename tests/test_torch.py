@@ -528,12 +528,24 @@ def test_state_of_mixed_dtypes_is_refused_and_nothing_changes():
     st["exp_avg_sq"] = st["exp_avg_sq"].to(torch.float16)
     with pytest.raises(TypeError, match=r"exp_avg_sq has dtype torch\.float16, but the state of a torch\.bfloat16 param"):
         opt.step()
-    with pytest.raises(ValueError, match=r"^state_dtype must be None"):
+    with pytest.raises(TypeError, match=r"^state_dtype must be None"):
         lt.SGD([p], lr=0.1, state_dtype=torch.bfloat16)
     opt.param_groups[0]["state_dtype"] = "float16"
     with pytest.raises(ValueError, match=r"^param_groups\[0\]\.state_dtype must be None"):
         opt.step()
     assert torch.equal(p.detach(), before[0])
+    # one param whose state is its own gradient: refused, nothing written
+    opt.param_groups[0]["state_dtype"] = "param"
+    st["exp_avg_sq"] = before[2].to(torch.bfloat16)
+    st["exp_avg"] = p.grad
+    with pytest.raises(ValueError, match=r"overlap in memory"):
+        opt.step()
+    assert torch.equal(p.detach(), before[0]) and torch.equal(p.grad, torch.ones(4, dtype=torch.bfloat16))
+    # a stale max_exp_avg_sq of another dtype is not read without amsgrad: no error
+    st["exp_avg"] = before[1].clone()
+    st["max_exp_avg_sq"] = torch.zeros(4)
+    opt.step()
+    assert st["step"] == 2
 
 
 def test_16_bit_torch_params_get_their_decay():

@@ -395,6 +395,12 @@ cdef inline uint32_t _bits(uint32_t key_at, uint32_t lo, Py_ssize_t i) noexcept 
     return l2d_mix((lo + <uint32_t>i) ^ key_at)
 
 
+cdef inline uint32_t _own_bits(state_t* p, uint32_t key_at, uint32_t lo, Py_ssize_t i, int rounding) noexcept nogil:
+    """The random bits of a float16 state value's own hash (_bits), when it rounds
+    stochastically; 0 for any other state (bfloat16 shares a hash: _st_state)."""
+    return _bits(key_at, lo, i) if state_t is f16 and rounding == ROUND_STOCHASTIC else 0
+
+
 cdef inline void _st_state(state_t* p, Py_ssize_t i, work_t x, int rounding, uint32_t half,
                            uint32_t own) noexcept nogil:
     """Store a state value x (optimizer state in w's dtype is rounded as w is).  Stochastic
@@ -471,8 +477,7 @@ cdef inline void _sgd_gen(store_t* w, const store_t* g, state_t* buf, store_t* c
                 bi = gi if first else mu * bprev + damp1 * gi
                 change = -(lr * ((gi + mu * bi) if nesterov else bi))
             # (bfloat16: the high half of the weight's random bits, which uses the low half)
-            _st_state(buf, i, bi, srnd, rw >> 16,
-                      _bits(kb, lo, i) if state_t is f16 and srnd == ROUND_STOCHASTIC else 0)
+            _st_state(buf, i, bi, srnd, rw >> 16, _own_bits(buf, kb, lo, i, srnd))
         _write(w, comp, i, w0, change, pre, post, rounding, rw)
 
 
@@ -509,13 +514,12 @@ cdef inline void _adam_gen(store_t* w, const store_t* g, state_t* m, state_t* v,
         # 16 random bits each for bfloat16: m the high half of the weight's hash (the weight uses
         # the low half), v and vmax the halves of a second one; float16 a hash each
         r2 = _bits(kv, lo, i) if state_t is not float and state_t is not double and srnd == ROUND_STOCHASTIC else 0
-        _st_state(m, i, mi, srnd, rw >> 16, _bits(km, lo, i) if state_t is f16 and srnd == ROUND_STOCHASTIC else 0)
+        _st_state(m, i, mi, srnd, rw >> 16, _own_bits(m, km, lo, i, srnd))
         _st_state(v, i, vi, srnd, r2, r2)
         if amsgrad:
             xi = _ld(vmax, i, sign)
             vi = xi if xi > vi else vi
-            _st_state(vmax, i, vi, srnd, r2 >> 16,
-                      _bits(kx, lo, i) if state_t is f16 and srnd == ROUND_STOCHASTIC else 0)
+            _st_state(vmax, i, vi, srnd, r2 >> 16, _own_bits(vmax, kx, lo, i, srnd))
         if work_t is float:
             root = sqrtf(vi)
         else:

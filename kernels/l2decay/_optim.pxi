@@ -142,7 +142,7 @@ def default_rounding(cnp.dtype dtype):
 
 
 cdef inline int _state_type(cnp.ndarray w) noexcept:
-    """numpy type of the optimizer state of w: float32 for 16-bit weights, else w's."""
+    """numpy type of the optimizer state of w by default: float32 for 16-bit weights, else w's."""
     cdef int k = _kind(w)
     return cnp.NPY_FLOAT if k == KIND_BF16 or k == KIND_F16 else cnp.PyArray_TYPE(w)
 
@@ -350,10 +350,12 @@ def sgd_step(params, grads, momentum_buffers=None, *, lr, momentum=0.0, dampenin
     Parameters
     ----------
     params, grads : list/tuple of numpy.ndarray
-        float32 or float64, C-contiguous, pairwise equal in dtype and shape; params writeable.
+        float32 or float64 (or 16-bit: see adam_step), C-contiguous, pairwise equal in dtype
+        and shape; params writeable.
     momentum_buffers : list of numpy.ndarray or None, optional
-        Needed when momentum > 0: one per param, like it and writeable; an entry that is None
-        is born from this step (a new array is put in its place in the list).
+        Needed when momentum > 0: one per param, like it and writeable (a 16-bit param's:
+        float32 or its own dtype); an entry that is None is born from this step (a new array,
+        float32 for a 16-bit param, is put in its place in the list).
     lr : float >= 0;  momentum : float in [0, 1);  dampening : float in [0, 1]
     nesterov, maximize : bool
     reg : None, L2, Decoupled or Decay
@@ -374,8 +376,10 @@ def sgd_step(params, grads, momentum_buffers=None, *, lr, momentum=0.0, dampenin
     cdef unsigned long long sd
     cdef long long t
     if not (_rounding_ok(rounding, &rnd) and _seed_ok(seed, &sd)):
-        _validate.rounding_args(rounding, seed)
-        _internal("sgd_step's rounding")
+        # (refused, or a value only the fast checks refuse, a numpy str or int say: normalized)
+        rounding, seed = _validate.rounding_args(rounding, seed)
+        if not (_rounding_ok(rounding, &rnd) and _seed_ok(seed, &sd)):
+            _internal("sgd_step's rounding")
     if not _sgd_hyper(&h, lr, momentum, dampening, nesterov, maximize, reg, momentum_form):
         n = _validate.sgd_hyper(dict(lr=lr, momentum=momentum, dampening=dampening, nesterov=nesterov,
                                      maximize=maximize, reg=reg, momentum_form=momentum_form), "")
@@ -404,7 +408,7 @@ def sgd_step(params, grads, momentum_buffers=None, *, lr, momentum=0.0, dampenin
                     or (tasks[k].rounding == ROUND_COMPENSATED and cs is None):
                 ok = False
                 break
-        if ok and m > 1 and not _no_overlap(tasks, m, False):
+        if ok and m > 0 and not _no_overlap(tasks, m, False):   # (one tensor too: its state vs its grad)
             ok = False
         if not ok:
             _validate.sgd_tensors(params if ps is None else ps, grads if gs is None else gs,
@@ -490,8 +494,10 @@ def adam_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs=None, *, ste
     cdef int rnd
     cdef unsigned long long sd
     if not (_rounding_ok(rounding, &rnd) and _seed_ok(seed, &sd)):
-        _validate.rounding_args(rounding, seed)
-        _internal("adam_step's rounding")
+        # (refused, or a value only the fast checks refuse, a numpy str or int say: normalized)
+        rounding, seed = _validate.rounding_args(rounding, seed)
+        if not (_rounding_ok(rounding, &rnd) and _seed_ok(seed, &sd)):
+            _internal("adam_step's rounding")
     if not _adam_hyper(&h, &keras, lr, betas, eps, amsgrad, maximize, reg, eps_form):
         n = _validate.adam_hyper(dict(lr=lr, betas=betas, eps=eps, amsgrad=amsgrad, maximize=maximize,
                                       reg=reg, eps_form=eps_form), "")
@@ -521,7 +527,7 @@ def adam_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs=None, *, ste
                     or (tasks[k].rounding == ROUND_COMPENSATED and cs is None):
                 ok = False
                 break
-        if ok and m > 1 and not _no_overlap(tasks, m, False):
+        if ok and m > 0 and not _no_overlap(tasks, m, False):   # (one tensor too: its state vs its grad)
             ok = False
         if not ok:
             _validate.adam_tensors(params if ps is None else ps, grads if gs is None else gs,
@@ -701,7 +707,7 @@ def _optimizer_step(bint adam, list groups, tuple slots, list flat, list state, 
                     return False
                 publish = publish or tasks[nt].first or eff != ROUND_NEAREST
                 nt += 1
-        if nt != m or (m > 1 and not _no_overlap(tasks, m, False)):
+        if nt != m or (m > 0 and not _no_overlap(tasks, m, False)):
             return False
         _run_tasks(OP_ADAM if adam else OP_SGD, tasks, m)
         if not publish:     # (SGD rounding to nearest, its buffers in place: the common case)

@@ -116,6 +116,11 @@ cdef inline int _state_kind(object s, int kind, Py_ssize_t n, tuple kinds, char*
     return sk
 
 
+cdef inline bint _is_state16(int skind, int kind) noexcept nogil:
+    """Whether state of kind `skind` of a param of `kind` is in the param's own 16-bit dtype."""
+    return skind == kind and (kind == KIND_BF16 or kind == KIND_F16)
+
+
 cdef inline bint _torch_wd_ok(object wd, object reg, double* out) noexcept:
     """A group's weight_decay (None: absent) beside its "reg" into `out`: a plain number, 0 if
     "reg" is set; False where l2decay.torch's _group_rule decides (or raises)."""
@@ -243,7 +248,7 @@ def _tensor_step(bint adam, list groups, list regs, object state, tuple kinds, o
                     skind = _state_kind(m_, kind, n, kinds, &t.s1)
                     if skind < 0 or not _state_tensor_ok(v_, skind, n, kinds, &t.s2):
                         return None
-                    t.state16 = skind == kind and (kind == KIND_BF16 or kind == KIND_F16)
+                    t.state16 = _is_state16(skind, kind)
                     _hold(hd, 2, m_)
                     _hold(hd, 3, v_)
                     if h.amsgrad:
@@ -274,7 +279,7 @@ def _tensor_step(bint adam, list groups, list regs, object state, tuple kinds, o
                         skind = _state_kind(b, kind, n, kinds, &t.s1)
                         if skind < 0:
                             return None
-                        t.state16 = skind == kind and (kind == KIND_BF16 or kind == KIND_F16)
+                        t.state16 = _is_state16(skind, kind)
                         _hold(hd, 2, b)
                 t.step = step + 1
                 if not _set_rounding(t, rnd, sd, t.step, base + j):   # (index: the param's place)
@@ -289,7 +294,7 @@ def _tensor_step(bint adam, list groups, list regs, object state, tuple kinds, o
                     _hold(hd, 5, c)
                 updated[nt] = p
                 nt += 1
-        if nt > 1 and not _no_overlap(tasks, nt, False):
+        if nt > 0 and not _no_overlap(tasks, nt, False):
             return None
         _run_tasks(OP_ADAM if adam else OP_SGD, tasks, nt)
         for k in range(nt):

@@ -116,11 +116,13 @@ def flag(name, value):
 
 
 def choice(name, value, options):
+    """`value`, one of the strings `options`, as the option itself (a plain str: the kernels'
+    fast checks take no str subclass)."""
     if not isinstance(value, str):
         raise TypeError(f"{name} must be one of {options}, got {type(value).__name__}")
     if value not in options:
         raise ValueError(f"{name} must be one of {options}, got {value!r}")
-    return value
+    return options[options.index(value)]
 
 
 def reg(name, value):
@@ -138,7 +140,7 @@ ROUNDINGS = ("nearest", "stochastic", "compensated")
 def rounding_args(rounding, seed, where=""):
     """`rounding` (None or a name) and `seed` (an int >= 0), checked."""
     if rounding is not None:
-        choice(f"{where}rounding", rounding, ROUNDINGS)
+        rounding = choice(f"{where}rounding", rounding, ROUNDINGS)
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (numbers.Integral, np.integer)):
         raise TypeError(f"{where}seed must be an int, got {type(seed).__name__}")
     if not 0 <= int(seed) < 2 ** 63:
@@ -156,8 +158,10 @@ def rounding_tensors(params, rounding, step, compensations):
                              f"'nearest' or 'compensated'")
     if rounding == "stochastic" and step is None:
         raise ValueError("rounding 'stochastic' needs step= (its random bits are keyed by seed, step and index)")
+    from ._kernels import default_rounding
+
     half = next((k for k, p in enumerate(ps) if p.dtype in HALF_DTYPES), None)
-    if rounding is None and step is None and half is not None:
+    if rounding is None and step is None and half is not None and default_rounding(ps[half].dtype) == "stochastic":
         raise ValueError(f"params[{half}] is {ps[half].dtype}, whose default rounding is 'stochastic', which needs "
                          f"step= (its random bits are keyed by seed, step and index); pass step= or a rounding")
     if rounding == "compensated":
@@ -235,16 +239,25 @@ STATE_DTYPES = (None, "param")
 
 def state_dtype_arg(name, value):
     """An optimizer's `state_dtype`: None (16-bit params keep float32 state) or "param"."""
-    if value is not None and (not isinstance(value, str) or value not in STATE_DTYPES):
-        raise ValueError(f"{name} must be None (float32 state for bfloat16/float16 params) or 'param' "
-                         f"(state in each param's own dtype), got {value!r}")
-    return value
+    if value is None:
+        return None
+    if not isinstance(value, str) or value not in STATE_DTYPES:
+        raise (ValueError if isinstance(value, str) else TypeError)(
+            f"{name} must be None (float32 state for bfloat16/float16 params) or 'param' (state in each "
+            f"param's own dtype), got {value!r}")
+    return "param"
 
 
 def state_dtype(p, choice=None):
     """The dtype of new optimizer state of param `p`: float32 for 16-bit params (their
     arithmetic is float32) unless `choice` is "param", else p's own."""
     return np.dtype(np.float32) if p.dtype in HALF_DTYPES and choice != "param" else p.dtype
+
+
+def state_dtypes(p):
+    """The dtypes a state array of param `p` may have (one of them for all its arrays): float32
+    or, state_dtype "param", p's own for 16-bit p; p's own otherwise."""
+    return tuple(dict.fromkeys([state_dtype(p), p.dtype]))
 
 
 def state_array(name, a, pname, p, dtype=None, like=None):
@@ -254,7 +267,7 @@ def state_array(name, a, pname, p, dtype=None, like=None):
     _array(name, a, True)
     if dtype is not None and a.dtype != dtype:
         raise TypeError(f"{name} has dtype {a.dtype} but {pname} has dtype {p.dtype}; they must match")
-    if dtype is None and a.dtype not in (state_dtype(p), p.dtype):
+    if dtype is None and a.dtype not in state_dtypes(p):
         if p.dtype in HALF_DTYPES:
             raise TypeError(f"{name} has dtype {a.dtype} but {pname} is {p.dtype}: its state must be float32 "
                             f"(16-bit weights compute in float32) or {p.dtype} (state_dtype 'param')")

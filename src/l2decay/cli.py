@@ -133,8 +133,9 @@ def _data_options(parser):
                         f"(default: the optimizers', {default_rounding(DTYPES['float32'])} for float32 and float64, "
                         f"{default_rounding(DTYPES['bfloat16'])} for bfloat16 and float16)")
     g.add_argument("--state-dtype", choices=("param",),
-                   help="keep the optimizer state (momentum, Adam's moments) in the weights' dtype, 16-bit too, "
-                        "stored as --rounding stores the weights (default: float32 for bfloat16/float16 weights)")
+                   help="keep the optimizer state (momentum, Adam's moments) in the weights' dtype, 16-bit too: "
+                        "rounded stochastically with --rounding stochastic, else to nearest (default: float32 "
+                        "for bfloat16/float16 weights)")
     return g
 
 

@@ -397,6 +397,8 @@ def load_checkpoint(path, cfg, data, model, opt, rng):
     # must be the ones `opt` was built with: load_state_dict would take any value.
     for key, value in opt.state_dict().items():
         have = opt_state.get(key)
+        if have is None and key.endswith(".state_dtype"):   # (checkpoints from before state_dtype)
+            have = np.asarray("default")
         if not key.startswith("state.") and (have is None or have.shape != np.shape(value)
                                              or not np.array_equal(have, value)):
             shown = None if have is None else have.tolist()

@@ -13,7 +13,7 @@ import numpy as np
 
 from . import _kernels
 from ._validate import (HALF_DTYPES, _array, _pair, adam_hyper, disjoint, sgd_hyper, state_array,
-                        state_dtype, step_count)
+                        state_dtype, state_dtypes, step_count)
 from .rules import RULES, Decay, Decoupled, L2
 
 __all__ = ["L2", "Decoupled", "Decay", "SGD", "Adam", "exclude_1d", "ParamGroups"]
@@ -257,7 +257,7 @@ class _Optimizer:
                 if name == "compensation":
                     dtypes = (p.dtype,)
                 else:   # the state's dtype: float32 or the param's (state_dtype "param"), one for all
-                    dtypes = tuple(dict.fromkeys([state_dtype(p), p.dtype]))
+                    dtypes = state_dtypes(p)
                     if first is not None:
                         dtypes = (first,)
                     first = value.dtype if value.dtype in dtypes else None
@@ -336,6 +336,8 @@ class Adam(_Optimizer):
         param's); "param", each param's own dtype, 16-bit too (half the memory and traffic;
         stored like the weights: rounded stochastically with "stochastic", else to nearest).
         State arrays replaced or loaded may be either; a param's arrays share one dtype.
+        Changing a group's state_dtype later leaves existing state as it is (a
+        max_exp_avg_sq born later takes the moments' dtype).
 
     State per param: ``step`` (the steps taken), ``exp_avg``, ``exp_avg_sq`` and, with amsgrad,
     ``max_exp_avg_sq`` (born zero when amsgrad is first on), as torch's.

@@ -174,6 +174,8 @@ class _Base(torch.optim.Optimizer):
                     raise ValueError(f"{name}: rounding 'stochastic' needs bfloat16 or float16 params, not "
                                      f"{p.dtype}; use 'nearest' or 'compensated'")
                 st, first = self.state[p], None
+                used = (("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if hyper["amsgrad"] else ())
+                        if self._adam else (("momentum_buffer",) if hyper["momentum"] else ()))
                 for key, value in list(st.items()):
                     if key == "step":   # torch keeps it as a float tensor
                         value = _number(value)
@@ -182,8 +184,9 @@ class _Base(torch.optim.Optimizer):
                         st["step"] = step_count(f"state of {name}: step", value, 0)
                     elif isinstance(value, torch.Tensor) and key == "compensation":
                         self._check_tensor(f"state of {name}: {key}", value, like=p, shape=False, dtype=p.dtype)
-                    elif isinstance(value, torch.Tensor):
-                        # float32 or, for 16-bit params, their own dtype (state_dtype "param"): one for all
+                    elif isinstance(value, torch.Tensor) and key in used:
+                        # float32 or, for 16-bit params, their own dtype (state_dtype "param"): one for
+                        # all the step uses (a stale max_exp_avg_sq, amsgrad off, is not read)
                         allowed = (p.dtype, torch.float32) if p.dtype in _HALVES else (p.dtype,)
                         if value.dtype not in allowed or (first and value.dtype != first[1]):
                             other = f" ({first[0]} is {first[1]})" if first else ""
