@@ -349,7 +349,8 @@ cdef inline int _mode(rounding_t* mode) noexcept nogil:
         return ROUND_STOCHASTIC
     elif rounding_t is Compensated:
         return ROUND_COMPENSATED
-    return ROUND_NEAREST
+    else:
+        return ROUND_NEAREST
 
 
 cdef inline work_t _ld(const store_t* p, Py_ssize_t i, work_t like) noexcept nogil:

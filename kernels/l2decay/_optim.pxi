@@ -373,7 +373,7 @@ def sgd_step(params, grads, momentum_buffers=None, *, lr, momentum=0.0, dampenin
     cdef PyObject** held
     cdef Py_ssize_t k, m
     cdef int rnd
-    cdef unsigned long long sd
+    cdef unsigned long long sd = 0
     cdef long long t
     if not (_rounding_ok(rounding, &rnd) and _seed_ok(seed, &sd)):
         # (refused, or a value only the fast checks refuse, a numpy str or int say: normalized)
@@ -492,7 +492,7 @@ def adam_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs=None, *, ste
     cdef Py_ssize_t k, m
     cdef long long t
     cdef int rnd
-    cdef unsigned long long sd
+    cdef unsigned long long sd = 0
     if not (_rounding_ok(rounding, &rnd) and _seed_ok(seed, &sd)):
         # (refused, or a value only the fast checks refuse, a numpy str or int say: normalized)
         rounding, seed = _validate.rounding_args(rounding, seed)

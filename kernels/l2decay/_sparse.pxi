@@ -214,7 +214,7 @@ def sparse_step(table, rows, grad_rows, row_scale, scale, exp_avg=None, exp_avg_
     cdef Hyper h
     cdef Task t
     cdef bint adam = exp_avg is not None, ok
-    cdef double before, after, shrink
+    cdef double before = 1.0, after, shrink   # (before, sc: set by _real_ok when it accepts)
     cdef long long tstep = 0
     cdef Py_ssize_t k, u, d, row_bytes, nrows
     cdef Op op = OP_ADAM if exp_avg is not None else OP_SGD
@@ -290,7 +290,7 @@ def sparse_catch_up(table, row_scale, scale, rows=None):
     set to `scale`, returning how many rows changed; or, when `rows` is None, every row, the row
     scales reset to 1 (the caller's scale becomes 1.0), returning the number of rows.  O(len(rows)
     * columns), or O(table) for all.  On bad input raises TypeError/ValueError, modifying nothing."""
-    cdef double sc
+    cdef double sc = 1.0
     cdef Py_ssize_t j, k, changed = 0, d, row_bytes
     cdef long long r
     cdef int kind
