@@ -105,9 +105,14 @@ cdef inline bint _state_ok(object s, object w) noexcept:
     return _disjoint(<cnp.ndarray>s, <cnp.ndarray>w)
 
 
+cdef inline bint _is_state16(int skind, int kind) noexcept nogil:
+    """Whether state of kind `skind` of a param of `kind` is in the param's own 16-bit dtype."""
+    return skind == kind and (kind == KIND_BF16 or kind == KIND_F16)
+
+
 cdef inline bint _state16(object s, const Task* t) noexcept:
-    """Whether state array s (passed _state_ok) of task t's 16-bit weights is in their dtype."""
-    return (t.kind == KIND_BF16 or t.kind == KIND_F16) and cnp.PyArray_TYPE(<cnp.ndarray>s) != cnp.NPY_FLOAT
+    """_is_state16 for state array s (passed _state_ok) of task t."""
+    return _is_state16(_kind(<cnp.ndarray>s), t.kind)
 
 
 cdef inline bint _comp_ok(object c, object w) noexcept:

@@ -153,18 +153,15 @@ def stream_adam16(w, grad, exp_avg, exp_avg_sq):
     almost no arithmetic: what any such step's memory costs at best."""
     cdef Hyper h
     cdef Task t
-    cdef int kind
-    ok = _pair_ok(w, grad, False) and _state_ok(exp_avg, w) and _state_ok(exp_avg_sq, w)
+    ok = (_pair_ok(w, grad, False) and _state_ok(exp_avg, w) and _state_ok(exp_avg_sq, w)
+          and cnp.PyArray_TYPE(<cnp.ndarray>exp_avg) == cnp.PyArray_TYPE(<cnp.ndarray>exp_avg_sq))
     if ok:
-        kind = _kind(<cnp.ndarray>w)
-        ok = ((kind == KIND_BF16 or kind == KIND_F16) and _disjoint(<cnp.ndarray>exp_avg, <cnp.ndarray>exp_avg_sq)
-              and cnp.PyArray_TYPE(<cnp.ndarray>exp_avg) == cnp.PyArray_TYPE(<cnp.ndarray>exp_avg_sq)
-              and _disjoint(<cnp.ndarray>exp_avg, <cnp.ndarray>grad) and _disjoint(<cnp.ndarray>exp_avg_sq, <cnp.ndarray>grad))
+        _task(&t, w, grad, &h)
+        t.s1 = _bytes(exp_avg)
+        t.s2 = _bytes(exp_avg_sq)
+        t.state16 = _state16(exp_avg, &t)
+        ok = (t.kind == KIND_BF16 or t.kind == KIND_F16) and _no_overlap(&t, 1, False)
     if not ok:
         raise TypeError("stream_adam16 takes bfloat16 or float16 w and grad of one shape and exp_avg and "
                         "exp_avg_sq of that shape, both float32 or both w's dtype, all C-contiguous and apart")
-    _task(&t, w, grad, &h)
-    t.s1 = _bytes(exp_avg)
-    t.s2 = _bytes(exp_avg_sq)
-    t.state16 = _state16(exp_avg, &t)
     _run_tasks(OP_STREAM_ADAM16, &t, 1)

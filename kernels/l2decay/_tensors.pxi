@@ -116,11 +116,6 @@ cdef inline int _state_kind(object s, int kind, Py_ssize_t n, tuple kinds, char*
     return sk
 
 
-cdef inline bint _is_state16(int skind, int kind) noexcept nogil:
-    """Whether state of kind `skind` of a param of `kind` is in the param's own 16-bit dtype."""
-    return skind == kind and (kind == KIND_BF16 or kind == KIND_F16)
-
-
 cdef inline bint _torch_wd_ok(object wd, object reg, double* out) noexcept:
     """A group's weight_decay (None: absent) beside its "reg" into `out`: a plain number, 0 if
     "reg" is set; False where l2decay.torch's _group_rule decides (or raises)."""

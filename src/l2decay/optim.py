@@ -254,19 +254,16 @@ class _Optimizer:
                         raise ValueError(f"state dict state.{k}.step must be an int, got {value!r}")
                     new[name] = step_count(f"state dict state.{k}.step", int(value), 0)
                     continue
-                if name == "compensation":
-                    dtypes = (p.dtype,)
-                else:   # the state's dtype: float32 or the param's (state_dtype "param"), one for all
-                    dtypes = state_dtypes(p)
-                    if first is not None:
-                        dtypes = (first,)
-                    first = value.dtype if value.dtype in dtypes else None
+                # the state's dtype: float32 or the param's (state_dtype "param"), one for all
+                dtypes = (p.dtype,) if name == "compensation" else (first,) if first else state_dtypes(p)
                 if value.shape != p.shape or value.dtype not in dtypes:
                     want = " or ".join(str(t) for t in dtypes)
                     raise ValueError(f"state dict state.{k}.{name} has shape {value.shape} and dtype "
                                      f"{value.dtype}; it must have {p.shape} and {want}")
                 if not np.all(np.isfinite(value)):
                     raise ValueError(f"state dict state.{k}.{name} holds non-finite values")
+                if name != "compensation":
+                    first = value.dtype
                 new[name] = np.array(value, order="C", copy=True)
             states.append(new)
         return groups, states

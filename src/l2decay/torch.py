@@ -237,13 +237,13 @@ class _Base(torch.optim.Optimizer):
         saved = [i for g in state_dict["param_groups"] for i in g["params"]]
         in_group = [(p, g) for g in self.param_groups for p in g["params"]]
         for pid, (p, group) in zip(saved, in_group):
-            if p.dtype not in _HALVES or p not in self.state:
+            # (with state_dtype "param", torch's cast to the param's dtype is what is wanted)
+            if p.dtype not in _HALVES or p not in self.state or group.get("state_dtype") == "param":
                 continue
-            dtype = p.dtype if group.get("state_dtype") == "param" else torch.float32
             for key, value in state_dict["state"].get(pid, {}).items():
                 # (the compensation buffer is in the param's dtype, as torch casts it)
                 if key not in ("step", "compensation") and torch.is_tensor(value) and value.is_floating_point():
-                    self.state[p][key] = value.to(device=p.device, dtype=dtype, copy=True)
+                    self.state[p][key] = value.to(device=p.device, dtype=torch.float32, copy=True)
 
 
 class SGD(_Base):
