@@ -231,6 +231,37 @@ def test_16_bit_adam_stream_loop_matches_numpy_on_every_level(half, n):
         _kernels.stream_adam16(w0[:3].copy(), g[:3].copy(), np.ones(3, np.float32), np.ones(3, dt))
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+@pytest.mark.parametrize("nrows, width, k", [(1, 1, 1), (50, 7, 30), (2_000, 64, 1_000), (300, 700, 40)])
+def test_sparse_rows_stream_loop_matches_numpy_on_every_level(dtype, nrows, width, k):
+    # the sparse AdamW step's traffic (bench's ceiling): its rows coalesced as the step's, then
+    # w += g, m += g, v += g*g on each, its row scale set to 1; no other row touched
+    rng = np.random.default_rng(5)
+    table0 = rng.standard_normal((nrows, width)).astype(dtype)
+    rows = rng.integers(0, nrows, k)
+    grads = rng.standard_normal((k, width)).astype(dtype)
+    summed = np.zeros_like(table0)
+    for r, g in zip(rows, grads):   # in order of appearance, as the step sums repeated rows
+        summed[r] += g
+    touched = np.isin(np.arange(nrows), rows)
+    for level in LEVELS:
+        for threads, threshold in ((1, 1 << 62), (2, 0)):
+            with configured(level=level, threads=threads, threshold=threshold):
+                table, m, v = table0.copy(), np.ones_like(table0), np.full_like(table0, 2)
+                row_scale = np.full(nrows, 0.5)
+                _kernels.stream_rows(table, rows, grads, row_scale, m, v)
+                np.testing.assert_array_equal(table, table0 + summed)
+                np.testing.assert_array_equal(m, 1 + summed)
+                np.testing.assert_array_equal(v, np.where(touched[:, None], 2 + summed * summed, 2))
+                np.testing.assert_array_equal(row_scale, np.where(touched, 1.0, 0.5))
+    table, m, v = table0.copy(), np.ones_like(table0), np.ones_like(table0)
+    for bad in ((np.array([nrows]), grads[:1]), (rows, grads[:, :-1] if width > 1 else grads[:0])):
+        with pytest.raises(TypeError, match="stream_rows takes sparse_step's arrays"):
+            _kernels.stream_rows(table, *bad, np.ones(nrows), m, v)
+    np.testing.assert_array_equal(table, table0)
+    np.testing.assert_array_equal(m, 1)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
 @pytest.mark.parametrize("n", SIZES)
 def test_stream_loops_match_numpy(dtype, n):
     w, g = arrays(n, dtype, 2, seed=3)

@@ -127,7 +127,8 @@ cdef extern from *:
     uint32_t l2d_key_at(uint32_t key, int64_t i) noexcept nogil
 
 from l2decay._common cimport (Hyper, Op, Task, chunk_fn, rows_fn, OP_L2, OP_L2_KEEP, OP_DECAY, OP_SGD,
-                              OP_ADAM, OP_STREAM_SWAP, OP_STREAM_AXPY, OP_STREAM_ADAM16, KIND_F32, KIND_F64,
+                              OP_ADAM, OP_STREAM_SWAP, OP_STREAM_AXPY, OP_STREAM_ADAM16, OP_STREAM_ROWS,
+                              KIND_F32, KIND_F64,
                               KIND_BF16, KIND_F16, ROUND_NEAREST, ROUND_STOCHASTIC,
                               ROUND_COMPENSATED, bf16, f16)
 
@@ -764,6 +765,15 @@ cdef extern from *:
     """
     void l2d_prefetch(const char* p, Py_ssize_t nbytes) noexcept nogil
 
+cdef inline void _stream_row(floating* w, const floating* g, floating* m, floating* v, Py_ssize_t n) noexcept nogil:
+    """Bench only: a sparse Adam step's traffic on one row (w, m, v read and written, g read)."""
+    cdef Py_ssize_t i
+    for i in range(n):
+        w[i] += g[i]
+        m[i] += g[i]
+        v[i] += g[i] * g[i]
+
+
 cdef inline void _row_step(Op op, const Task* t, bint catch, double a) noexcept nogil:
     """A sparse step's dense step on one row (task t: a float32/float64 row, rounded to
     nearest, plain SGD or Adam without amsgrad, eps_form "keras": bc2_sqrt 1), caught up by `a`
@@ -793,13 +803,19 @@ cdef inline void _row_step(Op op, const Task* t, bint catch, double a) noexcept 
         _sgd_loop(<float*>t.w, <float*>t.g, NULL, t.n, t.h, False, False, False, False)
 
 
-cdef void _rows(Op op, const Task* t0, char* table, char* m, char* v, double* row_scale,
-                const long long* uniq, const char** gptr, Py_ssize_t a, Py_ssize_t b,
-                Py_ssize_t row_bytes, double before, double after, Py_ssize_t ahead) noexcept nogil:
-    """Distinct rows uniq[a..b) of a sparse step: each caught up to `before` (the scale before
-    this step), then the dense step (op, with t0's Hyper and bias correction) with gradient row
-    gptr[s] (and Adam's moment rows of m and v), its row scale set to `after`; meanwhile the
-    row `ahead` places further on is requested from memory."""
+cdef struct Step:       # _rows_of: the rows take the sparse step
+    char unused
+cdef struct Traffic:    # ... only its memory traffic (bench only: OP_STREAM_ROWS)
+    char unused
+ctypedef fused rows_t:
+    Step
+    Traffic
+
+
+cdef inline void _rows_of(rows_t* what, Op op, const Task* t0, char* table, char* m, char* v, double* row_scale,
+                          const long long* uniq, const char** gptr, Py_ssize_t a, Py_ssize_t b,
+                          Py_ssize_t row_bytes, double before, double after, Py_ssize_t ahead) noexcept nogil:
+    """_rows, its loop compiled apart for the step and for its traffic alone."""
     cdef Task t = t0[0]
     cdef Py_ssize_t s
     cdef long long r
@@ -825,11 +841,30 @@ cdef void _rows(Op op, const Task* t0, char* table, char* m, char* v, double* ro
             t.s1 = m + r * row_bytes
             t.s2 = v + r * row_bytes
         c = row_scale[r]
-        if c == before:
+        if rows_t is Traffic:
+            if t.kind == KIND_F64:
+                _stream_row(<double*>t.w, <double*>t.g, <double*>t.s1, <double*>t.s2, t.n)
+            else:
+                _stream_row(<float*>t.w, <float*>t.g, <float*>t.s1, <float*>t.s2, t.n)
+        elif c == before:
             _row_step(op, &t, False, 0.0)
         else:
             _row_step(op, &t, True, _catch_up_factor(c, before))
         row_scale[r] = after
+
+
+cdef void _rows(Op op, const Task* t0, char* table, char* m, char* v, double* row_scale,
+                const long long* uniq, const char** gptr, Py_ssize_t a, Py_ssize_t b,
+                Py_ssize_t row_bytes, double before, double after, Py_ssize_t ahead) noexcept nogil:
+    """Distinct rows uniq[a..b) of a sparse step: each caught up to `before` (the scale before
+    this step), then the dense step (op, with t0's Hyper and bias correction) with gradient row
+    gptr[s] (and Adam's moment rows of m and v), its row scale set to `after`; meanwhile the
+    row `ahead` places further on is requested from memory.  OP_STREAM_ROWS: the same rows'
+    traffic alone (bench only)."""
+    if op == OP_STREAM_ROWS:
+        _rows_of(<Traffic*>NULL, op, t0, table, m, v, row_scale, uniq, gptr, a, b, row_bytes, before, after, ahead)
+    else:
+        _rows_of(<Step*>NULL, op, t0, table, m, v, row_scale, uniq, gptr, a, b, row_bytes, before, after, ahead)
 
 
 # The module's exports: its `_chunk` and `_rows`, wrapped so that _kernels can call them

@@ -173,6 +173,57 @@ cdef void _sparse_rows(Op op, const Task* t, char* table, char* m, char* v, doub
               row_bytes, before, after, ahead)
 
 
+cdef bint _sparse_arrays_ok(object table, object rows, object grad_rows, object row_scale, object exp_avg,
+                            object exp_avg_sq) noexcept:
+    """A sparse step's arrays (sparse_step's docstring), apart from each other where written;
+    exp_avg and exp_avg_sq both None (SGD) or both the table's state."""
+    cdef bint ok = (_table_ok(table) and _row_scale_ok(row_scale, table) and _rows_ok(rows, table, row_scale)
+                    and _array_ok(grad_rows, False) and cnp.PyArray_NDIM(<cnp.ndarray>grad_rows) == 2
+                    and cnp.PyArray_TYPE(<cnp.ndarray>grad_rows) == cnp.PyArray_TYPE(<cnp.ndarray>table)
+                    and cnp.PyArray_DIM(<cnp.ndarray>grad_rows, 0) == cnp.PyArray_DIM(<cnp.ndarray>rows, 0)
+                    and cnp.PyArray_DIM(<cnp.ndarray>grad_rows, 1) == cnp.PyArray_DIM(<cnp.ndarray>table, 1)
+                    and _disjoint(<cnp.ndarray>grad_rows, <cnp.ndarray>table)
+                    and _disjoint(<cnp.ndarray>grad_rows, <cnp.ndarray>row_scale))
+    if not ok or (exp_avg is None and exp_avg_sq is None):
+        return ok
+    ok = (_state_ok(exp_avg, table) and _state_ok(exp_avg_sq, table)
+          and _disjoint(<cnp.ndarray>exp_avg, <cnp.ndarray>exp_avg_sq))
+    for other in (rows, grad_rows, row_scale):
+        ok = ok and _disjoint(<cnp.ndarray>exp_avg, <cnp.ndarray>other) \
+            and _disjoint(<cnp.ndarray>exp_avg_sq, <cnp.ndarray>other)
+    return ok
+
+
+cdef int _sparse_run(Op op, Task* t, object table, object rows, object grad_rows, object row_scale,
+                     object exp_avg, object exp_avg_sq, double before, double after) except -1:
+    """The row work of a step on checked arrays (task t: the table's kind and width, the
+    Hyper and bias correction): the given rows coalesced, then each one's step (op)."""
+    cdef Py_ssize_t k = cnp.PyArray_DIM(<cnp.ndarray>rows, 0), u
+    cdef Py_ssize_t row_bytes = t.n * (8 if t.kind == KIND_F64 else 4)
+    cdef char* base = _bytes(table)
+    cdef double* rs = <double*>_bytes(row_scale)
+    cdef char* m = NULL if exp_avg is None else _bytes(exp_avg)
+    cdef char* v = NULL if exp_avg_sq is None else _bytes(exp_avg_sq)
+    cdef long long* uniq = <long long*>malloc((k + 1) * sizeof(long long))
+    cdef const char** gptr = <const char**>malloc((k + 1) * sizeof(char*))
+    cdef char* sums = NULL
+    try:
+        if uniq == NULL or gptr == NULL:
+            raise MemoryError()
+        u = _coalesce(_bytes(rows), cnp.PyArray_ITEMSIZE(<cnp.ndarray>rows) == 8, k, _bytes(grad_rows), t.n,
+                      t.kind, uniq, gptr, &sums)
+        if u * row_bytes < _NOGIL_BYTES:
+            _sparse_rows(op, t, base, m, v, rs, uniq, gptr, u, row_bytes, before, after)
+        else:
+            with nogil:
+                _sparse_rows(op, t, base, m, v, rs, uniq, gptr, u, row_bytes, before, after)
+    finally:
+        free(uniq)
+        free(<void*>gptr)
+        free(sums)
+    return 0
+
+
 cdef inline double _all_rows_shrink(const Hyper* h) noexcept:
     """The fraction of every weight a step removes, touched or not (what `scale` tracks)."""
     if h.decoupled or h.decay:
@@ -214,17 +265,11 @@ def sparse_step(table, rows, grad_rows, row_scale, scale, exp_avg=None, exp_avg_
     cdef Hyper h
     cdef Task t
     cdef bint adam = exp_avg is not None, ok
-    cdef double before = 1.0, after, shrink   # (before, sc: set by _real_ok when it accepts)
+    cdef double before = 1.0, after, shrink   # (before: set by _real_ok when it accepts)
     cdef long long tstep = 0
-    cdef Py_ssize_t k, u, d, row_bytes, nrows
-    cdef Op op = OP_ADAM if exp_avg is not None else OP_SGD
     cdef char* base
     cdef double* rs
-    cdef long long* uniq = NULL
-    cdef const char** gptr = NULL
-    cdef char* sums = NULL
-    cdef char* m = NULL
-    cdef char* v = NULL
+    cdef Py_ssize_t nrows
     if not _sparse_hyper(&h, adam, lr, betas, eps, maximize, reg):
         # (refused, or a value only the fast checks refuse, a numpy float say: normalized)
         n = _validate.sparse_hyper(adam, dict(lr=lr, betas=betas, eps=eps, maximize=maximize, reg=reg))
@@ -235,52 +280,23 @@ def sparse_step(table, rows, grad_rows, row_scale, scale, exp_avg=None, exp_avg_
         tstep = _step_ok(step, 1)
         if tstep < 0:
             tstep = _validate.step_count("step", step, 1)
-    ok = (_real_ok(scale, &before, 1.0, False, True) and (adam or exp_avg_sq is None) and _table_ok(table) and _row_scale_ok(row_scale, table) and _rows_ok(rows, table, row_scale)
-          and _array_ok(grad_rows, False) and cnp.PyArray_NDIM(<cnp.ndarray>grad_rows) == 2
-          and cnp.PyArray_TYPE(<cnp.ndarray>grad_rows) == cnp.PyArray_TYPE(<cnp.ndarray>table)
-          and cnp.PyArray_DIM(<cnp.ndarray>grad_rows, 0) == cnp.PyArray_DIM(<cnp.ndarray>rows, 0)
-          and cnp.PyArray_DIM(<cnp.ndarray>grad_rows, 1) == cnp.PyArray_DIM(<cnp.ndarray>table, 1)
-          and _disjoint(<cnp.ndarray>grad_rows, <cnp.ndarray>table)
-          and _disjoint(<cnp.ndarray>grad_rows, <cnp.ndarray>row_scale))
-    if ok and adam:
-        ok = (_state_ok(exp_avg, table) and _state_ok(exp_avg_sq, table)
-              and _disjoint(<cnp.ndarray>exp_avg, <cnp.ndarray>exp_avg_sq))
-        for other in (rows, grad_rows, row_scale):
-            ok = ok and _disjoint(<cnp.ndarray>exp_avg, <cnp.ndarray>other) \
-                and _disjoint(<cnp.ndarray>exp_avg_sq, <cnp.ndarray>other)
+    ok = (_real_ok(scale, &before, 1.0, False, True) and (adam or exp_avg_sq is None)
+          and _sparse_arrays_ok(table, rows, grad_rows, row_scale, exp_avg, exp_avg_sq))
     if not ok:
         _validate.sparse_step(table, rows, grad_rows, row_scale, scale, exp_avg, exp_avg_sq,
                               step=step, lr=lr, betas=betas, eps=eps, maximize=maximize, reg=reg)
         _internal("sparse_step's arguments")
     after = before - shrink * before
-    k = cnp.PyArray_DIM(<cnp.ndarray>rows, 0)
-    d = cnp.PyArray_DIM(<cnp.ndarray>table, 1)
-    _init_task(&t, NULL, NULL, d, _kind(<cnp.ndarray>table), &h)
-    row_bytes = d * (8 if t.kind == KIND_F64 else 4)
+    _init_task(&t, NULL, NULL, cnp.PyArray_DIM(<cnp.ndarray>table, 1), _kind(<cnp.ndarray>table), &h)
     if adam:
         _bias_correction(&t, &h, tstep, True)
-        m, v = _bytes(exp_avg), _bytes(exp_avg_sq)
-    uniq = <long long*>malloc((k + 1) * sizeof(long long))
-    gptr = <const char**>malloc((k + 1) * sizeof(char*))
-    try:
-        if uniq == NULL or gptr == NULL:
-            raise MemoryError()
-        u = _coalesce(_bytes(rows), cnp.PyArray_ITEMSIZE(<cnp.ndarray>rows) == 8, k, _bytes(grad_rows), d,
-                      t.kind, uniq, gptr, &sums)
+    _sparse_run(OP_ADAM if adam else OP_SGD, &t, table, rows, grad_rows, row_scale, exp_avg, exp_avg_sq,
+                before, after)
+    if after < _FOLD_BELOW:
         base, rs, nrows = _bytes(table), <double*>_bytes(row_scale), cnp.PyArray_DIM(<cnp.ndarray>table, 0)
-        if u * row_bytes < _NOGIL_BYTES:
-            _sparse_rows(op, &t, base, m, v, rs, uniq, gptr, u, row_bytes, before, after)
-        else:
-            with nogil:
-                _sparse_rows(op, &t, base, m, v, rs, uniq, gptr, u, row_bytes, before, after)
-        if after < _FOLD_BELOW:
-            with nogil:
-                _fold(base, t.kind, nrows, d, rs, after)
-            after = 1.0
-    finally:
-        free(uniq)
-        free(<void*>gptr)
-        free(sums)
+        with nogil:
+            _fold(base, t.kind, nrows, t.n, rs, after)
+        after = 1.0
     return after
 
 
@@ -319,3 +335,17 @@ def sparse_catch_up(table, row_scale, scale, rows=None):
         if _catch_up(base + r * row_bytes, kind, d, rs, r, sc):
             changed += 1
     return changed
+
+
+def stream_rows(table, rows, grad_rows, row_scale, exp_avg, exp_avg_sq):
+    """Bench only: the memory ceiling of a sparse Adam step, sparse_step's path with almost no
+    arithmetic (w += g, m += g, v += g*g): the same checks, coalescing, prefetching and rows of
+    the table, the moments and the row scales read and written (the row scales set to 1), the
+    gradient rows read.  What any step with that traffic costs at best on this machine."""
+    cdef Hyper h
+    cdef Task t
+    if exp_avg is None or not _sparse_arrays_ok(table, rows, grad_rows, row_scale, exp_avg, exp_avg_sq):
+        raise TypeError("stream_rows takes sparse_step's arrays: a float32/float64 table, its rows, their gradient "
+                        "rows, the row scales and exp_avg and exp_avg_sq like the table, all apart")
+    _init_task(&t, NULL, NULL, cnp.PyArray_DIM(<cnp.ndarray>table, 1), _kind(<cnp.ndarray>table), &h)
+    _sparse_run(OP_STREAM_ROWS, &t, table, rows, grad_rows, row_scale, exp_avg, exp_avg_sq, 1.0, 1.0)

@@ -58,3 +58,7 @@ def sparse_step(
     reg: _Reg = None,
 ) -> float: ...  # the new scale
 def sparse_catch_up(table: np.ndarray, row_scale: np.ndarray, scale: float, rows: np.ndarray | None = None) -> int: ...
+def stream_rows(
+    table: np.ndarray, rows: np.ndarray, grad_rows: np.ndarray, row_scale: np.ndarray, exp_avg: np.ndarray,
+    exp_avg_sq: np.ndarray,
+) -> None: ...

@@ -394,7 +394,7 @@ def _numpy_optimizer(kind, w, g, lr, lam, mu):
 SPARSE_ROWS = (100_000, 1_000_000, 4_000_000)
 QUICK_SPARSE_ROWS = (100_000, 1_000_000)
 SPARSE_WIDTH, SPARSE_TOUCHED, SPARSE_BATCHES = 64, 1_000, 64
-SPARSE_IMPLS = ("l2decay adamw", "l2decay sgd", "l2decay.torch", "dense decay", "torch SparseAdam",
+SPARSE_IMPLS = ("l2decay adamw", "ceiling", "l2decay sgd", "l2decay.torch", "dense decay", "torch SparseAdam",
                 "torch SparseAdam + mul_")
 
 
@@ -404,6 +404,9 @@ def sparse_cases(nrows, *, width=SPARSE_WIDTH, touched=SPARSE_TOUCHED, impls=SPA
     SPARSE_BATCHES prepared random batches, so the rows come from all over the table.
 
     - ``l2decay adamw`` / ``l2decay sgd``: SparseAdam(reg=Decoupled) / SparseSGD(reg=Decoupled);
+    - ``ceiling``: the AdamW step's memory traffic alone (``stream_rows``: the same checks,
+      coalescing, prefetching and rows read and written, almost no arithmetic), on moments of
+      its own: what any step that touches those rows costs at best on this machine;
     - ``l2decay.torch``: l2decay.torch.SparseAdamW's step (the gradient set, no forward);
     - ``dense decay``: the decay alone, of the whole table: torch's ``mul_`` (numpy's in-place
       multiply without torch);
@@ -424,6 +427,10 @@ def sparse_cases(nrows, *, width=SPARSE_WIDTH, touched=SPARSE_TOUCHED, impls=SPA
         if impl in ("l2decay adamw", "l2decay sgd"):
             opt = (SparseAdam if impl == "l2decay adamw" else SparseSGD)(table, lr=lr, reg=Decoupled(wd))
             out.append((impl, Case(lambda step=opt.step: step(*next(cycle)), (table,))))
+        elif impl == "ceiling":
+            m, v, row_scale = np.zeros_like(table), np.zeros_like(table), np.ones(nrows)
+            out.append((impl, Case(lambda: _kernels.stream_rows(table, *next(cycle), row_scale, m, v), (table,),
+                                   note="stream_rows")))
         elif impl == "dense decay" and torch is None:
             out.append((impl, Case(lambda: np.multiply(table, keep, out=table), (table,), note="numpy multiply")))
         elif torch is not None:
@@ -468,18 +475,20 @@ def sparse_sweep(*, rows=SPARSE_ROWS, repeats=7, progress=None):
 
 
 def sparse_table(results):
-    """The sparse-rows records as a table: us per step, and how many times slower the dense
-    decay and torch's SparseAdam with it are than l2decay's sparse AdamW step."""
+    """The sparse-rows records as a table: us per step, how many times slower the dense decay
+    and torch's SparseAdam with it are than l2decay's sparse AdamW step, and what share of the
+    ceiling's speed that step reaches."""
     rows = [r for r in results if r["kind"] == "sparse"]
     head = (f"{'rows':>10} " + " ".join(f"{impl:>{max(9, len(impl))}}" for impl in SPARSE_IMPLS)
-            + f" {'dense decay/l2decay':>19} {'SparseAdam+mul_/l2decay':>23}")
+            + f" {'dense decay/l2decay':>19} {'SparseAdam+mul_/l2decay':>23} {'ceil%':>6}")
     lines = [f"sparse rows: us per step, float32 table of rows x {SPARSE_WIDTH}, {SPARSE_TOUCHED:,} rows touched "
              f"per step, AdamW's decay (lr 1e-3, weight_decay 1e-2)", head, "-" * len(head)]
     for nrows in sorted({r["rows"] for r in rows}):
         get = {impl: _find(rows, rows=nrows, impl=impl) for impl in SPARSE_IMPLS}
         me = get["l2decay adamw"]
         lines.append(f"{nrows:>10,} " + " ".join(f"{_us(get[impl]):>{max(9, len(impl))}}" for impl in SPARSE_IMPLS)
-                     + f" {_ratio(me, get['dense decay']):>19} {_ratio(me, get['torch SparseAdam + mul_']):>23}")
+                     + f" {_ratio(me, get['dense decay']):>19} {_ratio(me, get['torch SparseAdam + mul_']):>23}"
+                     + f" {_share(get['ceiling'], me):>6}")
     return "\n".join(lines)
 
 
