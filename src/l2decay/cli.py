@@ -235,7 +235,7 @@ def _parser():
     p.add_argument("--sparse", action="store_true",
                    help="instead of the sweep: sparse rows, a step of 1,000 rows of a 64-wide float32 table of "
                         "100K, 1M and 4M rows (--quick: 100K, 1M; --sizes: these row counts) against the dense "
-                        "decay and torch's SparseAdam")
+                        "decay, torch's SparseAdam and the step's memory ceiling")
     p.add_argument("--quiet", action="store_true", help="no progress lines, no tables")
     p.set_defaults(func=_cmd_bench)
     return parser
