@@ -27,7 +27,7 @@ cdef enum Op:
     OP_STREAM_SWAP = 5    # bench only: w[i], g[i] = g[i], w[i] (L2's traffic)
     OP_STREAM_AXPY = 6    # bench only: w[i] += lr*g[i] (decay's traffic)
     OP_STREAM_ADAM16 = 7  # bench only: an Adam step's traffic on 16-bit w, g and float32 (or 16-bit) m, v
-    OP_STREAM_ROWS = 8    # bench only: a sparse Adam step's traffic on its rows (w, m, v += g)
+    OP_STREAM_ROWS = 8    # bench only: a sparse Adam step's traffic on its rows (w += g, m += g, v += g*g)
 
 # Storage of a tensor's weights and gradient.  The 16-bit formats compute in float32 and keep
 # their optimizer state in float32, or in their own dtype (Task.state16); float32 and float64
