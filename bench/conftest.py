@@ -31,9 +31,9 @@ def run_case(benchmark):
     def run(case, group, n, passes, itemsize):
         benchmark.group = group
         benchmark.extra_info.update({"n": n, "note": case.note, "reps_per_call": case.reps})
-        # one call first, untimed (as l2decay bench's calibration): an optimizer's first step
-        # makes its state (two table-sized moments for the sparse steps), and pytest-benchmark
-        # sizes the rounds by its first timing (5 rounds instead of hundreds)
+        # one call first, untimed, of every case (as l2decay bench's calibration): an optimizer's
+        # first step makes its state (two table-sized moments for the sparse steps), and
+        # pytest-benchmark sizes the rounds by its first timing (5 rounds instead of hundreds)
         case.run()
         benchmark(case.run)
         bench.check_values(*case.arrays)

@@ -56,7 +56,7 @@ def test_bench_sparse_command_times_every_implementation(tmp_path, capsys):
     assert main(["bench", "--sparse", "--sizes", "3000", "--repeats", "1", "--threads", "1", "--json", str(path)]) == 0
     assert "sparse rows: us per step" in capsys.readouterr().out
     impls = {r["impl"] for r in json.loads(path.read_text())["results"]}
-    assert {"l2decay adamw", "l2decay sgd", "dense decay"} <= impls <= set(bench.SPARSE_IMPLS)
+    assert {"l2decay adamw", "ceiling", "l2decay sgd", "dense decay"} <= impls <= set(bench.SPARSE_IMPLS)
 
 
 def test_bench_command_rejects_bad_sizes(capsys):

@@ -230,6 +230,7 @@ def test_16_bit_adam_stream_loop_matches_numpy_on_every_level(half, n):
     with pytest.raises(TypeError, match="stream_adam16 takes .* both float32 or both w's dtype"):
         _kernels.stream_adam16(w0[:3].copy(), g[:3].copy(), np.ones(3, np.float32), np.ones(3, dt))
 
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
 @pytest.mark.parametrize("nrows, width, k", [(1, 1, 1), (50, 7, 30), (2_000, 64, 1_000), (300, 700, 40)])
 def test_sparse_rows_stream_loop_matches_numpy_on_every_level(dtype, nrows, width, k):

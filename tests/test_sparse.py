@@ -81,6 +81,27 @@ def test_adam_is_sparse_adam_plus_dense_decay_within_1e_12(reg, rule, maximize, 
     assert opt.state["step"] == slow.t == 1000
 
 
+@pytest.mark.parametrize("cls", [SparseSGD, SparseAdam])
+def test_rows_given_many_times_are_summed_as_the_dense_algorithm(cls):
+    # far more rows than the table has (each given ~10 times a step), and one row given 500
+    # times: the coalescing's hash table, its probes and the summing at scale
+    rng = np.random.default_rng(11)
+    w0 = table()
+    opt = cls(w0.copy(), lr=0.01, reg=Decoupled(0.1))
+    dense = w0.copy()
+    slow = (ref.SparseAdam(dense, lr=0.01, reg=("decoupled", 0.1)) if cls is SparseAdam
+            else ref.SGD([dense], lr=0.01, reg=("decoupled", 0.1)))
+    for t in range(60):
+        rows = np.full(500, 7) if t % 3 == 2 else rng.integers(0, V, 3_000)
+        grads = rng.standard_normal((len(rows), D))
+        opt.step(rows, grads)
+        if cls is SparseAdam:
+            slow.step(rows, grads)
+        else:
+            slow.step([ref.dense_grad(dense.shape, dense.dtype, rows, grads)])
+    assert rel(opt.flush(), dense) < 1e-12
+
+
 def test_a_step_writes_only_the_rows_it_is_given():
     opt = SparseSGD(table(), lr=0.1, reg=Decoupled(0.5))
     for rows, grads in batches(5):

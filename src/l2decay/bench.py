@@ -394,8 +394,9 @@ def _numpy_optimizer(kind, w, g, lr, lam, mu):
 SPARSE_ROWS = (100_000, 1_000_000, 4_000_000)
 QUICK_SPARSE_ROWS = (100_000, 1_000_000)
 SPARSE_WIDTH, SPARSE_TOUCHED, SPARSE_BATCHES = 64, 1_000, 64
-# (In this order `l2decay bench` times them in each round: the AdamW step and its ceiling each
-# come right after a pass of `mul_` over the whole table, so that following one costs both alike.)
+# (In this order `l2decay bench` times them in each round: the first call of each timing of the
+# AdamW step and of its ceiling comes right after a pass over the whole table (with torch: its
+# `mul_`; without, only the dense decay runs, numpy's), so that following one costs both alike.)
 SPARSE_IMPLS = ("l2decay adamw", "l2decay sgd", "l2decay.torch", "dense decay", "ceiling", "torch SparseAdam",
                 "torch SparseAdam + mul_")
 
@@ -406,7 +407,7 @@ def sparse_cases(nrows, *, width=SPARSE_WIDTH, touched=SPARSE_TOUCHED, impls=SPA
     SPARSE_BATCHES prepared random batches, so the rows come from all over the table.
 
     - ``l2decay adamw`` / ``l2decay sgd``: SparseAdam(reg=Decoupled) / SparseSGD(reg=Decoupled);
-    - ``ceiling``: the AdamW step's memory traffic alone (``stream_rows``: the same checks,
+    - ``ceiling``: the AdamW step's memory traffic alone (``stream_rows``: the same array checks,
       coalescing, prefetching and rows read and written, almost no arithmetic), on moments of
       its own: what any step that touches those rows costs at best on this machine;
     - ``l2decay.torch``: l2decay.torch.SparseAdamW's step (the gradient set, no forward);
@@ -431,8 +432,8 @@ def sparse_cases(nrows, *, width=SPARSE_WIDTH, touched=SPARSE_TOUCHED, impls=SPA
             out.append((impl, Case(lambda step=opt.step: step(*next(cycle)), (table,))))
         elif impl == "ceiling":
             m, v, row_scale = np.zeros_like(table), np.zeros_like(table), np.ones(nrows)
-            out.append((impl, Case(lambda: _kernels.stream_rows(table, *next(cycle), row_scale, m, v), (table,),
-                                   note="stream_rows")))
+            out.append((impl, Case(lambda: _kernels.stream_rows(table, *next(cycle), row_scale, m, v),
+                                   (table, m, v), note="stream_rows")))
         elif impl == "dense decay" and torch is None:
             out.append((impl, Case(lambda: np.multiply(table, keep, out=table), (table,), note="numpy multiply")))
         elif torch is not None:
