@@ -248,10 +248,10 @@ def state_dtype_arg(name, value):
     return "param"
 
 
-def state_dtype(p, choice=None):
+def state_dtype(p, chosen=None):
     """The dtype of new optimizer state of param `p`: float32 for 16-bit params (their
-    arithmetic is float32) unless `choice` is "param", else p's own."""
-    return np.dtype(np.float32) if p.dtype in HALF_DTYPES and choice != "param" else p.dtype
+    arithmetic is float32) unless the optimizer's state_dtype, `chosen`, is "param", else p's own."""
+    return np.dtype(np.float32) if p.dtype in HALF_DTYPES and chosen != "param" else p.dtype
 
 
 def state_dtypes(p):

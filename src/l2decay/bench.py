@@ -394,9 +394,9 @@ def _numpy_optimizer(kind, w, g, lr, lam, mu):
 SPARSE_ROWS = (100_000, 1_000_000, 4_000_000)
 QUICK_SPARSE_ROWS = (100_000, 1_000_000)
 SPARSE_WIDTH, SPARSE_TOUCHED, SPARSE_BATCHES = 64, 1_000, 64
-# (In this order `l2decay bench` times them in each round: the first call of each timing of the
-# AdamW step and of its ceiling comes right after a pass over the whole table (with torch: its
-# `mul_`; without, only the dense decay runs, numpy's), so that following one costs both alike.)
+# (In this order `l2decay bench` times them in each round: with torch, the first call of each
+# timing of the AdamW step and of its ceiling comes right after a `mul_` of the whole table
+# (torch SparseAdam + mul_'s, the dense decay's), so that following one costs both alike.)
 SPARSE_IMPLS = ("l2decay adamw", "l2decay sgd", "l2decay.torch", "dense decay", "ceiling", "torch SparseAdam",
                 "torch SparseAdam + mul_")
 
