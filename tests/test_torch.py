@@ -538,7 +538,8 @@ def test_state_of_mixed_dtypes_is_refused_and_nothing_changes():
     opt.param_groups[0]["state_dtype"] = "param"
     st["exp_avg_sq"] = before[2].to(torch.bfloat16)
     st["exp_avg"] = p.grad
-    with pytest.raises(ValueError, match=r"overlap in memory"):
+    with pytest.raises(ValueError, match=r"^param_groups\[0\]\.params\[0\]\.grad and state of param_groups\[0\]\.params"
+                                         r"\[0\]: exp_avg share memory"):
         opt.step()
     assert torch.equal(p.detach(), before[0]) and torch.equal(p.grad, torch.ones(4, dtype=torch.bfloat16))
     # a stale max_exp_avg_sq of another dtype is not read without amsgrad: no error
@@ -576,24 +577,42 @@ def test_stochastic_rounding_of_float32_params_is_refused():
 
 
 class LoggedTensor(torch.Tensor):
-    """A tensor subclass that overrides the accessors the step reads: the step must read them
-    the ordinary way (only plain Tensors and Parameters get torch's C accessors directly)."""
-    reads = 0
-
-    def data_ptr(self):
-        LoggedTensor.reads += 1
-        return super().data_ptr()
+    """A tensor subclass: it may keep its data anywhere, so the step refuses it."""
 
 
-def test_tensor_subclasses_step_through_their_own_accessors():
-    problem = Problem(torch.float64, seed=3)
-    plain = problem.params()
-    sub = [torch.nn.Parameter(w.clone().as_subclass(LoggedTensor)) for w in problem.w0]
-    assert all(type(p) is not torch.nn.Parameter for p in sub)   # Parameter of a subclass
-    a, b = lt.AdamW(plain, lr=0.01), lt.AdamW(sub, lr=0.01)
-    LoggedTensor.reads = 0
-    run(problem, a, plain, 5)
-    run(problem, b, sub, 5)
-    assert LoggedTensor.reads >= 5 * len(sub)
-    for x, y in zip(plain, sub):
-        np.testing.assert_array_equal(x.detach().numpy(), torch.Tensor(y.detach()).numpy())
+def test_tensor_subclasses_are_refused_naming_the_param():
+    p = torch.nn.Parameter(torch.ones(3).as_subclass(LoggedTensor))
+    q = torch.nn.Parameter(torch.ones(3))
+    p.grad, q.grad = torch.ones(3), torch.ones(3)
+    opt = lt.AdamW([q, p], lr=0.1)
+    with pytest.raises(TypeError, match=r"^param_groups\[0\]\.params\[1\] is a LoggedTensor: l2decay\.torch steps "
+                                        r"plain tensors"):
+        opt.step()
+    assert torch.equal(q.detach(), torch.ones(3)) and not opt.state[q] and not opt.state[p]
+
+
+def test_dtensor_params_step_their_local_shards_like_torch():
+    dist = pytest.importorskip("torch.distributed")
+    if not dist.is_available():
+        pytest.skip("torch without distributed")
+    from torch.distributed.tensor import DeviceMesh, Shard, distribute_tensor
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+    try:
+        mesh = DeviceMesh("cpu", [0])
+        w0 = torch.randn(8, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+        ps = [torch.nn.Parameter(distribute_tensor(w0.clone(), mesh, [Shard(0)])) for _ in range(2)]
+        opts = [lt.AdamW([ps[0]], lr=0.01, weight_decay=0.1), torch.optim.AdamW([ps[1]], lr=0.01, weight_decay=0.1)]
+        for step in range(3):
+            g = torch.randn(8, 3, generator=torch.Generator().manual_seed(step), dtype=torch.float64)
+            for p, opt in zip(ps, opts):
+                p.grad = distribute_tensor(g.clone(), mesh, [Shard(0)])
+                opt.step()
+        np.testing.assert_allclose(ps[0].full_tensor().detach().numpy(), ps[1].full_tensor().detach().numpy(),
+                                   rtol=1e-12, atol=1e-15)
+        assert type(opts[0].state[ps[0]]["exp_avg"]).__name__ == "DTensor"   # as torch keeps it
+    finally:
+        dist.destroy_process_group()

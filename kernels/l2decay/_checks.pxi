@@ -23,7 +23,7 @@ cdef double _real(str name, object value, double high=INFINITY, bint high_open=F
     cdef double x
     if _real_ok(value, &x, high, high_open, low_open):
         return x
-    return _validate.real(name, value, high=high, high_open=high_open, low_open=low_open)
+    return _wording().real(name, value, high=high, high_open=high_open, low_open=low_open)
 
 
 cdef inline bint _flag_ok(object value, bint* out) noexcept:
@@ -145,6 +145,7 @@ cdef struct Range:
     char* lo
     char* hi
     bint written
+    Py_ssize_t idx      # 6 * tensor + role (w, g, s1, s2, s3, comp)
 
 
 cdef int _range_cmp(const void* a, const void* b) noexcept nogil:
@@ -153,17 +154,18 @@ cdef int _range_cmp(const void* a, const void* b) noexcept nogil:
     return -1 if x.lo < y.lo else (1 if x.lo > y.lo else 0)
 
 
-cdef bint _no_overlap(const Task* tasks, Py_ssize_t m, bint writes_g) noexcept:
+cdef bint _no_overlap(const Task* tasks, Py_ssize_t m, bint writes_g, Py_ssize_t* first=NULL,
+                      Py_ssize_t* second=NULL) noexcept:
     """No array of `tasks` overlaps another one where either is written (w and the state
-    arrays are; g is when `writes_g`).  Read-only arrays may be shared."""
+    arrays are; g is when `writes_g`).  Read-only arrays may be shared.  On an overlap, `first`
+    and `second` (if given) receive the two arrays as 6 * tensor + role, first the earlier."""
     cdef Range stack[32]
     cdef Range* r = stack
-    cdef Py_ssize_t k, j, count = 0
-    cdef char* end_any = NULL
-    cdef char* end_written = NULL
+    cdef Py_ssize_t k, j, count = 0, a = -1, b = -1
+    cdef Range* end_any = NULL
+    cdef Range* end_written = NULL
     cdef Py_ssize_t nb
     cdef char* ptrs[6]
-    cdef bint ok = True
     if m * 6 > 32:
         r = <Range*>malloc(m * 6 * sizeof(Range))
         if r == NULL:
@@ -186,25 +188,31 @@ cdef bint _no_overlap(const Task* tasks, Py_ssize_t m, bint writes_g) noexcept:
                 r[count].hi = ptrs[j] + (nb * 2 if 2 <= j <= 4 and tasks[k].kind >= KIND_BF16
                                          and not tasks[k].state16 else nb)
                 r[count].written = j != 1 or writes_g
+                r[count].idx = 6 * k + j
                 count += 1
     if count <= 32:
         for k in range(count):
             for j in range(k + 1, count):
-                if r[k].lo < r[j].hi and r[j].lo < r[k].hi and (r[k].written or r[j].written):
-                    ok = False
+                if r[k].lo < r[j].hi and r[j].lo < r[k].hi and (r[k].written or r[j].written) and a < 0:
+                    a, b = r[k].idx, r[j].idx
     else:
         qsort(r, count, sizeof(Range), _range_cmp)
         for k in range(count):
-            if r[k].lo < end_written or (r[k].written and r[k].lo < end_any):
-                ok = False
+            if end_written != NULL and r[k].lo < end_written.hi:
+                a, b = end_written.idx, r[k].idx
                 break
-            if r[k].hi > end_any:
-                end_any = r[k].hi
-            if r[k].written and r[k].hi > end_written:
-                end_written = r[k].hi
+            if r[k].written and end_any != NULL and r[k].lo < end_any.hi:
+                a, b = end_any.idx, r[k].idx
+                break
+            if end_any == NULL or r[k].hi > end_any.hi:
+                end_any = &r[k]
+            if r[k].written and (end_written == NULL or r[k].hi > end_written.hi):
+                end_written = &r[k]
     if r != stack:
         free(r)
-    return ok
+    if a >= 0 and first != NULL:
+        first[0], second[0] = (a, b) if a < b else (b, a)
+    return a < 0
 
 
 # -- tasks

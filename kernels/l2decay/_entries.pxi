@@ -49,7 +49,7 @@ cdef int _apply(Op op, object w, object grad, const Hyper* h) except -1:
     cdef Py_ssize_t k, m
     if cnp.PyArray_Check(w):
         if not _pair_ok(w, grad, writes_g):
-            w, grad = _validate.tensors(w, grad, writes_g)   # raises the worded error
+            w, grad = _wording().tensors(w, grad, writes_g)   # raises the worded error
             w, grad = w[0], grad[0]
         _task(&stack[0], w, grad, h)
         _run_tasks(op, stack, 1)
@@ -62,14 +62,14 @@ cdef int _apply(Op op, object w, object grad, const Hyper* h) except -1:
                 ok = False
                 break
     if not ok:
-        ws, gs = _validate.tensors(w, grad, writes_g)     # raises, or returns checked tuples
+        ws, gs = _wording().tensors(w, grad, writes_g)     # raises, or returns checked tuples
     m = len(ws)
     tasks = _alloc_tasks(m, stack)
     try:
         for k in range(m):
             _task(&tasks[k], _item(ws, k), _item(gs, k), h)
         if m > 1 and not _no_overlap(tasks, m, writes_g):
-            _validate.tensors(ws, gs, writes_g, across=True)   # raises the worded error
+            _wording().tensors(ws, gs, writes_g, across=True)   # raises the worded error
             raise AssertionError("internal error: arrays overlap that _validate accepts")
         # ws and gs (exact lists or tuples, or _validate's tuples) hold the arrays while the GIL
         # is released; a list could be emptied by another thread, so tuples are used then

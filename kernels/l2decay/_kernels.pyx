@@ -33,16 +33,26 @@ from l2decay._common cimport (Hyper, Op, Task, chunk_fn, rows_fn, OP_L2, OP_L2_K
                               KIND_BF16, KIND_F16, ROUND_NEAREST, ROUND_STOCHASTIC,
                               ROUND_COMPENSATED)
 
-from l2decay import _validate
 from l2decay.rules import L2 as _L2, Decoupled as _Decoupled, Decay as _Decay
 
 cnp.import_array()
+
+
+cdef long long C_MAX_STEP = 1LL << 53    # (MAX_STEP, _core.pxi)
+
+
+cdef object _wording():
+    """l2decay._validate, the spec of every argument, which words every refusal (imported on
+    first use: it imports this module)."""
+    from l2decay import _validate
+    return _validate
+
 
 include "_dispatch.pxi"
 include "_checks.pxi"
 include "_entries.pxi"
 include "_optim.pxi"
-include "_tensors.pxi"
+include "_core.pxi"
 include "_sparse.pxi"
 
 try:    # numpy's bfloat16 (the ml_dtypes package, a dependency)

@@ -239,7 +239,7 @@ cdef inline double _all_rows_shrink(const Hyper* h) noexcept:
 
 cdef inline bint _sparse_hyper(Hyper* h, bint adam, object lr, object betas, object eps, object maximize,
                                object reg) noexcept:
-    """Fill `h` for a sparse step (what _validate.sparse_hyper accepts, or less): SparseAdam's
+    """Fill `h` for a sparse step (what _wording().sparse_hyper accepts, or less): SparseAdam's
     Adam (eps_form "keras") or plain SGD, with a rule whose decay of every row can be lazy."""
     cdef bint keras
     if adam:
@@ -276,18 +276,18 @@ def sparse_step(table, rows, grad_rows, row_scale, scale, exp_avg=None, exp_avg_
     cdef Py_ssize_t nrows
     if not _sparse_hyper(&h, adam, lr, betas, eps, maximize, reg):
         # (refused, or a value only the fast checks refuse, a numpy float say: normalized)
-        n = _validate.sparse_hyper(adam, dict(lr=lr, betas=betas, eps=eps, maximize=maximize, reg=reg))
+        n = _wording().sparse_hyper(adam, dict(lr=lr, betas=betas, eps=eps, maximize=maximize, reg=reg))
         if not _sparse_hyper(&h, adam, n["lr"], n.get("betas"), n.get("eps"), n["maximize"], n["reg"]):
             _internal("sparse_step's hyperparameters")
     shrink = _all_rows_shrink(&h)
     if adam:
         tstep = _step_ok(step, 1)
         if tstep < 0:
-            tstep = _validate.step_count("step", step, 1)
+            tstep = _wording().step_count("step", step, 1)
     ok = (_real_ok(scale, &before, 1.0, False, True) and (adam or exp_avg_sq is None)
           and _sparse_arrays_ok(table, rows, grad_rows, row_scale, exp_avg, exp_avg_sq))
     if not ok:
-        _validate.sparse_step(table, rows, grad_rows, row_scale, scale, exp_avg, exp_avg_sq,
+        _wording().sparse_step(table, rows, grad_rows, row_scale, scale, exp_avg, exp_avg_sq,
                               step=step, lr=lr, betas=betas, eps=eps, maximize=maximize, reg=reg)
         _internal("sparse_step's arguments")
     after = before - shrink * before
@@ -320,7 +320,7 @@ def sparse_catch_up(table, row_scale, scale, rows=None):
     cdef double* rs
     if not (_real_ok(scale, &sc, 1.0, False, True) and _table_ok(table) and _row_scale_ok(row_scale, table)
             and (rows is None or _rows_ok(rows, table, row_scale))):
-        _validate.sparse_step(table, rows, None, row_scale, scale)
+        _wording().sparse_step(table, rows, None, row_scale, scale)
         _internal("sparse_catch_up's arguments")
     kind = _kind(<cnp.ndarray>table)
     d = cnp.PyArray_DIM(<cnp.ndarray>table, 1)

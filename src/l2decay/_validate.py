@@ -8,8 +8,11 @@ argument anywhere leaves every array unmodified.
 """
 import math
 import numbers
+from typing import NamedTuple
 
 import numpy as np
+
+from . import _kernels
 
 try:    # numpy's bfloat16 comes from ml_dtypes (a dependency), the package JAX and TensorFlow use
     from ml_dtypes import bfloat16 as _bfloat16
@@ -133,73 +136,117 @@ def reg(name, value):
     return value
 
 
+# ------------------------------------------------------------------ the spec ------------------
+# Every hyperparameter of the optimizer steps, written once: its rule, checked by `check` with a
+# worded error, and normalized to the plain value the step compiles (settings()).
 FORMS = ("torch", "keras")
-ROUNDINGS = ("nearest", "stochastic", "compensated")
+ROUNDINGS = _kernels.ROUNDINGS
+MAX_STEP = _kernels.MAX_STEP
+STATE_DTYPES = (None, "param")
 
 
-def rounding_args(rounding, seed, where=""):
-    """`rounding` (None or a name) and `seed` (an int >= 0), checked."""
-    if rounding is not None:
-        rounding = choice(f"{where}rounding", rounding, ROUNDINGS)
-    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (numbers.Integral, np.integer)):
-        raise TypeError(f"{where}seed must be an int, got {type(seed).__name__}")
-    if not 0 <= int(seed) < 2 ** 63:
-        raise ValueError(f"{where}seed must be an int in [0, 2**63), got {seed!r}")
-    return rounding, int(seed)
+class Real(NamedTuple):
+    low_open: bool = False
+    high: float = math.inf
+    high_open: bool = False
 
 
-def rounding_tensors(params, rounding, step, compensations):
-    """What rounding asks of the arrays of a functional step: raises the worded error."""
-    ps = tuple(params)
-    for k, p in enumerate(ps):
-        if rounding == "stochastic" and p.dtype not in HALF_DTYPES:
-            raise ValueError(f"rounding 'stochastic' needs bfloat16 or float16 weights, but params[{k}] is "
-                             f"{p.dtype} (its arithmetic has no wider precision to round from); use "
-                             f"'nearest' or 'compensated'")
-    if rounding == "stochastic" and step is None:
-        raise ValueError("rounding 'stochastic' needs step= (its random bits are keyed by seed, step and index)")
-    from ._kernels import default_rounding
+class Flag(NamedTuple):
+    pass
 
-    half = next((k for k, p in enumerate(ps) if p.dtype in HALF_DTYPES), None)
-    if rounding is None and step is None and half is not None and default_rounding(ps[half].dtype) == "stochastic":
-        raise ValueError(f"params[{half}] is {ps[half].dtype}, whose default rounding is 'stochastic', which needs "
-                         f"step= (its random bits are keyed by seed, step and index); pass step= or a rounding")
-    if rounding == "compensated":
-        if compensations is None:
-            raise ValueError("rounding 'compensated' needs compensations= (a list; None entries are born zero)")
-        cs = _sequence("compensations", compensations, len(ps))
-        for k, (p, c) in enumerate(zip(ps, cs)):
-            if c is not None:
-                state_array(f"compensations[{k}]", c, f"params[{k}]", p, dtype=p.dtype)
-    if step is not None:
-        steps = _sequence("step", step, len(ps)) if isinstance(step, (list, tuple)) else [step] * len(ps)
-        for k, t in enumerate(steps):
-            step_count(f"step[{k}]" if isinstance(step, (list, tuple)) else "step", t, 1)
-MAX_STEP = 2 ** 53   # step counts stay exact as doubles
+
+class Choice(NamedTuple):
+    options: tuple
+    hint: str = ""      # what the error says the value must be, when not the list of options
+
+
+class Count(NamedTuple):
+    low: int
+    high: int
+
+
+class Rule(NamedTuple):
+    pass
+
+
+_UNIT = Real(high=1.0, high_open=True)
+SPEC = {
+    "lr": Real(),
+    "momentum": _UNIT,
+    "dampening": Real(high=1.0),
+    "nesterov": Flag(),
+    "beta1": _UNIT,
+    "beta2": _UNIT,
+    "eps": Real(low_open=True),
+    "amsgrad": Flag(),
+    "maximize": Flag(),
+    "reg": Rule(),
+    "weight_decay": Real(),
+    "momentum_form": Choice(FORMS),
+    "eps_form": Choice(FORMS),
+    "rounding": Choice((None,) + ROUNDINGS),
+    "seed": Count(0, 2 ** 63 - 1),
+    "state_dtype": Choice(STATE_DTYPES, "None (float32 state for bfloat16/float16 params) or 'param' (state in "
+                                        "each param's own dtype)"),
+    "step": Count(1, MAX_STEP),            # a step being taken
+    "step count": Count(0, MAX_STEP - 1),  # the steps a state has taken
+}
+SGD_KEYS = ("lr", "momentum", "dampening", "nesterov", "maximize", "reg", "momentum_form", "rounding", "seed",
+            "state_dtype")
+ADAM_KEYS = ("lr", "betas", "eps", "amsgrad", "maximize", "reg", "eps_form", "rounding", "seed", "state_dtype")
+
+
+def check(key, value, name=None):
+    """`value` of spec entry `key`, checked and normalized; errors name it `name` (default key)."""
+    rule = SPEC[key]
+    name = key if name is None else name
+    kind = type(rule)
+    if kind is Real:
+        return real(name, value, low_open=rule.low_open, high=rule.high, high_open=rule.high_open)
+    if kind is Flag:
+        return flag(name, value)
+    if kind is Rule:
+        return reg(name, value)
+    if kind is Count:
+        return count(name, value, rule.low, rule.high)
+    if value is None and None in rule.options:
+        return None
+    if rule.hint and not (isinstance(value, str) and value in rule.options):
+        raise (ValueError if isinstance(value, str) else TypeError)(f"{name} must be {rule.hint}, got {value!r}")
+    return choice(name, value, tuple(o for o in rule.options if o is not None))
+
+
+def count(name, value, low, high):
+    """An int in [low, high] (numpy's ints too; a float tensor count as torch keeps it, no)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Integral, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if not low <= int(value) <= high:
+        label = lambda x: "2**53" if x == MAX_STEP else "2**53 - 1" if x == MAX_STEP - 1 else \
+            "2**63 - 1" if x == 2 ** 63 - 1 else str(x)
+        raise ValueError(f"{name} must be an int in [{label(low)}, {label(high)}], got {value!r}")
+    return int(value)
 
 
 def step_count(name, value, low):
     """A step count: an int in [low, 2**53] (state step counts, low 0, stop one short)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Integral, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    high, label = (MAX_STEP, "2**53") if low else (MAX_STEP - 1, "2**53 - 1")
-    if not low <= int(value) <= high:
-        raise ValueError(f"{name} must be an int in [{low}, {label}], got {value!r}")
-    return int(value)
+    return check("step" if low else "step count", value, name)
+
+
+def rounding_args(rounding, seed, where=""):
+    """`rounding` (None or a name) and `seed` (an int >= 0), checked."""
+    return check("rounding", rounding, f"{where}rounding"), check("seed", seed, f"{where}seed")
+
+
+def state_dtype_arg(name, value):
+    """An optimizer's `state_dtype`: None (16-bit params keep float32 state) or "param"."""
+    return check("state_dtype", value, name)
 
 
 def sgd_hyper(h, where):
     """SGD's hyperparameters in dict `h`, checked (names prefixed with `where`) and normalized."""
     out = dict(h)
-    out["lr"] = real(f"{where}lr", h["lr"])
-    out["momentum"] = real(f"{where}momentum", h["momentum"], high=1.0, high_open=True)
-    out["dampening"] = real(f"{where}dampening", h["dampening"], high=1.0)
-    out["nesterov"] = flag(f"{where}nesterov", h["nesterov"])
-    out["maximize"] = flag(f"{where}maximize", h["maximize"])
-    out["reg"] = reg(f"{where}reg", h["reg"])
-    out["momentum_form"] = choice(f"{where}momentum_form", h["momentum_form"], FORMS)
-    out["rounding"], out["seed"] = rounding_args(h.get("rounding"), h.get("seed", 0), where)
-    out["state_dtype"] = state_dtype_arg(f"{where}state_dtype", h.get("state_dtype"))
+    for key in SGD_KEYS:
+        out[key] = check(key, h.get(key, SGD_DEFAULTS.get(key)), where + key)
     if out["nesterov"] and (out["momentum"] == 0 or out["dampening"] != 0):
         raise ValueError(f"{where}nesterov requires momentum > 0 and dampening == 0")
     if out["momentum_form"] == "keras" and out["dampening"] != 0:
@@ -210,20 +257,146 @@ def sgd_hyper(h, where):
 def adam_hyper(h, where):
     """Adam's hyperparameters in dict `h`, checked (names prefixed with `where`) and normalized."""
     out = dict(h)
-    out["lr"] = real(f"{where}lr", h["lr"])
     betas = h["betas"]
     if not isinstance(betas, (tuple, list)) or len(betas) != 2:
         raise TypeError(f"{where}betas must be a pair (beta1, beta2), got {betas!r}")
-    out["betas"] = (real(f"{where}betas[0]", betas[0], high=1.0, high_open=True),
-                    real(f"{where}betas[1]", betas[1], high=1.0, high_open=True))
-    out["eps"] = real(f"{where}eps", h["eps"], low_open=True)
-    out["amsgrad"] = flag(f"{where}amsgrad", h["amsgrad"])
-    out["maximize"] = flag(f"{where}maximize", h["maximize"])
-    out["reg"] = reg(f"{where}reg", h["reg"])
-    out["eps_form"] = choice(f"{where}eps_form", h["eps_form"], FORMS)
-    out["rounding"], out["seed"] = rounding_args(h.get("rounding"), h.get("seed", 0), where)
-    out["state_dtype"] = state_dtype_arg(f"{where}state_dtype", h.get("state_dtype"))
+    for key in ADAM_KEYS:
+        if key != "betas":
+            out[key] = check(key, h.get(key, ADAM_DEFAULTS.get(key)), where + key)
+    out["betas"] = (check("beta1", betas[0], f"{where}betas[0]"), check("beta2", betas[1], f"{where}betas[1]"))
     return out
+
+
+SGD_DEFAULTS = {"momentum": 0.0, "dampening": 0.0, "nesterov": False, "maximize": False, "reg": None,
+                "momentum_form": "torch", "rounding": None, "seed": 0, "state_dtype": None}
+ADAM_DEFAULTS = {"amsgrad": False, "maximize": False, "reg": None, "eps_form": "torch", "rounding": None,
+                 "seed": 0, "state_dtype": None}
+_RULE_KINDS = {"l2": _kernels.RULE_L2, "decoupled": _kernels.RULE_DECOUPLED, "decay": _kernels.RULE_DECAY}
+
+
+def settings(adam, h):
+    """The compiled Settings of hyperparameters `h` that sgd_hyper/adam_hyper normalized."""
+    rule = h["reg"]
+    common = dict(maximize=h["maximize"], rule=_RULE_KINDS[rule.name] if rule is not None else 0,
+                  coef=rule.coef if rule is not None else 0.0, seed=h["seed"],
+                  rounding=-1 if h["rounding"] is None else ROUNDINGS.index(h["rounding"]))
+    if adam:
+        return _kernels.Settings(True, h["lr"], beta1=h["betas"][0], beta2=h["betas"][1], eps=h["eps"],
+                                 amsgrad=h["amsgrad"], keras=h["eps_form"] == "keras", **common)
+    return _kernels.Settings(False, h["lr"], momentum=h["momentum"], dampening=h["dampening"],
+                             nesterov=h["nesterov"], velocity=h["momentum_form"] == "keras", **common)
+
+
+class SettingsCache:
+    """The Settings of each param group, compiled again only when the group changes:
+    `get(i, group, make)` returns the Settings kept for group i while the group holds the very
+    objects it was made from (a schedule's new lr is a new object: checked afresh), else
+    `make()`'s, which checks every value and raises the worded error."""
+
+    __slots__ = ("_kept",)
+
+    def __init__(self):
+        self._kept = []
+
+    def peek(self, i):
+        """The Settings kept for group i, or None."""
+        kept = self._kept
+        return kept[i][1] if i < len(kept) and kept[i] is not None else None
+
+    def get(self, i, group, make):
+        kept = self._kept
+        if i < len(kept):
+            old = kept[i]
+            if old is not None and _kernels.unchanged(group, old[0]):
+                return old[1]
+        snapshot = tuple(tuple(v) if type(v) in (list, tuple) else v for v in group.values())
+        made = make()
+        while len(kept) <= i:
+            kept.append(None)
+        kept[i] = (snapshot, made)
+        return made
+
+    def __reduce__(self):      # (a copy compiles its Settings afresh)
+        return (SettingsCache, ())
+
+
+# ------------------------------------------------------------------ refusals of the step ------
+def refused(r, name, entry, *, torch=False, counts=False, rounding=None):
+    """Raise the worded error for step()'s refusal `r` = (code, k, role, k2, role2): `name(k,
+    role)` names an entry as the front end's user knows it, `entry(k, role)` is the object
+    (role 6: the step count, the steps a state has taken if `counts`, else the step being taken);
+    `rounding`: the rounding the caller asked for."""
+    code, k, role, k2, role2 = r
+    what = _kernels.REFUSALS[code]
+    n, a = name(k, role), entry(k, role)
+    pname, p = name(k, 0), entry(k, 0)
+    if what == "step":
+        check("step count" if counts else "step", a, n)
+        raise TypeError(f"{n} must be a plain int, got {type(a).__name__}")
+    if what == "overlap":
+        raise ValueError(f"{name(k, role)} and {name(k2, role2)} share memory; each param, gradient and state "
+                         f"array must have its own (only read-only gradients may be shared)")
+    if what == "missing":
+        raise ValueError(f"{n} is missing: this step needs it")
+    if what == "stochastic_wide":
+        if torch:
+            raise ValueError(f"{pname}: rounding 'stochastic' needs bfloat16 or float16 params, not {p.dtype}; use "
+                             f"'nearest' or 'compensated'")
+        raise ValueError(f"rounding 'stochastic' needs bfloat16 or float16 weights, but {pname} is {p.dtype} (its "
+                         f"arithmetic has no wider precision to round from); use 'nearest' or 'compensated'")
+    if what == "stochastic_step":
+        if rounding == "stochastic":
+            raise ValueError("rounding 'stochastic' needs step= (its random bits are keyed by seed, step and index)")
+        raise ValueError(f"{pname} is {p.dtype}, whose default rounding is 'stochastic', which needs step= (its "
+                         f"random bits are keyed by seed, step and index); pass step= or a rounding")
+    if torch:
+        _torch_refusal(what, n, a, p, (name(k, 2).rpartition(": ")[2], entry(k, 2)) if role > 2 else None)
+    if what in ("type", "layout", "readonly"):
+        _array(n, a, role != 1)
+    if what == "dtype":
+        if role == 1 or role == 5:
+            raise TypeError(f"{n} has dtype {a.dtype} but {pname} has dtype {p.dtype}; they must match")
+        first = entry(k, 2)
+        if role > 2 and a.dtype in state_dtypes(p) and getattr(first, "dtype", a.dtype) != a.dtype:
+            raise TypeError(f"{n} has dtype {a.dtype} but {name(k, 2)} has {first.dtype}: a param's state "
+                            f"arrays share one dtype")
+        if p.dtype in HALF_DTYPES:
+            raise TypeError(f"{n} has dtype {a.dtype} but {pname} is {p.dtype}: its state must be float32 "
+                            f"(16-bit weights compute in float32) or {p.dtype} (state_dtype 'param'), one dtype for "
+                            f"all its state")
+        raise TypeError(f"{n} has dtype {a.dtype} but {pname} has dtype {p.dtype}; they must match")
+    raise ValueError(f"{n} has shape {a.shape} but {pname} has shape {p.shape}; they must match")
+
+
+def _torch_refusal(what, n, t, p, first=None):
+    """The worded errors of refusals of torch tensors."""
+    import torch
+
+    if what == "type":
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{n} must be a torch.Tensor, got {type(t).__name__}")
+        if type(t) not in (torch.Tensor, torch.nn.Parameter):
+            raise TypeError(f"{n} is a {type(t).__name__}: l2decay.torch steps plain tensors and parameters, "
+                            f"never a tensor subclass through its storage")
+        raise TypeError(f"{n} has dtype {t.dtype}: l2decay.torch takes float32, float64, bfloat16 or float16")
+    if what == "layout":
+        if t.layout is not torch.strided:
+            raise TypeError(f"{n} is {t.layout}: l2decay.torch takes dense tensors (no sparse gradients)")
+        if not t.is_cpu:
+            raise ValueError(f"{n} is on {t.device}: l2decay.torch updates CPU tensors only")
+        raise ValueError(f"{n} is not contiguous: l2decay.torch updates in place and never copies; make it "
+                         f"contiguous (e.g. model.to(memory_format=torch.contiguous_format))")
+    if what == "dtype":
+        if not isinstance(t, torch.Tensor) or not isinstance(p, torch.Tensor):
+            raise TypeError(f"{n} and its param must both be torch tensors")
+        if t is not p and n.endswith(".grad") or n.endswith("compensation"):
+            raise TypeError(f"{n} has dtype {t.dtype} but its param ({p.dtype}) needs {p.dtype}")
+        allowed = (p.dtype, torch.float32) if p.dtype in (torch.bfloat16, torch.float16) else (p.dtype,)
+        other = f" ({first[0]} is {first[1].dtype})" if first is not None and first[1] is not t else ""
+        raise TypeError(f"{n} has dtype {t.dtype}, but the state of a {p.dtype} param is "
+                        f"{' or '.join(map(str, allowed))}, one dtype for all its tensors{other}")
+    if what == "shape":
+        raise ValueError(f"{n} has shape {tuple(t.shape)} but its param has {tuple(p.shape)}")
 
 
 def _sequence(name, seq, n=None):
@@ -232,20 +405,6 @@ def _sequence(name, seq, n=None):
     if n is not None and len(seq) != n:
         raise ValueError(f"{name} has {len(seq)} entries but params has {n}; one per param")
     return tuple(seq)
-
-
-STATE_DTYPES = (None, "param")
-
-
-def state_dtype_arg(name, value):
-    """An optimizer's `state_dtype`: None (16-bit params keep float32 state) or "param"."""
-    if value is None:
-        return None
-    if not isinstance(value, str) or value not in STATE_DTYPES:
-        raise (ValueError if isinstance(value, str) else TypeError)(
-            f"{name} must be None (float32 state for bfloat16/float16 params) or 'param' (state in each "
-            f"param's own dtype), got {value!r}")
-    return "param"
 
 
 def state_dtype(p, chosen=None):

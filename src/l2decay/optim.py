@@ -9,11 +9,12 @@ step uses it, at no extra cost.  Gradients are given in the order the params wer
 through :func:`exclude_1d`; the optimizers never write them.  A step checks every group,
 gradient and state array before touching anything; a failed step modifies nothing.
 """
+
 import numpy as np
 
 from . import _kernels
-from ._validate import (HALF_DTYPES, _array, _pair, adam_hyper, disjoint, sgd_hyper, state_array,
-                        state_dtype, state_dtypes, step_count)
+from ._validate import (ADAM_KEYS, HALF_DTYPES, SGD_KEYS, SettingsCache, _array, adam_hyper, check, disjoint,
+                        refused, settings, sgd_hyper, state_dtype, state_dtypes, step_count)
 from .rules import RULES, Decay, Decoupled, L2
 
 __all__ = ["L2", "Decoupled", "Decay", "SGD", "Adam", "exclude_1d", "ParamGroups"]
@@ -45,6 +46,10 @@ class _Optimizer:
         self.state = []     # per param, in the order of self.params: dict name -> array / count
         self._flat = []     # the params in the order the user gave them; grads and state follow it
         self._slots = ()    # per group, the indices in _flat of its params
+        self._group_index = []   # per param in _flat, the index of its group
+        self._kept = SettingsCache()
+        self._sets = None   # per param in _flat, its group's Settings, as the last step made them
+        self._uses_state = self._rounds = False
         if isinstance(params, np.ndarray):
             raise TypeError("params must be a list of arrays or of parameter-group dicts, not one array")
         order = getattr(params, "order", None)
@@ -82,6 +87,8 @@ class _Optimizer:
         self._flat.extend(params)
         self.state.extend(self._new_state(p, hyper) for p in params)
         self._slots = self._slots + (tuple(range(start, start + len(params))),)
+        self._group_index.extend([len(self.param_groups) - 1] * len(params))
+        self._sets = None
 
     def _reorder(self, order):
         """Put the params (and their state) in the order the user gave them before grouping."""
@@ -95,68 +102,163 @@ class _Optimizer:
         self._flat, self.state = flat, state
         self._slots = tuple(tuple(new_index[(i, j)] for j in range(len(g["params"])))
                             for i, g in enumerate(self.param_groups))
+        self._group_index = [i for i, _ in order]
+        self._sets = None
 
     @property
     def params(self):
         """Every param, in the order the gradients of :meth:`step` follow."""
         return list(self._flat)
 
+    def __getstate__(self):
+        return {**self.__dict__, "_sets": None}    # (Settings are compiled afresh)
+
     # -- step --------------------------------------------------------------------------------
     def step(self, grads):
         """Update every parameter in place from `grads`, one array per param, in the order of
         :attr:`params` (the order the params were given in, also through exclude_1d).  The
         gradient arrays are only read.  Checks everything before touching anything."""
-        if not _kernels._optimizer_step(self._adam, self.param_groups, self._slots, self._flat,
-                                        self.state, grads):
-            self._checked_step(grads)
-
-    def _checked_step(self, grads):
-        """The step when its fast checks refused something: raise the worded error, or step with
-        the values only the fast checks refuse (numpy scalars, say) normalized."""
-        flat = self._flat
-        if not isinstance(grads, (list, tuple)):
-            raise TypeError(f"grads must be a list of arrays, one per param in the order of "
-                            f"opt.params, got {type(grads).__name__}")
-        grads = tuple(grads)
+        flat, state, adam = self._flat, self.state, self._adam
+        if type(grads) is not list:
+            if not isinstance(grads, (list, tuple)):
+                raise TypeError(f"grads must be a list of arrays, one per param in the order of "
+                                f"opt.params, got {type(grads).__name__}")
+            grads = list(grads)
         if len(grads) != len(flat):
             raise ValueError(f"grads has {len(grads)} arrays but the optimizer has {len(flat)} params; "
                              f"{self._order_hint()}")
-        if len(self.param_groups) != len(self._slots):
-            raise ValueError(f"param_groups has {len(self.param_groups)} groups but the optimizer was "
-                             f"given {len(self._slots)}; add groups with add_param_group, never remove them")
-        named = []
-        for k, (p, g) in enumerate(zip(flat, grads)):
-            _array(f"params[{k}]", p, True)
-            try:
-                _pair(f"params[{k}]", p, f"grads[{k}]", g, False)
-            except (TypeError, ValueError) as exc:
-                raise type(exc)(f"{exc}; {self._order_hint()}") from None
-            named += [(f"params[{k}]", p, True), (f"grads[{k}]", g, False)]
-        groups = []
+        sets = self._settings()
+        if adam:
+            s1 = [st.get("exp_avg") for st in state]
+            s2 = [st.get("exp_avg_sq") for st in state]
+            steps = [st.get("step") for st in state]
+            steps = [t + 1 if type(t) is int else self._step_count(k, t) + 1 for k, t in enumerate(steps)]
+        else:
+            s1 = s2 = steps = None
+        firsts, s3, comps, births = None, None, None, []
+        if self._uses_state or self._rounds:
+            s1, s3, comps, steps, firsts, births = self._gather_state(sets, s1, steps)
+        r = _kernels.step(adam, sets, flat, grads, s1, s2, s3, comps, steps, firsts)
+        if r is not None:
+            lists = (flat, grads, s1, s2, s3, comps)
+            if r[2] == 1 or r[4] == 1:    # (a gradient: say the order gradients follow)
+                try:
+                    refused(r, self._name, lambda k, role: lists[role][k])
+                except (TypeError, ValueError) as exc:
+                    raise type(exc)(f"{exc}; {self._order_hint()}") from None
+            refused(r, self._name, lambda k, role: lists[role][k] if role < 6 else state[k].get("step"), counts=True,
+                    rounding=self._group_of(r[1])["rounding"])
+        for k, name, value in births:
+            state[k][name] = value
+        if steps is not None and (adam or self._rounds):
+            for st, t in zip(state, steps):
+                if t:
+                    st["step"] = t
+
+    def _gather_state(self, sets, s1, steps):
+        """The state entries of SGD momentum, amsgrad and the roundings other than nearest, with
+        what is born in this step (published only after it): (s1, s3, comps, steps, firsts,
+        births), births as (param index, state key, array)."""
+        flat, state, adam = self._flat, self.state, self._adam
+        m = len(flat)
+        s3 = [None] * m if adam else None
+        comps = [None] * m
+        firsts = None if adam else [False] * m
+        births = []
+        if not adam:
+            s1 = [None] * m
         for i, (group, slot) in enumerate(zip(self.param_groups, self._slots)):
-            where = f"param_groups[{i}]."
-            if not isinstance(group, dict):
-                raise TypeError(f"param_groups[{i}] must be a dict, got {type(group).__name__}")
-            params = group.get("params")
-            if (not isinstance(params, (list, tuple)) or len(params) != len(slot)
-                    or any(p is not flat[k] for p, k in zip(params, slot))):
-                raise ValueError(f"{where}params changed after it was added; "
-                                 f"use add_param_group for new parameters")
-            missing = sorted(set(self._defaults) - set(group))
-            if missing:
-                raise ValueError(f"param_groups[{i}] is missing {missing}")
-            hyper = self._check_hyper(group, where)
-            groups.append(hyper)
+            s = sets[slot[0]] if slot else None
+            if s is None:
+                continue
             for k in slot:
-                if not isinstance(self.state[k], dict):
-                    raise TypeError(f"state[{k}] must be a dict, got {type(self.state[k]).__name__}")
-                named += self._check_state(k, flat[k], self.state[k], hyper)
-        disjoint(named)
-        if self._adam:   # a numpy int step count, valid, becomes the plain int the kernels read
-            for st in self.state:
-                st["step"] = int(st["step"])
-        if not _kernels._optimizer_step(self._adam, groups, self._slots, flat, self.state, grads):
-            raise AssertionError("internal error: a step passed l2decay._validate but not the C checks")
+                p, st = flat[k], state[k]
+                if not adam and s.uses_state:
+                    key = "velocity" if group["momentum_form"] == "keras" else "momentum_buffer"
+                    buf = st.get(key)
+                    if buf is None and isinstance(p, np.ndarray):
+                        buf = np.empty(p.shape, state_dtype(p, group["state_dtype"]))
+                        births.append((k, key, buf))
+                        firsts[k] = True
+                    s1[k] = buf
+                if adam and s.uses_state:
+                    x = st.get("max_exp_avg_sq")
+                    if x is None and isinstance(p, np.ndarray):
+                        x = np.zeros(p.shape, getattr(s1[k], "dtype", p.dtype))
+                        births.append((k, "max_exp_avg_sq", x))
+                    s3[k] = x
+                if group["rounding"] == "compensated":
+                    c = st.get("compensation")
+                    if c is None and isinstance(p, np.ndarray):
+                        c = np.zeros_like(p)
+                        births.append((k, "compensation", c))
+                    comps[k] = c
+        if not adam and self._rounds:
+            # SGD counts steps only for stochastic rounding's random bits (16-bit params)
+            steps = [0] * m
+            for k, (p, st) in enumerate(zip(flat, state)):
+                if getattr(p, "dtype", None) in HALF_DTYPES or self._group_of(k)["rounding"] == "stochastic":
+                    t = st.get("step", 0)
+                    steps[k] = (t if type(t) is int else self._step_count(k, t)) + 1
+        return s1, s3, comps, steps, firsts, births
+
+    def _step_count(self, k, t):
+        if t is None:
+            raise ValueError(f"state[{k}] has no 'step'")
+        return check("step count", t, f"state[{k}]['step']")
+
+    def _group_of(self, k):
+        return self.param_groups[self._group_index[k]]
+
+    def _settings(self):
+        """The Settings of every param (in the order of params), each group's compiled again
+        only when it changed (l2decay._validate.SettingsCache)."""
+        groups, kept, sets = self.param_groups, self._kept, self._sets
+        if len(groups) != len(self._slots):
+            raise ValueError(f"param_groups has {len(groups)} groups but the optimizer was "
+                             f"given {len(self._slots)}; add groups with add_param_group, never remove them")
+        changed = sets is None
+        for i, group in enumerate(groups):
+            if type(group) is not dict:
+                raise TypeError(f"param_groups[{i}] must be a dict, got {type(group).__name__}")
+            old = kept.peek(i)
+            if kept.get(i, group, lambda: self._make_settings(i, group)) is not old:
+                changed = True
+        if changed:
+            sets = [None] * len(self._flat)
+            for i, slot in enumerate(self._slots):
+                s = kept.peek(i)
+                for k in slot:
+                    sets[k] = s
+            self._sets = sets
+            self._uses_state = any(s.uses_state for s in sets)
+            self._rounds = any(g["rounding"] not in (None, "nearest") for g in groups) or any(
+                p.dtype in HALF_DTYPES for p in self._flat)
+        return sets
+
+    def _make_settings(self, i, group):
+        params, slot = group.get("params"), self._slots[i]
+        if (not isinstance(params, (list, tuple)) or len(params) != len(slot)
+                or any(p is not self._flat[k] for p, k in zip(params, slot))):
+            raise ValueError(f"param_groups[{i}].params changed after it was added; "
+                             f"use add_param_group for new parameters")
+        missing = sorted(set(self._defaults) - set(group))
+        if missing:
+            raise ValueError(f"param_groups[{i}] is missing {missing}")
+        return settings(self._adam, self._check_hyper(group, f"param_groups[{i}]."))
+
+    def _name(self, k, role):
+        """The name of step()'s entry (k, role) as a user of this optimizer knows it."""
+        if role == 0:
+            return f"params[{k}]"
+        if role == 1:
+            return f"grads[{k}]"
+        if role == 6:
+            return f"state[{k}]['step']"
+        key = self._state_keys[role - 2] if role < 5 else "compensation"
+        if key == "momentum_buffer" and self._group_of(k)["momentum_form"] == "keras":
+            key = "velocity"
+        return f"state[{k}]['{key}']"
 
     def _order_hint(self):
         shapes = [str(p.shape) for p in self._flat[:8]] + (["..."] if len(self._flat) > 8 else [])
@@ -169,25 +271,8 @@ class _Optimizer:
     def _new_state(self, p, hyper):
         raise NotImplementedError
 
-    def _check_state(self, k, p, st, hyper):
-        """Raise the worded error for a bad state entry of param k; return its arrays as
-        (name, array, written) for the overlap check."""
-        raise NotImplementedError
-
     _state_arrays = ()      # names of the state arrays a state dict may hold
     _state_required = ()    # ... and must hold
-
-    @staticmethod
-    def _check_rounding(k, p, st, hyper):
-        """The rounding of param k and its compensation buffer: the worded errors."""
-        if hyper["rounding"] == "stochastic" and p.dtype not in HALF_DTYPES:
-            raise ValueError(f"rounding 'stochastic' needs bfloat16 or float16 weights, but params[{k}] is "
-                             f"{p.dtype}; use 'nearest' or 'compensated'")
-        comp = st.get("compensation")
-        if hyper["rounding"] != "compensated" or comp is None:
-            return []
-        state_array(f"state[{k}]['compensation']", comp, f"params[{k}]", p, dtype=p.dtype)
-        return [(f"state[{k}]['compensation']", comp, True)]
 
     # -- state dicts -------------------------------------------------------------------------
     def state_dict(self):
@@ -293,23 +378,14 @@ class SGD(_Optimizer):
                  "maximize": False, "reg": None, "momentum_form": "torch", "rounding": None, "seed": 0,
                  "state_dtype": None}
     _state_arrays = ("momentum_buffer", "velocity", "compensation")
+    _state_keys = ("momentum_buffer",)
+    _keys = SGD_KEYS
 
     def _check_hyper(self, h, where):
         return sgd_hyper(h, where)
 
     def _new_state(self, p, hyper):
         return {}
-
-    def _check_state(self, k, p, st, hyper):
-        key = "velocity" if hyper["momentum_form"] == "keras" else "momentum_buffer"
-        buf = st.get(key)
-        if "step" in st:
-            step_count(f"state[{k}]['step']", st["step"], 0)
-        out = self._check_rounding(k, p, st, hyper)
-        if hyper["momentum"] == 0 or buf is None:
-            return out
-        state_array(f"state[{k}]['{key}']", buf, f"params[{k}]", p)
-        return out + [(f"state[{k}]['{key}']", buf, True)]
 
 
 class Adam(_Optimizer):
@@ -345,6 +421,8 @@ class Adam(_Optimizer):
                  "state_dtype": None}
     _adam = True
     _state_arrays = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq", "compensation")
+    _state_keys = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+    _keys = ADAM_KEYS
     _state_required = ("step", "exp_avg", "exp_avg_sq")
 
     def _check_hyper(self, h, where):
@@ -353,20 +431,6 @@ class Adam(_Optimizer):
     def _new_state(self, p, hyper):
         dt = state_dtype(p, hyper["state_dtype"])
         return {"step": 0, "exp_avg": np.zeros(p.shape, dt), "exp_avg_sq": np.zeros(p.shape, dt)}
-
-    def _check_state(self, k, p, st, hyper):
-        for name in self._state_required:
-            if name not in st:
-                raise ValueError(f"state[{k}] has no {name!r}")
-        step_count(f"state[{k}]['step']", st["step"], 0)
-        names = ["exp_avg", "exp_avg_sq"]
-        if hyper["amsgrad"] and st.get("max_exp_avg_sq") is not None:
-            names.append("max_exp_avg_sq")
-        for name in names:
-            state_array(f"state[{k}]['{name}']", st[name], f"params[{k}]", p,
-                        like=(f"state[{k}]['exp_avg']", st["exp_avg"]))
-        return ([(f"state[{k}]['{name}']", st[name], True) for name in names]
-                + self._check_rounding(k, p, st, hyper))
 
 
 def hyper_entries(group, keys, pre):

@@ -16,7 +16,7 @@ Per step t, gradient g, weights w, learning rate lr (the optimizers' formulas ar
 A decay schedule replaces the rule between steps (``group["reg"] = Decoupled(lam_t)``); the
 optimizers read it afresh at every step, at no extra cost.
 """
-from ._validate import real
+from . import _validate
 
 __all__ = ["L2", "Decoupled", "Decay", "RULES"]
 
@@ -34,7 +34,7 @@ class _Rule:
 
     @classmethod
     def _check(cls, strength):
-        return real(f"{cls.__name__} strength", strength)
+        return _validate.real(f"{cls.__name__} strength", strength)
 
     def __setattr__(self, key, value):
         raise AttributeError(f"{type(self).__name__} is immutable; make a new one")
@@ -75,7 +75,7 @@ class Decoupled(_Rule):
     def __init__(self, strength, lr_max=None):
         super().__init__(strength)
         if lr_max is not None:
-            lr_max = real("Decoupled lr_max", lr_max, low_open=True)
+            lr_max = _validate.real("Decoupled lr_max", lr_max, low_open=True)
             object.__setattr__(self, "coef", self.strength / lr_max)
         object.__setattr__(self, "lr_max", lr_max)
 
@@ -98,7 +98,7 @@ class Decay(_Rule):
 
     @classmethod
     def _check(cls, strength):
-        return real("Decay strength", strength, high=1.0, high_open=True)
+        return _validate.real("Decay strength", strength, high=1.0, high_open=True)
 
 
 RULES = {cls.name: cls for cls in (L2, Decoupled, Decay)}

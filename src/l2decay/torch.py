@@ -22,34 +22,63 @@ touches any, and updates all params of all groups in one compiled call.  ``forea
 the decay of the rows a step does not touch is lazy (l2decay.sparse), applied when an attached
 module reads them.
 """
+import threading
+
 import numpy as np
 import torch
-from torch.optim.optimizer import _global_optimizer_post_hooks, _global_optimizer_pre_hooks
+from torch.autograd.graph import increment_version
 
 from . import _kernels
-from ._validate import (adam_hyper, real, reg as _check_reg, rounding_args, sgd_hyper, sparse_hyper,
-                        sparse_step as _check_sparse_step, state_dtype_arg, step_count)
+from ._validate import (SettingsCache, adam_hyper, real, refused, reg as _check_reg, rounding_args, settings,
+                        sgd_hyper, sparse_hyper, sparse_step as _check_sparse_step, state_dtype_arg, step_count)
 from .rules import L2, Decay, Decoupled
 
 __all__ = ["SGD", "Adam", "AdamW", "SparseAdamW", "L2", "Decoupled", "Decay"]
 
-_TB = torch._C.TensorBase
-_increment_version = torch._C._increment_version
+# The private torch names this module uses, each where torch has no public one
+# (tests/test_torch.py::test_private_torch_names fails if an upgrade removes one): whether any
+# global step hook is registered (torch.optim only lets one register them) and whether the
+# profiler is on, the two reasons to run torch.optim's wrapper of step (6 us a step here).
+TORCH_PRIVATE = ("torch.optim.optimizer._global_optimizer_pre_hooks",
+                 "torch.optim.optimizer._global_optimizer_post_hooks", "torch.autograd._profiler_enabled")
+from torch.optim.optimizer import _global_optimizer_post_hooks, _global_optimizer_pre_hooks  # noqa: E402
 _profiler_enabled = torch.autograd._profiler_enabled
-_KINDS = (torch.float32, torch.float64, torch.strided, torch.Tensor, torch.nn.Parameter, torch.bfloat16, torch.float16,
-          _TB.dtype, _TB.is_cpu, _TB.is_contiguous, _TB.data_ptr, _TB.numel, _TB.grad, _TB.shape,
-          # the state is looked up by id, not through Tensor.__hash__ (a Python call), when that is id
-          all(hash(t) == id(t) for t in (torch.empty(0), torch.nn.Parameter(torch.empty(0)))))
 _HALVES = (torch.bfloat16, torch.float16)
+_PLAIN = (torch.Tensor, torch.nn.Parameter)
+_kernels.register_torch(torch.Tensor, torch.nn.Parameter, torch.float32, torch.float64, torch.bfloat16, torch.float16)
 _UNSET = object()   # weight_decay not given: its torch default, or 0 when reg= is given
 
 
-def _new_tensor(p, state_dtype):
-    """Zeros like p: float32 for a 16-bit p (whose arithmetic is float32) unless `state_dtype`
-    is "param" (a group's choice for its optimizer state; always for a compensation buffer),
-    else p's dtype."""
+def _new_tensor(p, state_dtype, empty=False):
+    """Zeros (or, `empty`, uninitialized) like p: float32 for a 16-bit p (whose arithmetic is
+    float32) unless `state_dtype` is "param" (a group's choice for its optimizer state; always for
+    a compensation buffer), else p's dtype.  A DTensor's is a DTensor, as torch.optim makes it."""
     dtype = torch.float32 if state_dtype != "param" and p.dtype in _HALVES else p.dtype
-    return torch.zeros_like(p, dtype=dtype, memory_format=torch.contiguous_format)
+    with torch.no_grad():
+        return (torch.empty_like if empty else torch.zeros_like)(p, dtype=dtype,
+                                                                 memory_format=torch.contiguous_format)
+
+
+def _local(t):
+    """The tensor whose storage a step updates for tensor `t`: a DTensor's local shard
+    (torch.distributed.tensor's public to_local(), sharing its storage); any other subclass as
+    it is, which the step refuses, naming it."""
+    try:
+        from torch.distributed.tensor import DTensor
+    except ImportError:     # (torch built without distributed)
+        return t
+    if isinstance(t, DTensor):
+        with torch.no_grad():
+            return t.to_local()
+    return t
+
+
+def _count(name, t):
+    """A state's step count as the plain int the step reads: torch keeps it as a float tensor."""
+    t = _number(t)
+    if isinstance(t, float) and t.is_integer():
+        t = int(t)
+    return step_count(name, t, 0)
 
 
 def _rows_state(t):
@@ -92,10 +121,14 @@ class _Base(torch.optim.Optimizer):
         defaults["reg"] = reg
         defaults["rounding"], defaults["seed"] = rounding_args(rounding, seed)
         defaults["state_dtype"] = state_dtype_arg("state_dtype", state_dtype)
+        self._kept = SettingsCache()
+        self._lock = threading.Lock()   # one step at a time: a step's gather and publish are not atomic
         super().__init__(params, defaults)
 
     def __setstate__(self, state):
         super().__setstate__(state)
+        self._kept = SettingsCache()
+        self._lock = threading.Lock()
         for group in self.param_groups:   # a state dict from torch's optimizer has no "reg"
             group.setdefault("reg", None)
             group.setdefault("rounding", None)
@@ -107,14 +140,13 @@ class _Base(torch.optim.Optimizer):
     def _decoupled(self, group):
         return False
 
-    def _group_rule(self, group):
-        """The group's rule: "reg" if set, else the one its weight_decay means.  (The kernels'
-        fast path makes the same rule itself: _tensor_step's _torch_wd_rule.)"""
-        reg = group.get("reg")
-        wd = _number(group.get("weight_decay", 0))
+    def _group_rule(self, group, where=""):
+        """The group's rule: "reg" if set, else the one its weight_decay means."""
+        reg = _check_reg(f"{where}reg", group.get("reg"))
+        wd = real(f"{where}weight_decay", _number(group.get("weight_decay", 0)))
         if reg is not None:
             if wd:
-                raise ValueError("a param group has both weight_decay and reg; set one of them")
+                raise ValueError(f"{where[:-1] or 'a param group'} has both weight_decay and reg; set one of them")
             return reg
         if not wd:
             return None
@@ -139,67 +171,122 @@ class _Base(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        # (the kernels make each group's rule from its "reg"/"weight_decay" as _group_rule does)
-        updated = _kernels._tensor_step(self._adam, self.param_groups, None, self.state, _KINDS, _new_tensor)
-        if updated is None:
-            updated = self._checked_step([self._group_rule(g) for g in self.param_groups])
-        if updated:
-            # in-place updates as torch's own: autograd sees the params changed (what
-            # torch.autograd.graph.increment_version does for a list, without its Python frame)
-            _increment_version(updated)
+        with self._lock:
+            self._gather_and_step()
         return loss
 
     _profiled_step = torch.optim.Optimizer.profile_hook_step(_step)
 
-    def _checked_step(self, regs):
-        """The step when its fast checks refused something: raise the worded error, or step
-        with the values only the fast checks refuse (0-d tensors, tensor step counts)."""
-        groups = []
+    def _settings(self, i, group):
+        """Group i's compiled Settings, checked afresh when one of its values changed."""
+        return self._kept.get(i, group, lambda: self._make_settings(i, group))
+
+    def _make_settings(self, i, group):
+        where = f"param_groups[{i}]."
+        for flag in ("capturable", "differentiable"):
+            if group.get(flag):
+                raise ValueError(f"{where}{flag}=True is not supported by l2decay.torch")
+        rule = self._group_rule(group, where)
+        hyper = self._check_group({k: _number(v) for k, v in group.items() if k != "params"}, rule, where)
+        hyper["reg"] = rule
+        hyper["rounding"], hyper["seed"] = rounding_args(group.get("rounding"), group.get("seed", 0), where)
+        hyper["state_dtype"] = state_dtype_arg(f"{where}state_dtype", group.get("state_dtype"))
+        hyper["eps_form"] = hyper["momentum_form"] = "torch"
+        return settings(self._adam, hyper)
+
+    def _gather_and_step(self):
+        """Gather every param with a grad, its state (new state made here, kept only if the step
+        passes) and its group's Settings into flat lists; one compiled step; then publish."""
+        adam, state = self._adam, self.state
+        sets, ps, gs, s1, s2, s3, comps, steps, firsts, places, where = [], [], [], [], [], [], [], [], [], [], []
+        births, owners, owners_p = [], [], []
+        place = 0
         for i, group in enumerate(self.param_groups):
-            where = f"param_groups[{i}]."
-            for flag in ("capturable", "differentiable"):
-                if group.get(flag):
-                    raise ValueError(f"{where}{flag}=True is not supported by l2decay.torch")
-            hyper = self._check_group({k: _number(v) for k, v in group.items() if k != "params"}, regs[i], where)
-            hyper["rounding"], hyper["seed"] = rounding_args(group.get("rounding"), group.get("seed", 0), where)
-            hyper["state_dtype"] = state_dtype_arg(f"{where}state_dtype", group.get("state_dtype"))
-            groups.append({**group, **hyper})
+            s = self._settings(i, group)
+            sdt, rounding = group.get("state_dtype"), group.get("rounding")
             for j, p in enumerate(group["params"]):
-                if p.grad is None:
+                place += 1
+                g = p.grad
+                if g is None:
                     continue
-                name = f"{where}params[{j}]"
-                self._check_tensor(name, p)
-                self._check_tensor(f"{name}.grad", p.grad, like=p)
-                if hyper["rounding"] == "stochastic" and p.dtype not in _HALVES:
-                    raise ValueError(f"{name}: rounding 'stochastic' needs bfloat16 or float16 params, not "
-                                     f"{p.dtype}; use 'nearest' or 'compensated'")
-                st, first = self.state[p], None
-                used = (("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if hyper["amsgrad"] else ())
-                        if self._adam else (("momentum_buffer",) if hyper["momentum"] else ()))
-                for key, value in list(st.items()):
-                    if key == "step":   # torch keeps it as a float tensor
-                        value = _number(value)
-                        if isinstance(value, float) and value.is_integer():
-                            value = int(value)
-                        st["step"] = step_count(f"state of {name}: step", value, 0)
-                    elif isinstance(value, torch.Tensor) and key == "compensation":
-                        self._check_tensor(f"state of {name}: {key}", value, like=p, shape=False, dtype=p.dtype)
-                    elif isinstance(value, torch.Tensor) and key in used:
-                        # float32 or, for 16-bit params, their own dtype (state_dtype "param"): one for
-                        # all the step uses (a stale max_exp_avg_sq, amsgrad off, is not read)
-                        allowed = (p.dtype, torch.float32) if p.dtype in _HALVES else (p.dtype,)
-                        if value.dtype not in allowed or (first and value.dtype != first[1]):
-                            other = f" ({first[0]} is {first[1]})" if first else ""
-                            raise TypeError(
-                                f"state of {name}: {key} has dtype {value.dtype}, but the state of a {p.dtype} "
-                                f"param is {' or '.join(map(str, allowed))}, one dtype for all its tensors{other}")
-                        self._check_tensor(f"state of {name}: {key}", value, like=p, shape=False, dtype=value.dtype)
-                        first = first or (key, value.dtype)
-        updated = _kernels._tensor_step(self._adam, groups, regs, self.state, _KINDS, _new_tensor)
-        if updated is None:
-            raise ValueError("params overlap in memory (two params, or a param and its state, share "
-                             "storage); each must have its own")
-        return updated
+                st = state[p]
+                local = p if type(p) in _PLAIN else _local(p)
+                sets.append(s)
+                ps.append(local)
+                gs.append(g if type(g) in _PLAIN else _local(g))
+                places.append(place - 1)
+                where.append((i, j))
+                owners.append(st)
+                owners_p.append(p)
+                t = st.get("step", 0)
+                if type(t) is not int:
+                    t = st["step"] = _count(f"state of param_groups[{i}].params[{j}]: step", t)
+                if adam:
+                    if not st:
+                        born = {"step": 0, "exp_avg": _new_tensor(p, sdt), "exp_avg_sq": _new_tensor(p, sdt)}
+                        births.append((st, born))
+                        m, v = born["exp_avg"], born["exp_avg_sq"]
+                    else:
+                        m, v = st.get("exp_avg"), st.get("exp_avg_sq")
+                    s1.append(_local(m) if m is not None and type(m) not in _PLAIN else m)
+                    s2.append(_local(v) if v is not None and type(v) not in _PLAIN else v)
+                    x = None
+                    if s.uses_state:
+                        x = st.get("max_exp_avg_sq")
+                        if x is None:
+                            x = _new_tensor(p, "param" if m is not None and m.dtype == p.dtype else None)
+                            births.append((st, {"max_exp_avg_sq": x}))
+                        x = x if type(x) in _PLAIN else _local(x)
+                    s3.append(x)
+                    steps.append(t + 1)
+                else:
+                    b, first = None, False
+                    if s.uses_state:
+                        b = st.get("momentum_buffer")
+                        if b is None:
+                            b, first = _new_tensor(p, sdt, empty=True), True
+                            births.append((st, {"momentum_buffer": b}))
+                        b = b if type(b) in _PLAIN else _local(b)
+                    s1.append(b)
+                    firsts.append(first)
+                    # SGD counts steps only for stochastic rounding's random bits
+                    steps.append(t + 1 if rounding == "stochastic" or (rounding is None and p.dtype in _HALVES)
+                                 else 0)
+                c = None
+                if rounding == "compensated":
+                    c = st.get("compensation")
+                    if c is None:
+                        c = _new_tensor(p, "param")
+                        births.append((st, {"compensation": c}))
+                    c = c if type(c) in _PLAIN else _local(c)
+                comps.append(c)
+        if not ps:
+            return
+        r = _kernels.step(adam, sets, ps, gs, s1, s2 if adam else None, s3 if adam else None, comps, steps,
+                          None if adam else firsts, places)
+        if r is not None:
+            lists = (ps, gs, s1, s2, s3, comps)
+            refused(r, lambda k, role: self._name(where[k], role),
+                    lambda k, role: lists[role][k] if role < 6 else self.state[owners_p[k]].get("step"), torch=True,
+                    counts=True, rounding=self.param_groups[where[r[1]][0]].get("rounding"))
+        for st, born in births:
+            st.update(born)
+        for st, t in zip(owners, steps):
+            if t:
+                st["step"] = t
+        # in-place updates as torch's own: autograd sees the params changed
+        increment_version(ps)
+
+    def _name(self, ij, role):
+        """The name of step()'s entry `role` of param ij = (group, index) in torch's terms."""
+        name = f"param_groups[{ij[0]}].params[{ij[1]}]"
+        if role == 0:
+            return name
+        if role == 1:
+            return f"{name}.grad"
+        key = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")[role - 2] if self._adam and role < 5 else \
+            "momentum_buffer" if role < 5 else "compensation" if role == 5 else "step"
+        return f"state of {name}: {key}"
 
     @staticmethod
     def _check_tensor(name, t, like=None, shape=True, dtype=None):
@@ -394,7 +481,7 @@ class SparseAdamW(torch.optim.Optimizer):
             except (TypeError, ValueError, RuntimeError):
                 return    # indices the module refuses: its own forward says so
             if changed:
-                _increment_version([p])
+                increment_version([p])
         return catch_up
 
     def _loaded(self, p):
@@ -418,7 +505,7 @@ class SparseAdamW(torch.optim.Optimizer):
             if lazy[1] != 1.0:
                 _kernels.sparse_catch_up(p.detach().numpy(), lazy[0], lazy[1])
                 lazy[1] = 1.0
-                _increment_version([p])
+                increment_version([p])
 
     def state_dict(self):
         """torch's format (SparseAdam's state), after flush(): with the module's own
@@ -556,7 +643,7 @@ class SparseAdamW(torch.optim.Optimizer):
                     return False
                 raise
             st["step"] += 1
-        _increment_version([p for *_, p in todo])
+        increment_version([p for *_, p in todo])
         return True
 
     _profiled_step = torch.optim.Optimizer.profile_hook_step(_step)

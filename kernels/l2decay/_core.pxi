@@ -1,0 +1,323 @@
+# Part of _kernels.pyx: the one optimizer step.  Every front end (l2decay.sgd_step/adam_step,
+# l2decay.optim's SGD/Adam, l2decay.torch) gathers flat lists, one entry per tensor, as
+# torch.optim's functional sgd()/adam() take them, and calls step().  The hyperparameters come
+# as Settings, compiled by l2decay._validate (the spec of every argument) after it checked them;
+# the arrays are checked here, once, and a refusal is returned as a code that _validate words in
+# the front end's own names.  Nothing is modified unless everything passed.
+
+# The names of the Rounding enum (_common.pxd), in its order; the one list of them.
+ROUNDINGS = ("nearest", "stochastic", "compensated")
+MAX_STEP = 1 << 53       # step counts stay exact as doubles
+
+# Rule kinds of Settings (l2decay.rules: L2, Decoupled, Decay).
+RULE_NONE, RULE_L2, RULE_DECOUPLED, RULE_DECAY = 0, 1, 2, 3
+
+# What a tensor's entry in step()'s lists is: roles, and the codes step() returns for a refusal.
+ROLES = ("param", "grad", "state1", "state2", "state3", "compensation")
+cdef enum:
+    R_W = 0
+    R_G = 1
+    R_S1 = 2
+    R_S2 = 3
+    R_S3 = 4
+    R_COMP = 5
+    NROLES = 6
+# (code, k, role, k2, role2): the array at [k][role] is not a float array/plain tensor of a
+# supported dtype; not C-contiguous or not on the CPU; read-only; not of the dtype it must have;
+# not of its param's shape; missing (None where the step needs it); overlapping [k2][role2];
+# stochastic rounding of a float32/float64 param; stochastic rounding without a step count;
+# a step count that is no int in [0, MAX_STEP] (Adam: [1, MAX_STEP]).
+REFUSALS = ("type", "layout", "readonly", "dtype", "shape", "missing", "overlap", "stochastic_wide",
+            "stochastic_step", "step")
+cdef enum:
+    E_TYPE = 0
+    E_LAYOUT = 1
+    E_READONLY = 2
+    E_DTYPE = 3
+    E_SHAPE = 4
+    E_MISSING = 5
+    E_OVERLAP = 6
+    E_STOCHASTIC_WIDE = 7
+    E_STOCHASTIC_STEP = 8
+    E_STEP = 9          # steps[k] (role R_STEP) is no int in [0, MAX_STEP]
+    R_STEP = 6
+
+
+cdef class Settings:
+    """One param group's hyperparameters (or one functional call's), compiled for step().  Made
+    only by l2decay._validate, which checks every value first: this class trusts them."""
+    cdef Hyper h
+    cdef bint keras
+    cdef int rounding                 # -1: by the param's dtype
+    cdef unsigned long long seed
+
+    def __init__(self, bint adam, double lr, *, double momentum=0.0, double dampening=0.0,
+                 bint nesterov=False, bint velocity=False, double beta1=0.0, double beta2=0.0,
+                 double eps=0.0, bint amsgrad=False, bint keras=False, bint maximize=False,
+                 int rule=0, double coef=0.0, int rounding=-1, unsigned long long seed=0):
+        self.h.lr = lr
+        self.h.sign = -1.0 if maximize else 1.0
+        self.h.mu = 0.0 if adam else momentum
+        self.h.damp1 = 1.0 - dampening
+        self.h.nesterov = nesterov
+        self.h.velocity = velocity
+        self.h.b1 = beta1
+        self.h.b2 = beta2
+        self.h.eps = eps
+        self.h.amsgrad = adam and amsgrad
+        self.h.l2 = self.h.decoupled = self.h.decay = False
+        self.h.lam = self.h.shrink = 0.0
+        if rule == RULE_L2:
+            self.h.l2 = True
+            self.h.lam = coef
+        elif rule == RULE_DECOUPLED:
+            self.h.decoupled = True
+            self.h.shrink = lr * coef
+        elif rule == RULE_DECAY:
+            self.h.decay = True
+            self.h.shrink = coef
+        self.keras = keras
+        self.rounding = rounding
+        self.seed = seed
+
+    @property
+    def uses_state(self):
+        """Whether a step keeps a momentum buffer (SGD) or the amsgrad maximum (Adam)."""
+        return self.h.mu != 0.0 or self.h.amsgrad
+
+
+# -- arrays and tensors ---------------------------------------------------------------------
+# l2decay.torch registers torch's plain tensor types and float dtypes (this module never imports
+# torch); a tensor of any other type (a DTensor, say) is refused: l2decay.torch unwraps the
+# subclasses it knows through torch's own API before it calls step().
+cdef object _T_TENSOR = None, _T_PARAM = None, _T_F32 = None, _T_F64 = None, _T_BF16 = None, _T_F16 = None
+
+
+def register_torch(tensor, parameter, float32, float64, bfloat16, float16):
+    global _T_TENSOR, _T_PARAM, _T_F32, _T_F64, _T_BF16, _T_F16
+    _T_TENSOR, _T_PARAM, _T_F32, _T_F64, _T_BF16, _T_F16 = tensor, parameter, float32, float64, bfloat16, float16
+
+
+cdef struct View:
+    char* ptr
+    Py_ssize_t n
+    int kind
+    bint torch
+
+
+cdef inline int _view(object a, View* v, bint writes) except -2:
+    """Fill `v` for a C-contiguous native-order numpy float array (writeable if `writes`) or a
+    plain contiguous CPU float torch tensor; -1, or the refusal code."""
+    cdef cnp.ndarray arr
+    if cnp.PyArray_Check(a):
+        arr = <cnp.ndarray>a
+        v.kind = _kind(arr)
+        if v.kind < 0:
+            return E_TYPE
+        if not (cnp.PyArray_ISNOTSWAPPED(arr) and cnp.PyArray_IS_C_CONTIGUOUS(arr)):
+            return E_TYPE if not cnp.PyArray_ISNOTSWAPPED(arr) else E_LAYOUT
+        if writes and not cnp.PyArray_ISWRITEABLE(arr):
+            return E_READONLY
+        v.ptr = cnp.PyArray_BYTES(arr)
+        v.n = cnp.PyArray_SIZE(arr)
+        v.torch = False
+        return -1
+    tp = type(a)
+    if tp is not _T_TENSOR and tp is not _T_PARAM or _T_TENSOR is None:
+        return E_TYPE
+    dt = a.dtype
+    if dt is _T_F32:
+        v.kind = KIND_F32
+    elif dt is _T_F64:
+        v.kind = KIND_F64
+    elif dt is _T_BF16:
+        v.kind = KIND_BF16
+    elif dt is _T_F16:
+        v.kind = KIND_F16
+    else:
+        return E_TYPE
+    try:      # (a sparse or otherwise unstrided tensor raises in is_contiguous or data_ptr)
+        if a.is_cpu is not True or a.is_contiguous() is not True:
+            return E_LAYOUT
+        v.ptr = <char*><size_t>a.data_ptr()
+        v.n = a.numel()
+    except Exception:
+        return E_LAYOUT
+    v.torch = True
+    return -1
+
+
+cdef inline bint _same_shape(object a, object b, const View* va, const View* vb):
+    if not va.torch:
+        return vb.torch == False and cnp.PyArray_SAMESHAPE(<cnp.ndarray>a, <cnp.ndarray>b)
+    return vb.torch and va.n == vb.n and a.shape == b.shape
+
+
+# -- the step -------------------------------------------------------------------------------
+cdef struct _Refusal:
+    int code
+    Py_ssize_t k, role, k2, role2
+
+
+cdef inline int _refuse(_Refusal* r, int code, Py_ssize_t k, Py_ssize_t role) noexcept:
+    r.code = code
+    r.k = k
+    r.role = role
+    r.k2 = r.role2 = -1
+    return code
+
+
+cdef inline object _at(list xs, Py_ssize_t k):
+    return None if xs is None else xs[k]
+
+
+cdef int _fill(Op op, Task* t, Settings s, object w, object g, object s1, object s2, object s3,
+               object comp, long long step, bint first, Py_ssize_t place, Py_ssize_t k,
+               PyObject** hold, _Refusal* r) except -2:
+    """Check tensor k's entries and fill its task; -1, or the refusal code (in `r`)."""
+    cdef View vw, vg, vs
+    cdef int code, skind = -1
+    cdef char** dst[3]
+    cdef Py_ssize_t j, nstate = 0
+    code = _view(w, &vw, True)
+    if code >= 0:
+        return _refuse(r, code, k, R_W)
+    code = _view(g, &vg, False)
+    if code >= 0:
+        return _refuse(r, code, k, R_G)
+    if vg.kind != vw.kind or vg.torch != vw.torch:
+        return _refuse(r, E_DTYPE, k, R_G)
+    if not _same_shape(w, g, &vw, &vg):
+        return _refuse(r, E_SHAPE, k, R_G)
+    _init_task(t, vw.ptr, vg.ptr, vw.n, vw.kind, &s.h)
+    _hold(hold, 0, w)
+    _hold(hold, 1, g)
+    _hold(hold, 6, s)
+    xs = (s1, s2, s3)
+    dst[0], dst[1], dst[2] = &t.s1, &t.s2, &t.s3
+    if op == OP_ADAM:
+        nstate = 3 if s.h.amsgrad else 2
+        t.step = step
+        _bias_correction(t, &s.h, step, s.keras)
+    elif s.h.mu != 0.0:
+        nstate = 1
+        t.first = first
+    for j in range(nstate):
+        x = (<tuple>xs)[j]
+        if x is None:
+            return _refuse(r, E_MISSING, k, R_S1 + j)
+        code = _view(x, &vs, True)
+        if code >= 0:
+            return _refuse(r, code, k, R_S1 + j)
+        # float32 state for 16-bit params, or their own dtype (state_dtype "param"); else the
+        # param's; one dtype for all of a param's state
+        if vs.torch != vw.torch or not (vs.kind == vw.kind or (vs.kind == KIND_F32 and vw.kind >= KIND_BF16)) \
+                or (j > 0 and vs.kind != skind):
+            return _refuse(r, E_DTYPE, k, R_S1 + j)
+        if not _same_shape(w, x, &vw, &vs):
+            return _refuse(r, E_SHAPE, k, R_S1 + j)
+        skind = vs.kind
+        dst[j][0] = vs.ptr
+        _hold(hold, 2 + j, x)
+    t.state16 = _is_state16(skind, vw.kind)
+    t.rounding = _effective_rounding(s.rounding, vw.kind)
+    if t.rounding == ROUND_STOCHASTIC:
+        if not (vw.kind == KIND_BF16 or vw.kind == KIND_F16):
+            return _refuse(r, E_STOCHASTIC_WIDE, k, R_W)
+        if step < 1:
+            return _refuse(r, E_STOCHASTIC_STEP, k, R_W)
+        t.step = step
+        t.key = _key(s.seed, step, place)
+    elif t.rounding == ROUND_COMPENSATED:
+        if comp is None:
+            return _refuse(r, E_MISSING, k, R_COMP)
+        code = _view(comp, &vs, True)
+        if code >= 0:
+            return _refuse(r, code, k, R_COMP)
+        if vs.kind != vw.kind or vs.torch != vw.torch:
+            return _refuse(r, E_DTYPE, k, R_COMP)
+        if not _same_shape(w, comp, &vw, &vs):
+            return _refuse(r, E_SHAPE, k, R_COMP)
+        t.comp = vs.ptr
+        _hold(hold, 5, comp)
+    return -1
+
+
+def step(bint adam, list settings, list params, list grads, list state1=None, list state2=None,
+         list state3=None, list compensations=None, list steps=None, list firsts=None, list places=None):
+    """One SGD (or, `adam`, Adam) step of every tensor k in place, with settings[k] (a Settings,
+    typically one per group), from params[k], grads[k] (only read) and its state:
+
+    - SGD: state1[k] the momentum buffer (or velocity) when momentum > 0, firsts[k] True when it
+      is born in this step (its contents are then ignored);
+    - Adam: state1[k], state2[k] exp_avg and exp_avg_sq, state3[k] max_exp_avg_sq with amsgrad,
+      steps[k] the step being taken (>= 1);
+    - compensations[k] with rounding "compensated"; steps[k] (the step being taken: SGD's too)
+      and places[k] (the param's place in its optimizer: default k) key stochastic rounding.
+
+    Entries are numpy arrays or plain torch tensors, never mixed within a tensor's entries;
+    steps are ints in [0, MAX_STEP] (0: no step count; Adam's >= 1).  Returns None
+    when every tensor was updated, or, having modified nothing, the first refusal as
+    (REFUSALS index, k, ROLES index, k2, role2) (k2, role2: the other array of an overlap,
+    else -1)."""
+    cdef Op op = OP_ADAM if adam else OP_SGD
+    cdef Py_ssize_t m = len(params), k
+    cdef Task stack[_STACK_TASKS]
+    cdef Task* tasks = NULL
+    cdef PyObject* held_stack[_STACK_TASKS * HOLD]
+    cdef PyObject** held = NULL
+    cdef _Refusal r
+    cdef long long t
+    cdef Py_ssize_t i1 = 0, i2 = 0
+    for xs in (settings, grads, state1, state2, state3, compensations, steps, firsts, places):
+        if xs is not None and len(<list>xs) != m:
+            raise ValueError("step()'s lists must be one entry per param")
+    try:
+        tasks = _alloc_tasks(m, stack)
+        held = _alloc_held(m, held_stack)
+        for k in range(m):
+            s = settings[k]
+            if type(s) is not Settings:
+                raise TypeError("settings must be l2decay._validate's Settings")
+            t = 0 if steps is None else _step_ok(steps[k], 1 if adam else 0)
+            if t < 0 or (adam and steps is None):
+                return (E_STEP, k, R_STEP, -1, -1)
+            if _fill(op, &tasks[k], <Settings>s, params[k], grads[k], _at(state1, k), _at(state2, k),
+                     _at(state3, k), _at(compensations, k), t, firsts is not None and firsts[k] is True,
+                     k if places is None else <Py_ssize_t>places[k], k, held + k * HOLD, &r) >= 0:
+                return (r.code, r.k, r.role, -1, -1)
+        if m > 0 and not _no_overlap(tasks, m, False, &i1, &i2):
+            return (E_OVERLAP, i1 // NROLES, i1 % NROLES, i2 // NROLES, i2 % NROLES)
+        _run_tasks(op, tasks, m)
+        return None
+    finally:
+        _release_held(held, m, held_stack)
+        _free_tasks(tasks, stack)
+
+
+cdef extern from "Python.h":
+    int PyDict_Next(object d, Py_ssize_t* pos, PyObject** key, PyObject** value)
+
+
+def unchanged(dict group, tuple snapshot):
+    """Whether param group `group` still holds what `snapshot` (its values, in order; a list or
+    tuple value, "params" and "betas", as a tuple of its items) recorded: the very objects, so
+    that a step's compiled Settings still hold (any other change, an equal value included,
+    compiles them again)."""
+    cdef Py_ssize_t pos = 0, i = 0, j, n = len(snapshot)
+    cdef PyObject* key
+    cdef PyObject* value
+    if len(group) != n:
+        return False
+    while PyDict_Next(group, &pos, &key, &value):
+        old = snapshot[i]
+        i += 1
+        if value == <PyObject*>old:
+            continue
+        v = <object>value
+        if (type(v) is not list and type(v) is not tuple) or type(old) is not tuple or len(v) != len(old):
+            return False
+        for j in range(len(old)):
+            if v[j] is not (<tuple>old)[j]:
+                return False
+    return True
