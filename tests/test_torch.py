@@ -1,6 +1,7 @@
 """l2decay.torch against torch.optim itself: every option, state dicts both ways, schedulers,
 autograd's version counters, bad input.  Skipped when torch is not installed."""
 import copy
+import importlib
 import io
 import itertools
 
@@ -616,3 +617,18 @@ def test_dtensor_params_step_their_local_shards_like_torch():
         assert type(opts[0].state[ps[0]]["exp_avg"]).__name__ == "DTensor"   # as torch keeps it
     finally:
         dist.destroy_process_group()
+
+
+def test_private_torch_names_still_exist():
+    # l2decay.torch lists each private torch name it uses, where torch has no public one: an
+    # upgrade that drops one must fail here, not in a user's step
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    for name in lt.TORCH_PRIVATE:
+        module, _, attr = name.rpartition(".")
+        if module == "torch.optim.Optimizer":       # (set on each optimizer by its __init__)
+            assert hasattr(opt, attr), name
+            continue
+        obj = importlib.import_module("torch")
+        for part in module.split(".")[1:]:
+            obj = getattr(obj, part)
+        assert hasattr(obj, attr), name

@@ -1,6 +1,7 @@
-# Part of _kernels.pyx: the C-level argument checks.  Each accepts exactly what l2decay._validate
-# accepts, or less; on a refusal the entry hands its arguments to _validate, which raises the
-# worded error (or, for a value only the fast check refuses, returns it normalized).
+# Part of _kernels.pyx: the C-level checks of arrays (and of the few scalars of l2_step,
+# decay_step and the sparse steps).  On a refusal the entry hands its arguments to
+# l2decay._validate, which raises the worded error (or, for a value only the fast check refuses,
+# a numpy scalar say, returns it normalized).
 
 cdef inline bint _real_ok(object value, double* out, double high=INFINITY, bint high_open=False,
                           bint low_open=False) noexcept:
@@ -24,16 +25,6 @@ cdef double _real(str name, object value, double high=INFINITY, bint high_open=F
     if _real_ok(value, &x, high, high_open, low_open):
         return x
     return _wording().real(name, value, high=high, high_open=high_open, low_open=low_open)
-
-
-cdef inline bint _flag_ok(object value, bint* out) noexcept:
-    if value is True:
-        out[0] = True
-    elif value is False:
-        out[0] = False
-    else:
-        return False
-    return True
 
 
 # numpy's type number of ml_dtypes.bfloat16 (a user-defined dtype: its number is given at run time)
@@ -113,11 +104,6 @@ cdef inline bint _is_state16(int skind, int kind) noexcept nogil:
 cdef inline bint _state16(object s, const Task* t) noexcept:
     """_is_state16 for state array s (passed _state_ok) of task t."""
     return _is_state16(_kind(<cnp.ndarray>s), t.kind)
-
-
-cdef inline bint _comp_ok(object c, object w) noexcept:
-    """A compensation buffer of parameter `w`: w's dtype and shape, writeable, apart."""
-    return _array_ok(c, True) and _like(<cnp.ndarray>c, <cnp.ndarray>w) and _disjoint(<cnp.ndarray>c, <cnp.ndarray>w)
 
 
 cdef inline object _items(object seq):

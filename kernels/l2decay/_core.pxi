@@ -50,6 +50,7 @@ cdef class Settings:
     cdef bint keras
     cdef int rounding                 # -1: by the param's dtype
     cdef unsigned long long seed
+    cdef double coef                  # the rule's coefficient (Decoupled's shrink follows lr)
 
     def __init__(self, bint adam, double lr, *, double momentum=0.0, double dampening=0.0,
                  bint nesterov=False, bint velocity=False, double beta1=0.0, double beta2=0.0,
@@ -79,6 +80,23 @@ cdef class Settings:
         self.keras = keras
         self.rounding = rounding
         self.seed = seed
+        self.coef = coef
+
+    cdef bint _set_lr(self, object value, bint low_open, double high, bint high_open) except -1:
+        """lr = value if it is a plain number the spec's rule for lr (its bounds given) accepts."""
+        cdef double x
+        if type(value) is float:
+            x = <double>value
+        elif type(value) is int and -(1 << 52) <= value <= (1 << 52):
+            x = <double>value
+        else:
+            return False
+        if not (isfinite(x) and x >= 0.0 and (x > 0.0 or not low_open) and (x < high or (x == high and not high_open))):
+            return False
+        self.h.lr = x
+        if self.h.decoupled:
+            self.h.shrink = x * self.coef
+        return True
 
     @property
     def uses_state(self):
@@ -87,15 +105,43 @@ cdef class Settings:
 
 
 # -- arrays and tensors ---------------------------------------------------------------------
-# l2decay.torch registers torch's plain tensor types and float dtypes (this module never imports
-# torch); a tensor of any other type (a DTensor, say) is refused: l2decay.torch unwraps the
-# subclasses it knows through torch's own API before it calls step().
+# l2decay.torch registers torch's plain tensor types, its float dtypes and the public accessors
+# the step reads a tensor through (this module never imports torch).  A tensor of exactly those
+# types is read through the accessors themselves, torch.Tensor.data_ptr(t) and the like, which
+# neither type can override: a lookup on the instance first costs as much again.  A tensor of
+# any other type (a DTensor, say) is refused: l2decay.torch unwraps the subclasses it knows
+# through torch's own API before it calls step().
 cdef object _T_TENSOR = None, _T_PARAM = None, _T_F32 = None, _T_F64 = None, _T_BF16 = None, _T_F16 = None
+cdef object _T_DTYPE = None, _T_IS_CPU = None, _T_IS_CONTIGUOUS = None, _T_DATA_PTR = None, _T_NUMEL = None
+cdef object _T_GRAD = None
 
 
 def register_torch(tensor, parameter, float32, float64, bfloat16, float16):
+    """`tensor` and `parameter`: torch.Tensor and torch.nn.Parameter; then torch's float dtypes."""
     global _T_TENSOR, _T_PARAM, _T_F32, _T_F64, _T_BF16, _T_F16
+    global _T_DTYPE, _T_IS_CPU, _T_IS_CONTIGUOUS, _T_DATA_PTR, _T_NUMEL, _T_GRAD
     _T_TENSOR, _T_PARAM, _T_F32, _T_F64, _T_BF16, _T_F16 = tensor, parameter, float32, float64, bfloat16, float16
+    _T_DTYPE, _T_IS_CPU, _T_GRAD = tensor.dtype, tensor.is_cpu, tensor.grad
+    _T_IS_CONTIGUOUS, _T_DATA_PTR, _T_NUMEL = tensor.is_contiguous, tensor.data_ptr, tensor.numel
+
+
+cdef extern from "Python.h":
+    object PyObject_Vectorcall(object callable, PyObject** args, size_t nargsf, PyObject* kwnames)
+    ctypedef object (*descrgetfunc)(object, object, object)
+    ctypedef struct _DescrType "PyTypeObject":
+        descrgetfunc tp_descr_get
+    _DescrType* _type_of "Py_TYPE"(object o)
+
+
+cdef inline object _attr(object descr, object t):
+    """torch.Tensor's property `descr` of t (descr.__get__(t))."""
+    return _type_of(descr).tp_descr_get(descr, t, type(t))
+
+
+cdef inline object _call(object method, object t):
+    """torch.Tensor's method `method` of t, called unbound: method(t)."""
+    cdef PyObject* arg = <PyObject*>t
+    return PyObject_Vectorcall(method, &arg, 1, NULL)
 
 
 cdef struct View:
@@ -125,7 +171,7 @@ cdef inline int _view(object a, View* v, bint writes) except -2:
     tp = type(a)
     if tp is not _T_TENSOR and tp is not _T_PARAM or _T_TENSOR is None:
         return E_TYPE
-    dt = a.dtype
+    dt = _attr(_T_DTYPE, a)
     if dt is _T_F32:
         v.kind = KIND_F32
     elif dt is _T_F64:
@@ -137,10 +183,10 @@ cdef inline int _view(object a, View* v, bint writes) except -2:
     else:
         return E_TYPE
     try:      # (a sparse or otherwise unstrided tensor raises in is_contiguous or data_ptr)
-        if a.is_cpu is not True or a.is_contiguous() is not True:
+        if _attr(_T_IS_CPU, a) is not True or _call(_T_IS_CONTIGUOUS, a) is not True:
             return E_LAYOUT
-        v.ptr = <char*><size_t>a.data_ptr()
-        v.n = a.numel()
+        v.ptr = <char*><size_t>_call(_T_DATA_PTR, a)
+        v.n = _call(_T_NUMEL, a)
     except Exception:
         return E_LAYOUT
     v.torch = True
@@ -148,9 +194,11 @@ cdef inline int _view(object a, View* v, bint writes) except -2:
 
 
 cdef inline bint _same_shape(object a, object b, const View* va, const View* vb):
+    """Arrays: equal shapes.  Tensors: equal sizes (torch itself keeps a grad of its param's
+    shape; a state tensor is read as its param's size, as torch.optim's fused steps read it)."""
     if not va.torch:
         return vb.torch == False and cnp.PyArray_SAMESHAPE(<cnp.ndarray>a, <cnp.ndarray>b)
-    return vb.torch and va.n == vb.n and a.shape == b.shape
+    return vb.torch and va.n == vb.n
 
 
 # -- the step -------------------------------------------------------------------------------
@@ -243,6 +291,10 @@ cdef int _fill(Op op, Task* t, Settings s, object w, object g, object s1, object
     return -1
 
 
+cdef inline bint _fits(list xs, Py_ssize_t m) noexcept:
+    return xs is None or len(xs) == m
+
+
 def step(bint adam, list settings, list params, list grads, list state1=None, list state2=None,
          list state3=None, list compensations=None, list steps=None, list firsts=None, list places=None):
     """One SGD (or, `adam`, Adam) step of every tensor k in place, with settings[k] (a Settings,
@@ -269,9 +321,10 @@ def step(bint adam, list settings, list params, list grads, list state1=None, li
     cdef _Refusal r
     cdef long long t
     cdef Py_ssize_t i1 = 0, i2 = 0
-    for xs in (settings, grads, state1, state2, state3, compensations, steps, firsts, places):
-        if xs is not None and len(<list>xs) != m:
-            raise ValueError("step()'s lists must be one entry per param")
+    if (len(settings) != m or len(grads) != m or not _fits(state1, m) or not _fits(state2, m)
+            or not _fits(state3, m) or not _fits(compensations, m) or not _fits(steps, m) or not _fits(firsts, m)
+            or not _fits(places, m)):
+        raise ValueError("step()'s lists must be one entry per param")
     try:
         tasks = _alloc_tasks(m, stack)
         held = _alloc_held(m, held_stack)
@@ -295,29 +348,125 @@ def step(bint adam, list settings, list params, list grads, list state1=None, li
         _free_tasks(tasks, stack)
 
 
+# -- helpers of the front ends' gathering (the step above reads none of this) -----------------
 cdef extern from "Python.h":
     int PyDict_Next(object d, Py_ssize_t* pos, PyObject** key, PyObject** value)
+    PyObject* PyDict_GetItemWithError(object d, object key) except? NULL
 
 
-def unchanged(dict group, tuple snapshot):
-    """Whether param group `group` still holds what `snapshot` (its values, in order; a list or
-    tuple value, "params" and "betas", as a tuple of its items) recorded: the very objects, so
-    that a step's compiled Settings still hold (any other change, an equal value included,
-    compiles them again)."""
-    cdef Py_ssize_t pos = 0, i = 0, j, n = len(snapshot)
+cdef Py_ssize_t _changed(object group, object snapshot) except -3:
+    """-1 if param group `group` holds what `snapshot` (a list: its values in order, a list or
+    tuple value, "params" and "betas", as a tuple of its items) recorded, the very objects; the
+    place of the one value that differs when its key is "lr"; else -2."""
+    cdef Py_ssize_t pos = 0, i = 0, j, n, at = -1
     cdef PyObject* key
     cdef PyObject* value
-    if len(group) != n:
-        return False
+    if type(group) is not dict or type(snapshot) is not list or len(<dict>group) != len(<list>snapshot):
+        return -2
     while PyDict_Next(group, &pos, &key, &value):
-        old = snapshot[i]
+        old = (<list>snapshot)[i]
         i += 1
         if value == <PyObject*>old:
             continue
         v = <object>value
-        if (type(v) is not list and type(v) is not tuple) or type(old) is not tuple or len(v) != len(old):
+        if (type(v) is list or type(v) is tuple) and type(old) is tuple and len(v) == len(old):
+            n = len(old)
+            for j in range(n):
+                if v[j] is not (<tuple>old)[j]:
+                    return -2
+            continue
+        if at >= 0 or type(<object>key) is not str or <object>key != "lr":
+            return -2
+        at = i - 1
+    return at
+
+
+def refresh(list groups, list snapshots, list made, bint low_open, double high, bint high_open):
+    """Whether every group's compiled Settings (made[i], made from what snapshots[i] recorded)
+    still hold: the group holds the very same objects, or only its lr changed to a plain number
+    that the spec's rule for lr (its bounds given) accepts, which is then set (the snapshot
+    too).  False: some group must be compiled afresh, with the spec's worded errors."""
+    cdef Py_ssize_t i, at, n = len(groups)
+    if len(snapshots) != n or len(made) != n:
+        return False
+    for i in range(n):
+        at = _changed(groups[i], snapshots[i])
+        if at == -1:
+            continue
+        if at < 0 or type(made[i]) is not Settings:
             return False
-        for j in range(len(old)):
-            if v[j] is not (<tuple>old)[j]:
-                return False
+        value = (<dict>groups[i])["lr"]
+        if not (<Settings>made[i])._set_lr(value, low_open, high, high_open):
+            return False
+        (<list>snapshots[i])[at] = value
     return True
+
+
+def torch_lists(list groups, list made):
+    """For l2decay.torch's gathering: the params with a grad of every group, their grads, their
+    groups' Settings (made[i] for group i) and their places among all params, as four lists;
+    None if a param is no plain tensor (the front end then gathers it through torch's API)."""
+    cdef Py_ssize_t i, j, place = 0
+    cdef list ps = [], gs = [], sets = [], places = []
+    if len(made) != len(groups):
+        return None
+    for i in range(len(groups)):
+        params = (<dict>groups[i])["params"]
+        s = made[i]
+        for j in range(len(<list>params)):
+            p = (<list>params)[j]
+            tp = type(p)
+            if tp is not _T_TENSOR and tp is not _T_PARAM:
+                return None
+            g = _attr(_T_GRAD, p)
+            if g is not None:
+                ps.append(p)
+                gs.append(g)
+                sets.append(s)
+                places.append(place)
+            place += 1
+    return ps, gs, sets, places
+
+
+def state_columns(list states, tuple keys, object count=None, object mapping=None):
+    """For state dicts `states`: a list per key of `keys` of each dict's entry (None if absent),
+    then, with key `count`, the step each takes now (its count + 1, or the count as it is, None
+    if absent, when it is no plain int: the step refuses it), then how many entries were absent
+    per key."""
+    cdef Py_ssize_t n = len(states), k, j, nkeys = len(keys)
+    cdef PyObject* v
+    cols = [[None] * n for j in range(nkeys)]
+    cdef list absent = [0] * nkeys
+    steps = [0] * n if count is not None else None
+    for k in range(n):
+        d = states[k] if mapping is None else mapping[states[k]]
+        if type(d) is not dict:
+            raise TypeError(f"state[{k}] must be a dict, got {type(d).__name__}")
+        for j in range(nkeys):
+            v = PyDict_GetItemWithError(d, keys[j])
+            if v != NULL:
+                (<list>cols[j])[k] = <object>v
+            else:
+                absent[j] += 1
+        if count is not None:
+            v = PyDict_GetItemWithError(d, count)
+            if v != NULL:
+                c = <object>v
+                steps[k] = c + 1 if type(c) is int else c
+            else:
+                steps[k] = None
+    cols.append(steps)
+    cols.append(absent)
+    return cols
+
+
+def set_counts(list states, object count, list steps, object mapping=None):
+    """states[k][count] = steps[k] where steps[k] > 0: the step counts a step took.  With
+    `mapping`, `states` are its keys, whose values are the state dicts."""
+    cdef Py_ssize_t k
+    if len(steps) != len(states):
+        raise ValueError("set_counts takes one step per state")
+    for k in range(len(steps)):
+        t = steps[k]
+        if t:
+            (states[k] if mapping is None else mapping[states[k]])[count] = t

@@ -1,15 +1,17 @@
-"""l2decay's compiled entry points: argument checks, SIMD dispatch, threading, optimizer steps.
+"""l2decay's compiled entry points: array checks, SIMD dispatch, threading, optimizer steps.
 
 The loops live in _loops.pxi, compiled once per instruction set into the modules
 l2decay._simd_baseline, _simd_avx2 and _simd_avx512.  This module is assembled from one part
 per concern:
 
 - _dispatch.pxi: which loops run (CPU features, L2DECAY_SIMD) and on how many threads;
-- _checks.pxi:   the C-level argument checks; anything they refuse goes to l2decay._validate,
-                 the one place that words errors;
+- _checks.pxi:   the C-level array checks; anything they refuse goes to l2decay._validate,
+                 the spec of every argument and the one place that words errors;
 - _entries.pxi:  l2_step and decay_step, for Python and (the .pxd) for Cython;
-- _optim.pxi:    sgd_step and adam_step, their C API, and the step of l2decay.optim's optimizers;
-- _tensors.pxi:  the same step over torch tensors, for l2decay.torch (without importing torch);
+- _optim.pxi:    what the SGD and Adam steps share, and their C API (the .pxd);
+- _core.pxi:     the one optimizer step over flat lists that every front end calls
+                 (l2decay.sgd_step/adam_step, l2decay.optim, l2decay.torch), and the helpers
+                 of their gathering;
 - _sparse.pxi:   sparse row steps on a 2-D table with lazy decay, for l2decay.sparse.
 """
 import importlib
@@ -33,7 +35,6 @@ from l2decay._common cimport (Hyper, Op, Task, chunk_fn, rows_fn, OP_L2, OP_L2_K
                               KIND_BF16, KIND_F16, ROUND_NEAREST, ROUND_STOCHASTIC,
                               ROUND_COMPENSATED)
 
-from l2decay.rules import L2 as _L2, Decoupled as _Decoupled, Decay as _Decay
 
 cnp.import_array()
 

@@ -1,87 +1,5 @@
 # Part of _kernels.pyx: what the SGD and Adam steps share (bias correction, rounding, the
-# references a call holds), their C API, and the hyperparameter parsing of the sparse steps.
-
-# ------------------------------------------------------------- hyperparameters --------------
-cdef inline bint _reg_ok(Hyper* h, object reg) noexcept:
-    """The regularization rule (None or an l2decay.rules object) into `h`; h.lr must be set."""
-    cdef double coef
-    h.l2 = h.decoupled = h.decay = False
-    h.lam = 0.0
-    h.shrink = 0.0
-    if reg is None:
-        return True
-    cls = type(reg)
-    if cls is not _L2 and cls is not _Decoupled and cls is not _Decay:
-        return False
-    if not _real_ok(getattr(reg, "coef"), &coef, 1.0 if cls is _Decay else INFINITY, cls is _Decay):
-        return False
-    _set_rule(h, cls, coef)
-    return True
-
-
-cdef inline void _set_rule(Hyper* h, object cls, double coef) noexcept:
-    """Rule class `cls` (L2, Decoupled, Decay) of coefficient `coef` into `h` (h.lr set, no rule
-    set yet)."""
-    if cls is _L2:
-        h.l2 = True
-        h.lam = coef
-    elif cls is _Decoupled:
-        h.decoupled = True
-        h.shrink = h.lr * coef
-    else:
-        h.decay = True
-        h.shrink = coef
-
-
-_TORCH, _KERAS = "torch", "keras"
-_VELOCITY, _MOMENTUM_BUFFER = "velocity", "momentum_buffer"
-
-
-cdef inline bint _form_ok(object form, bint* keras) noexcept:
-    if form is _TORCH or (type(form) is str and form == _TORCH):
-        keras[0] = False
-    elif form is _KERAS or (type(form) is str and form == _KERAS):
-        keras[0] = True
-    else:
-        return False
-    return True
-
-
-cdef bint _sgd_hyper(Hyper* h, object lr, object momentum, object dampening, object nesterov,
-                     object maximize, object reg, object momentum_form) noexcept:
-    """Fill `h` from SGD's hyperparameters; False (h undefined) if any fails its fast check."""
-    cdef double damp
-    cdef bint maxi
-    if not (_real_ok(lr, &h.lr) and _real_ok(momentum, &h.mu, 1.0, True)
-            and _real_ok(dampening, &damp, 1.0) and _flag_ok(nesterov, &h.nesterov)
-            and _flag_ok(maximize, &maxi) and _form_ok(momentum_form, &h.velocity)
-            and _reg_ok(h, reg)):
-        return False
-    if h.nesterov and (h.mu == 0.0 or damp != 0.0):
-        return False
-    if h.velocity and damp != 0.0:
-        return False
-    h.damp1 = 1.0 - damp
-    h.sign = -1.0 if maxi else 1.0
-    h.amsgrad = False
-    return True
-
-
-cdef bint _adam_hyper(Hyper* h, bint* keras, object lr, object betas, object eps, object amsgrad,
-                      object maximize, object reg, object eps_form) noexcept:
-    """Fill `h` from Adam's hyperparameters; False (h undefined) if any fails its fast check."""
-    cdef bint maxi
-    if not ((PyTuple_CheckExact(betas) or PyList_CheckExact(betas)) and len(betas) == 2):
-        return False
-    if not (_real_ok(lr, &h.lr) and _real_ok(_item(betas, 0), &h.b1, 1.0, True)
-            and _real_ok(_item(betas, 1), &h.b2, 1.0, True) and _real_ok(eps, &h.eps, INFINITY, False, True)
-            and _flag_ok(amsgrad, &h.amsgrad) and _flag_ok(maximize, &maxi)
-            and _form_ok(eps_form, keras) and _reg_ok(h, reg)):
-        return False
-    h.sign = -1.0 if maxi else 1.0
-    h.mu = 0.0
-    return True
-
+# references a call holds) and their C API.
 
 cdef inline void _bias_correction(Task* t, const Hyper* h, long long step, bint keras) noexcept nogil:
     """Adam's step size and sqrt(1 - beta2**t) for this tensor's step t >= 1 (torch's formulas;
@@ -106,10 +24,6 @@ cdef inline long long _step_ok(object value, long long low) noexcept:
     if overflow or not low <= x <= C_MAX_STEP:
         return -1
     return x
-
-
-cdef int _internal(str what) except -1:
-    raise AssertionError(f"internal error: {what} passed l2decay._validate but not the C checks")
 
 
 # ------------------------------------------------------------- rounding ----------------------

@@ -237,36 +237,22 @@ cdef inline double _all_rows_shrink(const Hyper* h) noexcept:
     return 0.0
 
 
-cdef inline bint _sparse_hyper(Hyper* h, bint adam, object lr, object betas, object eps, object maximize,
-                               object reg) noexcept:
-    """Fill `h` for a sparse step (what _wording().sparse_hyper accepts, or less): SparseAdam's
-    Adam (eps_form "keras") or plain SGD, with a rule whose decay of every row can be lazy."""
-    cdef bint keras
-    if adam:
-        if not _adam_hyper(h, &keras, lr, betas, eps, False, maximize, reg, _KERAS) or h.l2:
-            return False
-    elif not _sgd_hyper(h, lr, 0.0, 0.0, False, maximize, reg, _TORCH):
-        return False
-    return _all_rows_shrink(h) < 1.0
-
-
 def sparse_step(table, rows, grad_rows, row_scale, scale, exp_avg=None, exp_avg_sq=None, *,
-                step=0, lr, betas=(0.9, 0.999), eps=1e-8, maximize=False, reg=None):
+                step=0, Settings settings):
     """One sparse step of `table`'s given rows, in place; returns the table's new scale.
 
     Plain SGD when `exp_avg` is None: the dense SGD step (no momentum) on each distinct row of
-    `rows`, with `reg` None, L2, Decoupled or Decay.  Adam otherwise (torch.optim.SparseAdam's
-    step on those rows: moments of the touched rows only, eps added to sqrt(v), `step` the
-    table's step count t >= 1), with `reg` None, Decoupled or Decay.  Every other row decays
+    `rows`.  Adam otherwise (torch.optim.SparseAdam's step on those rows: moments of the touched
+    rows only, eps added to sqrt(v), `step` the table's step count t >= 1).  `settings`: their
+    hyperparameters and rule, compiled by l2decay._validate.sparse_settings, which checks that
+    the rule's decay can be lazy (None, L2 with SGD only, Decoupled or Decay).  Every other row decays
     lazily: see the top of this file (_sparse.pxi) for `scale` and `row_scale`.  Rows given
     more than once have their gradient rows summed first (torch's coalesce).
 
     table: 2-D float32/float64, C-contiguous, writeable; rows: 1-D int64 or int32, each in
     [0, table rows); grad_rows: (len(rows), table columns), table's dtype; row_scale: float64,
-    one per row; exp_avg, exp_avg_sq: like table.  lr*strength of Decoupled and L2 must be < 1.
-    On bad input raises TypeError/ValueError and modifies nothing.
+    one per row; exp_avg, exp_avg_sq: like table.  On bad input raises TypeError/ValueError and modifies nothing.
     """
-    cdef Hyper h
     cdef Task t
     cdef bint adam = exp_avg is not None, ok
     cdef double before = 1.0, after, shrink   # (before: set by _real_ok when it accepts)
@@ -274,12 +260,7 @@ def sparse_step(table, rows, grad_rows, row_scale, scale, exp_avg=None, exp_avg_
     cdef char* base
     cdef double* rs
     cdef Py_ssize_t nrows
-    if not _sparse_hyper(&h, adam, lr, betas, eps, maximize, reg):
-        # (refused, or a value only the fast checks refuse, a numpy float say: normalized)
-        n = _wording().sparse_hyper(adam, dict(lr=lr, betas=betas, eps=eps, maximize=maximize, reg=reg))
-        if not _sparse_hyper(&h, adam, n["lr"], n.get("betas"), n.get("eps"), n["maximize"], n["reg"]):
-            _internal("sparse_step's hyperparameters")
-    shrink = _all_rows_shrink(&h)
+    shrink = _all_rows_shrink(&settings.h)
     if adam:
         tstep = _step_ok(step, 1)
         if tstep < 0:
@@ -287,13 +268,12 @@ def sparse_step(table, rows, grad_rows, row_scale, scale, exp_avg=None, exp_avg_
     ok = (_real_ok(scale, &before, 1.0, False, True) and (adam or exp_avg_sq is None)
           and _sparse_arrays_ok(table, rows, grad_rows, row_scale, exp_avg, exp_avg_sq))
     if not ok:
-        _wording().sparse_step(table, rows, grad_rows, row_scale, scale, exp_avg, exp_avg_sq,
-                              step=step, lr=lr, betas=betas, eps=eps, maximize=maximize, reg=reg)
-        _internal("sparse_step's arguments")
+        _wording().sparse_step(table, rows, grad_rows, row_scale, scale, exp_avg, exp_avg_sq)
+        raise ValueError("sparse_step's arrays must be apart from each other where written")
     after = before - shrink * before
-    _init_task(&t, NULL, NULL, cnp.PyArray_DIM(<cnp.ndarray>table, 1), _kind(<cnp.ndarray>table), &h)
+    _init_task(&t, NULL, NULL, cnp.PyArray_DIM(<cnp.ndarray>table, 1), _kind(<cnp.ndarray>table), &settings.h)
     if adam:
-        _bias_correction(&t, &h, tstep, True)
+        _bias_correction(&t, &settings.h, tstep, True)
     _sparse_run(OP_ADAM if adam else OP_SGD, &t, table, rows, grad_rows, row_scale, exp_avg, exp_avg_sq,
                 before, after)
     if after < _FOLD_BELOW:
@@ -321,7 +301,7 @@ def sparse_catch_up(table, row_scale, scale, rows=None):
     if not (_real_ok(scale, &sc, 1.0, False, True) and _table_ok(table) and _row_scale_ok(row_scale, table)
             and (rows is None or _rows_ok(rows, table, row_scale))):
         _wording().sparse_step(table, rows, None, row_scale, scale)
-        _internal("sparse_catch_up's arguments")
+        raise ValueError("sparse_catch_up's arrays must be apart from each other where written")
     kind = _kind(<cnp.ndarray>table)
     d = cnp.PyArray_DIM(<cnp.ndarray>table, 1)
     row_bytes = d * (8 if kind == KIND_F64 else 4)

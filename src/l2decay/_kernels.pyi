@@ -1,11 +1,9 @@
 # Stubs for the compiled module l2decay._kernels (kernels/l2decay/_kernels.pyx).
 # Arrays are numpy.ndarray of float32 (C `float`) or float64 (C `double`), C-contiguous.
 from collections.abc import Sequence
-from typing import Literal
 
 import numpy as np
 
-from .rules import L2, Decay, Decoupled
 
 _Arrays = np.ndarray | Sequence[np.ndarray]
 
@@ -16,26 +14,39 @@ def decay_step(w: _Arrays, grad: _Arrays, *, lr: float, decay: float) -> None: .
 def stream_swap(w: _Arrays, grad: _Arrays) -> None: ...
 def stream_axpy(w: _Arrays, grad: _Arrays, a: float) -> None: ...
 
-_Reg = L2 | Decoupled | Decay | None
+# the one optimizer step (kernels/l2decay/_core.pxi): flat lists, one entry per tensor
+class Settings:
+    def __init__(
+        self, adam: bool, lr: float, *, momentum: float = 0.0, dampening: float = 0.0, nesterov: bool = False,
+        velocity: bool = False, beta1: float = 0.0, beta2: float = 0.0, eps: float = 0.0, amsgrad: bool = False,
+        keras: bool = False, maximize: bool = False, rule: int = 0, coef: float = 0.0, rounding: int = -1,
+        seed: int = 0,
+    ) -> None: ...
+    @property
+    def uses_state(self) -> bool: ...
 
-def sgd_step(
-    params: Sequence[np.ndarray], grads: Sequence[np.ndarray],
-    momentum_buffers: list[np.ndarray | None] | Sequence[np.ndarray] | None = None, *,
-    lr: float, momentum: float = 0.0, dampening: float = 0.0, nesterov: bool = False,
-    maximize: bool = False, reg: _Reg = None, momentum_form: Literal["torch", "keras"] = "torch",
-) -> None: ...
-def adam_step(
-    params: Sequence[np.ndarray], grads: Sequence[np.ndarray], exp_avgs: Sequence[np.ndarray],
-    exp_avg_sqs: Sequence[np.ndarray],
-    max_exp_avg_sqs: list[np.ndarray | None] | Sequence[np.ndarray] | None = None, *,
-    step: int | Sequence[int], lr: float, betas: tuple[float, float] = (0.9, 0.999),
-    eps: float = 1e-8, amsgrad: bool = False, maximize: bool = False, reg: _Reg = None,
-    eps_form: Literal["torch", "keras"] = "torch",
-) -> None: ...
-def _optimizer_step(
-    adam: bool, groups: list[dict], slots: tuple[tuple[int, ...], ...], flat: list[np.ndarray],
-    state: list[dict], grads: Sequence[np.ndarray],
-) -> bool: ...
+ROUNDINGS: tuple[str, ...]
+MAX_STEP: int
+RULE_NONE: int
+RULE_L2: int
+RULE_DECOUPLED: int
+RULE_DECAY: int
+ROLES: tuple[str, ...]
+REFUSALS: tuple[str, ...]
+
+def step(
+    adam: bool, settings: list[Settings], params: list, grads: list, state1: list | None = None,
+    state2: list | None = None, state3: list | None = None, compensations: list | None = None,
+    steps: list[int] | None = None, firsts: list[bool] | None = None, places: list[int] | None = None,
+) -> tuple[int, int, int, int, int] | None: ...
+def register_torch(tensor: type, parameter: type, float32: object, float64: object, bfloat16: object,
+                   float16: object) -> None: ...
+def refresh(groups: list[dict], snapshots: list[list], made: list[Settings], low_open: bool, high: float,
+            high_open: bool) -> bool: ...
+def torch_lists(groups: list[dict], made: list[Settings]) -> tuple[list, list, list, list] | None: ...
+def state_columns(states: list, keys: tuple[str, ...], count: str | None = None, mapping: object = None) -> list: ...
+def set_counts(states: list, count: str, steps: list[int], mapping: object = None) -> None: ...
+def default_rounding(dtype: np.dtype) -> str: ...
 
 MAX_THREADS: int
 
@@ -54,8 +65,7 @@ def set_parallel_threshold(nbytes: int) -> None: ...  # bytes per array, 0 to 2*
 def sparse_step(
     table: np.ndarray, rows: np.ndarray, grad_rows: np.ndarray, row_scale: np.ndarray, scale: float,
     exp_avg: np.ndarray | None = None, exp_avg_sq: np.ndarray | None = None, *, step: int = 0,
-    lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, maximize: bool = False,
-    reg: _Reg = None,
+    settings: Settings,
 ) -> float: ...  # the new scale
 def sparse_catch_up(table: np.ndarray, row_scale: np.ndarray, scale: float, rows: np.ndarray | None = None) -> int: ...
 def stream_rows(

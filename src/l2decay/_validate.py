@@ -287,34 +287,36 @@ def settings(adam, h):
                              nesterov=h["nesterov"], velocity=h["momentum_form"] == "keras", **common)
 
 
-class SettingsCache:
-    """The Settings of each param group, compiled again only when the group changes:
-    `get(i, group, make)` returns the Settings kept for group i while the group holds the very
-    objects it was made from (a schedule's new lr is a new object: checked afresh), else
-    `make()`'s, which checks every value and raises the worded error."""
+_LR = (SPEC["lr"].low_open, SPEC["lr"].high, SPEC["lr"].high_open)   # (what refresh() checks a new lr by)
 
-    __slots__ = ("_kept",)
+
+class SettingsCache:
+    """The compiled Settings of each param group, made again only when the group changes: a
+    group keeps its Settings while it holds the very objects they were made from (a schedule's
+    new lr is a new object, checked by the spec's rule for lr and set in place; any other change
+    compiles them afresh).  `made[i]` is group i's; `current(groups)` says whether all still
+    hold, in one compiled pass; `get(i, group, make)` returns group i's, calling make() (which
+    checks every value, raising the worded error) if it changed."""
+
+    __slots__ = ("made", "snapshots")
 
     def __init__(self):
-        self._kept = []
+        self.made, self.snapshots = [], []
 
-    def peek(self, i):
-        """The Settings kept for group i, or None."""
-        kept = self._kept
-        return kept[i][1] if i < len(kept) and kept[i] is not None else None
+    def current(self, groups):
+        return _kernels.refresh(groups, self.snapshots, self.made, *_LR)
 
     def get(self, i, group, make):
-        kept = self._kept
-        if i < len(kept):
-            old = kept[i]
-            if old is not None and _kernels.unchanged(group, old[0]):
-                return old[1]
-        snapshot = tuple(tuple(v) if type(v) in (list, tuple) else v for v in group.values())
-        made = make()
-        while len(kept) <= i:
-            kept.append(None)
-        kept[i] = (snapshot, made)
-        return made
+        made, snapshots = self.made, self.snapshots
+        if i < len(made) and _kernels.refresh([group], [snapshots[i]], [made[i]], *_LR):
+            return made[i]
+        snapshot = [tuple(v) if type(v) in (list, tuple) else v for v in group.values()]
+        settings = make()
+        while len(made) <= i:
+            made.append(None)
+            snapshots.append(None)
+        made[i], snapshots[i] = settings, snapshot
+        return settings
 
     def __reduce__(self):      # (a copy compiles its Settings afresh)
         return (SettingsCache, ())
@@ -331,6 +333,8 @@ def refused(r, name, entry, *, torch=False, counts=False, rounding=None):
     n, a = name(k, role), entry(k, role)
     pname, p = name(k, 0), entry(k, 0)
     if what == "step":
+        if a is None:
+            raise ValueError(f"{n} is missing: this step needs it")
         check("step count" if counts else "step", a, n)
         raise TypeError(f"{n} must be a plain int, got {type(a).__name__}")
     if what == "overlap":
@@ -540,15 +544,20 @@ def sparse_rows(rows, nrows):
                          f"[0, {nrows}) (negative indices do not count from the end)")
 
 
-def sparse_step(table, rows, grad_rows, row_scale, scale, exp_avg=None, exp_avg_sq=None, *, step=0, lr=0.0,
-                betas=(0.9, 0.999), eps=1e-8, maximize=False, reg=None):
-    """The arguments of l2decay._kernels.sparse_step (and sparse_catch_up, without grad_rows):
-    raises the worded error for the first bad one."""
+def sparse_settings(adam, hyper):
+    """The compiled Settings of a sparse step's hyperparameters, as sparse_hyper normalized them:
+    torch SparseAdam's Adam (eps added to sqrt(v)) or plain SGD."""
+    if adam:
+        return settings(True, {**ADAM_DEFAULTS, **hyper, "eps_form": "keras"})
+    return settings(False, {**SGD_DEFAULTS, **hyper})
+
+
+def sparse_step(table, rows, grad_rows, row_scale, scale, exp_avg=None, exp_avg_sq=None, *, step=None):
+    """The arguments of l2decay._kernels.sparse_step (and sparse_catch_up, without grad_rows),
+    but its Settings: raises the worded error for the first bad one."""
     adam = exp_avg is not None
-    if grad_rows is not None:
-        sparse_hyper(adam, {"lr": lr, "betas": betas, "eps": eps, "maximize": maximize, "reg": reg})
-        if adam:
-            step_count("step", step, 1)
+    if step is not None and adam:
+        step_count("step", step, 1)
     _sparse_table("table", table)
     real("scale", scale, high=1.0, low_open=True)
     if (not isinstance(row_scale, np.ndarray) or row_scale.dtype != np.float64 or row_scale.shape != table.shape[:1]

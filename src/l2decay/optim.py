@@ -13,9 +13,13 @@ gradient and state array before touching anything; a failed step modifies nothin
 import numpy as np
 
 from . import _kernels
+from ._kernels import REFUSALS
 from ._validate import (ADAM_KEYS, HALF_DTYPES, SGD_KEYS, SettingsCache, _array, adam_hyper, check, disjoint,
                         refused, settings, sgd_hyper, state_dtype, state_dtypes, step_count)
 from .rules import RULES, Decay, Decoupled, L2
+
+_STEP_REFUSED = REFUSALS.index("step")
+_ADAM_STATE = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
 
 __all__ = ["L2", "Decoupled", "Decay", "SGD", "Adam", "exclude_1d", "ParamGroups"]
 
@@ -49,7 +53,8 @@ class _Optimizer:
         self._group_index = []   # per param in _flat, the index of its group
         self._kept = SettingsCache()
         self._sets = None   # per param in _flat, its group's Settings, as the last step made them
-        self._uses_state = self._rounds = False
+        self._uses_state = self._compensates = self._counts = False
+        self._buffer_key = None
         if isinstance(params, np.ndarray):
             raise TypeError("params must be a list of arrays or of parameter-group dicts, not one array")
         order = getattr(params, "order", None)
@@ -127,38 +132,53 @@ class _Optimizer:
         if len(grads) != len(flat):
             raise ValueError(f"grads has {len(grads)} arrays but the optimizer has {len(flat)} params; "
                              f"{self._order_hint()}")
-        sets = self._settings()
+        sets = self._sets
+        if sets is None or not self._kept.current(self.param_groups):
+            sets = self._settings()
+        births, comps, firsts = (), None, None
         if adam:
-            s1 = [st.get("exp_avg") for st in state]
-            s2 = [st.get("exp_avg_sq") for st in state]
-            steps = [st.get("step") for st in state]
-            steps = [t + 1 if type(t) is int else self._step_count(k, t) + 1 for k, t in enumerate(steps)]
+            s1, s2, s3, steps, absent = _kernels.state_columns(state, _ADAM_STATE, "step")
+            if (self._uses_state and absent[2]) or self._compensates:
+                s3, comps, firsts, births = self._gather_state(sets, s1, steps)
+            elif not self._uses_state:
+                s3 = None
         else:
-            s1 = s2 = steps = None
-        firsts, s3, comps, births = None, None, None, []
-        if self._uses_state or self._rounds:
-            s1, s3, comps, steps, firsts, births = self._gather_state(sets, s1, steps)
+            s1 = s2 = s3 = steps = None
+            if self._uses_state and not self._compensates and not self._counts and self._buffer_key:
+                s1, _, absent = _kernels.state_columns(state, (self._buffer_key,))
+            if (self._uses_state and (s1 is None or absent[0])) or self._compensates or self._counts:
+                s1, comps, steps, firsts, births = self._gather_state(sets, None, None)
         r = _kernels.step(adam, sets, flat, grads, s1, s2, s3, comps, steps, firsts)
         if r is not None:
-            lists = (flat, grads, s1, s2, s3, comps)
-            if r[2] == 1 or r[4] == 1:    # (a gradient: say the order gradients follow)
-                try:
-                    refused(r, self._name, lambda k, role: lists[role][k])
-                except (TypeError, ValueError) as exc:
-                    raise type(exc)(f"{exc}; {self._order_hint()}") from None
-            refused(r, self._name, lambda k, role: lists[role][k] if role < 6 else state[k].get("step"), counts=True,
-                    rounding=self._group_of(r[1])["rounding"])
+            if r[0] == _STEP_REFUSED and any(type(t) is not int for t in steps):
+                self._normalize_counts()      # (numpy ints, say: the counts they are)
+                return self.step(grads)
+            self._refused(r, (flat, grads, s1, s2, s3, comps))
         for k, name, value in births:
             state[k][name] = value
-        if steps is not None and (adam or self._rounds):
-            for st, t in zip(state, steps):
-                if t:
-                    st["step"] = t
+        if steps is not None:
+            _kernels.set_counts(state, "step", steps)
+
+    def _refused(self, r, lists):
+        state = self.state
+        entry = lambda k, role: lists[role][k] if role < 6 else state[k].get("step")   # noqa: E731
+        if r[2] == 1 or r[4] == 1:    # (a gradient: say the order gradients follow)
+            try:
+                refused(r, self._name, entry)
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(f"{exc}; {self._order_hint()}") from None
+        refused(r, self._name, entry, counts=True, rounding=self._group_of(r[1])["rounding"])
+
+    def _normalize_counts(self):
+        for k, st in enumerate(self.state):
+            if "step" in st and type(st["step"]) is not int:
+                st["step"] = self._step_count(k, st["step"])
 
     def _gather_state(self, sets, s1, steps):
         """The state entries of SGD momentum, amsgrad and the roundings other than nearest, with
-        what is born in this step (published only after it): (s1, s3, comps, steps, firsts,
-        births), births as (param index, state key, array)."""
+        what is born in this step (published only after it passes), births as (param index,
+        state key, array): Adam's (s3, comps, firsts, births), SGD's (s1, comps, steps, firsts,
+        births)."""
         flat, state, adam = self._flat, self.state, self._adam
         m = len(flat)
         s3 = [None] * m if adam else None
@@ -167,14 +187,17 @@ class _Optimizer:
         births = []
         if not adam:
             s1 = [None] * m
-        for i, (group, slot) in enumerate(zip(self.param_groups, self._slots)):
-            s = sets[slot[0]] if slot else None
-            if s is None:
+            steps = [0] * m if self._counts else None
+        for group, slot in zip(self.param_groups, self._slots):
+            if not slot:
                 continue
+            s = sets[slot[0]]
+            key = "velocity" if group.get("momentum_form") == "keras" else "momentum_buffer"
             for k in slot:
                 p, st = flat[k], state[k]
+                if not isinstance(st, dict):
+                    raise TypeError(f"state[{k}] must be a dict, got {type(st).__name__}")
                 if not adam and s.uses_state:
-                    key = "velocity" if group["momentum_form"] == "keras" else "momentum_buffer"
                     buf = st.get(key)
                     if buf is None and isinstance(p, np.ndarray):
                         buf = np.empty(p.shape, state_dtype(p, group["state_dtype"]))
@@ -193,14 +216,14 @@ class _Optimizer:
                         c = np.zeros_like(p)
                         births.append((k, "compensation", c))
                     comps[k] = c
-        if not adam and self._rounds:
-            # SGD counts steps only for stochastic rounding's random bits (16-bit params)
-            steps = [0] * m
-            for k, (p, st) in enumerate(zip(flat, state)):
-                if getattr(p, "dtype", None) in HALF_DTYPES or self._group_of(k)["rounding"] == "stochastic":
+                if not adam and steps is not None and (
+                        group["rounding"] == "stochastic" or getattr(p, "dtype", None) in HALF_DTYPES):
+                    # SGD counts steps only for stochastic rounding's random bits
                     t = st.get("step", 0)
-                    steps[k] = (t if type(t) is int else self._step_count(k, t)) + 1
-        return s1, s3, comps, steps, firsts, births
+                    steps[k] = t + 1 if type(t) is int else t
+        if adam:
+            return s3, comps, firsts, births
+        return s1, comps, steps, firsts, births
 
     def _step_count(self, k, t):
         if t is None:
@@ -213,27 +236,26 @@ class _Optimizer:
     def _settings(self):
         """The Settings of every param (in the order of params), each group's compiled again
         only when it changed (l2decay._validate.SettingsCache)."""
-        groups, kept, sets = self.param_groups, self._kept, self._sets
+        groups, kept = self.param_groups, self._kept
         if len(groups) != len(self._slots):
             raise ValueError(f"param_groups has {len(groups)} groups but the optimizer was "
                              f"given {len(self._slots)}; add groups with add_param_group, never remove them")
-        changed = sets is None
         for i, group in enumerate(groups):
             if type(group) is not dict:
                 raise TypeError(f"param_groups[{i}] must be a dict, got {type(group).__name__}")
-            old = kept.peek(i)
-            if kept.get(i, group, lambda: self._make_settings(i, group)) is not old:
-                changed = True
-        if changed:
-            sets = [None] * len(self._flat)
-            for i, slot in enumerate(self._slots):
-                s = kept.peek(i)
-                for k in slot:
-                    sets[k] = s
-            self._sets = sets
-            self._uses_state = any(s.uses_state for s in sets)
-            self._rounds = any(g["rounding"] not in (None, "nearest") for g in groups) or any(
-                p.dtype in HALF_DTYPES for p in self._flat)
+            kept.get(i, group, lambda: self._make_settings(i, group))
+        sets = [None] * len(self._flat)
+        for i, slot in enumerate(self._slots):
+            for k in slot:
+                sets[k] = kept.made[i]
+        self._sets = sets
+        self._uses_state = any(s.uses_state for s in kept.made)
+        self._compensates = any(g["rounding"] == "compensated" for g in groups)
+        # SGD counts steps only for stochastic rounding's random bits
+        self._counts = not self._adam and (any(g["rounding"] == "stochastic" for g in groups) or any(
+            p.dtype in HALF_DTYPES for p in self._flat))
+        keys = {g.get("momentum_form") for g in groups}
+        self._buffer_key = None if len(keys) != 1 else "velocity" if "keras" in keys else "momentum_buffer"
         return sets
 
     def _make_settings(self, i, group):

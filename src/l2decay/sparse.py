@@ -19,7 +19,7 @@ save, dynet#1201).  Reading ``opt.table`` directly between steps sees rows not y
 import numpy as np
 
 from . import _kernels
-from ._validate import _sparse_table, sparse_hyper, step_count
+from ._validate import SettingsCache, _sparse_table, sparse_hyper, sparse_settings, step_count
 from .optim import hyper_entries, parse_hyper
 from .rules import Decay, Decoupled, L2
 
@@ -46,6 +46,7 @@ class _SparseOptimizer:
                             + (f" ({why})" if why else ""))
         _sparse_table("table", table)
         self.param_groups = [sparse_hyper(self._adam, dict(self._defaults, **hyper))]
+        self._kept = SettingsCache()
         self.table = table
         self.scale = 1.0
         self.row_scale = np.ones(table.shape[0])
@@ -64,10 +65,10 @@ class _SparseOptimizer:
         (len(rows), table columns), the table's dtype; only read.  Checks everything before
         touching anything: on a TypeError/ValueError nothing is modified, the scale included."""
         g, st = self.param_groups[0], self.state
+        s = self._kept.get(0, g, lambda: sparse_settings(self._adam, sparse_hyper(self._adam, g, "param_groups[0].")))
         self.scale = _kernels.sparse_step(
             self.table, rows, grad_rows, self.row_scale, self.scale, st.get("exp_avg"), st.get("exp_avg_sq"),
-            step=st["step"] + 1, lr=g["lr"], betas=g.get("betas", ()), eps=g.get("eps", 1.0),
-            maximize=g["maximize"], reg=g["reg"])
+            step=st["step"] + 1, settings=s)
         st["step"] += 1
 
     def rows(self, rows):

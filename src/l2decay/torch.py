@@ -26,25 +26,31 @@ import threading
 
 import numpy as np
 import torch
-from torch.autograd.graph import increment_version
 
 from . import _kernels
 from ._validate import (SettingsCache, adam_hyper, real, refused, reg as _check_reg, rounding_args, settings,
-                        sgd_hyper, sparse_hyper, sparse_step as _check_sparse_step, state_dtype_arg, step_count)
+                        sgd_hyper, sparse_hyper, sparse_settings, sparse_step as _check_sparse_step, state_dtype_arg,
+                        step_count)
 from .rules import L2, Decay, Decoupled
 
 __all__ = ["SGD", "Adam", "AdamW", "SparseAdamW", "L2", "Decoupled", "Decay"]
 
 # The private torch names this module uses, each where torch has no public one
 # (tests/test_torch.py::test_private_torch_names fails if an upgrade removes one): whether any
-# global step hook is registered (torch.optim only lets one register them) and whether the
-# profiler is on, the two reasons to run torch.optim's wrapper of step (6 us a step here).
+# global or per-optimizer step hook is registered (torch.optim only lets one register them) and
+# whether the profiler is on, the reasons to run torch.optim's wrapper of step; and the version bump
+# of in-place updates, whose public torch.autograd.graph.increment_version is a Python wrapper
+# of it costing a small step a tenth more.
 TORCH_PRIVATE = ("torch.optim.optimizer._global_optimizer_pre_hooks",
-                 "torch.optim.optimizer._global_optimizer_post_hooks", "torch.autograd._profiler_enabled")
+                 "torch.optim.optimizer._global_optimizer_post_hooks", "torch.autograd._profiler_enabled",
+                 "torch.optim.Optimizer._optimizer_step_pre_hooks", "torch.optim.Optimizer._optimizer_step_post_hooks",
+                 "torch._C._increment_version")
 from torch.optim.optimizer import _global_optimizer_post_hooks, _global_optimizer_pre_hooks  # noqa: E402
 _profiler_enabled = torch.autograd._profiler_enabled
+_increment_version = torch._C._increment_version
 _HALVES = (torch.bfloat16, torch.float16)
 _PLAIN = (torch.Tensor, torch.nn.Parameter)
+_ADAM_STATE = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
 _kernels.register_torch(torch.Tensor, torch.nn.Parameter, torch.float32, torch.float64, torch.bfloat16, torch.float16)
 _UNSET = object()   # weight_decay not given: its torch default, or 0 when reg= is given
 
@@ -122,12 +128,14 @@ class _Base(torch.optim.Optimizer):
         defaults["rounding"], defaults["seed"] = rounding_args(rounding, seed)
         defaults["state_dtype"] = state_dtype_arg("state_dtype", state_dtype)
         self._kept = SettingsCache()
+        self._plain_groups = self._uses_state = False
         self._lock = threading.Lock()   # one step at a time: a step's gather and publish are not atomic
         super().__init__(params, defaults)
 
     def __setstate__(self, state):
         super().__setstate__(state)
         self._kept = SettingsCache()
+        self._plain_groups = self._uses_state = False
         self._lock = threading.Lock()
         for group in self.param_groups:   # a state dict from torch's optimizer has no "reg"
             group.setdefault("reg", None)
@@ -157,9 +165,11 @@ class _Base(torch.optim.Optimizer):
 
         Step hooks (register_step_pre_hook/post_hook) and the profiler's record_function work
         as in torch.optim; without them the step skips their wrapper (6 us here)."""
-        if _hooked(self):
-            return self._profiled_step(closure)
-        return self._step(closure)
+        if closure is not None or _hooked(self):
+            return self._profiled_step(closure) if _hooked(self) else self._step(closure)
+        with self._lock:     # (the common case, _step's without a closure)
+            if not self._plain_step():
+                self._gather_and_step()
 
     # torch.optim.Optimizer wraps a subclass's step in its hooks and profiler unless it is
     # marked as wrapped already: step calls that wrapper itself when it has anything to do
@@ -172,7 +182,8 @@ class _Base(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         with self._lock:
-            self._gather_and_step()
+            if not self._plain_step():
+                self._gather_and_step()
         return loss
 
     _profiled_step = torch.optim.Optimizer.profile_hook_step(_step)
@@ -182,6 +193,7 @@ class _Base(torch.optim.Optimizer):
         return self._kept.get(i, group, lambda: self._make_settings(i, group))
 
     def _make_settings(self, i, group):
+        self._plain_groups = False      # (_gather_and_step decides it again)
         where = f"param_groups[{i}]."
         for flag in ("capturable", "differentiable"):
             if group.get(flag):
@@ -193,6 +205,39 @@ class _Base(torch.optim.Optimizer):
         hyper["state_dtype"] = state_dtype_arg(f"{where}state_dtype", group.get("state_dtype"))
         hyper["eps_form"] = hyper["momentum_form"] = "torch"
         return settings(self._adam, hyper)
+
+    def _plain_step(self):
+        """The step of the common case, gathered with a few compiled passes: every group's
+        Settings made before, every param with a grad a plain tensor with its state made, no
+        rounding that needs more state.  False, having touched nothing, when the case is not
+        that common one (_gather_and_step then gathers each param in turn and words any
+        refusal)."""
+        groups, kept, adam = self.param_groups, self._kept, self._adam
+        if not (kept.current(groups) and self._plain_groups):
+            return False
+        lists = _kernels.torch_lists(groups, kept.made)
+        if lists is None:
+            return False
+        ps, gs, sets, places = lists
+        if not ps:
+            return True
+        state = self.state
+        if adam:
+            s1, s2, s3, steps, absent = _kernels.state_columns(ps, _ADAM_STATE, "step", state)
+            if absent[0] or absent[1] or (absent[2] and self._uses_state):
+                return False
+        else:
+            s1, steps, absent = _kernels.state_columns(ps, ("momentum_buffer",), None, state) if self._uses_state \
+                else (None, None, (0,))
+            s2 = s3 = None
+            if absent[0]:
+                return False
+        if _kernels.step(adam, sets, ps, gs, s1, s2, s3, None, steps, None, places) is not None:
+            return False
+        if steps is not None:
+            _kernels.set_counts(ps, "step", steps, state)
+        _increment_version(ps)
+        return True
 
     def _gather_and_step(self):
         """Gather every param with a grad, its state (new state made here, kept only if the step
@@ -275,7 +320,11 @@ class _Base(torch.optim.Optimizer):
             if t:
                 st["step"] = t
         # in-place updates as torch's own: autograd sees the params changed
-        increment_version(ps)
+        _increment_version(ps)
+        self._uses_state = any(s.uses_state for s in self._kept.made)
+        # (the common case of _plain_step: plain params, no rounding that keeps more state)
+        self._plain_groups = all(g.get("rounding") in (None, "nearest") and all(
+            type(p) in _PLAIN and p.dtype not in _HALVES for p in g["params"]) for g in self.param_groups)
 
     def _name(self, ij, role):
         """The name of step()'s entry `role` of param ij = (group, index) in torch's terms."""
@@ -319,7 +368,19 @@ class _Base(torch.optim.Optimizer):
         """torch's, except that a bfloat16/float16 param's optimizer state is loaded as float32
         (torch casts it to the param's dtype) unless the param's group has state_dtype "param":
         l2decay's own checkpoints resume exactly, and torch's (moments in the param's dtype)
-        continue with float32 moments, or exactly as saved with state_dtype "param"."""
+        continue with float32 moments, or exactly as saved with state_dtype "param".  As
+        l2decay.optim's, it refuses, changing nothing, a state that lacks what the step needs or
+        holds non-finite values."""
+        required = ("step", "exp_avg", "exp_avg_sq") if self._adam else ()
+        for pid, st in state_dict.get("state", {}).items():
+            for key in required if st else ():
+                if key not in st:
+                    raise ValueError(f"state dict: state of param {pid} has no {key!r}")
+            for key, value in st.items():
+                value = _local(value) if torch.is_tensor(value) and type(value) not in _PLAIN else value
+                if (key != "step" and torch.is_tensor(value) and value.is_floating_point()
+                        and not bool(torch.isfinite(value).all())):
+                    raise ValueError(f"state dict: state of param {pid}: {key} holds non-finite values")
         super().load_state_dict(state_dict)
         saved = [i for g in state_dict["param_groups"] for i in g["params"]]
         in_group = [(p, g) for g in self.param_groups for p in g["params"]]
@@ -451,6 +512,13 @@ class SparseAdamW(torch.optim.Optimizer):
             self._hyper[id(group)] = (values, hyper)   # (the same values in another group: the same hyper)
         return hyper
 
+    def _settings_of(self, hyper):
+        """The compiled Settings of `hyper` (what _group_reg made), made once per such dict."""
+        s = hyper.get("settings")
+        if s is None:
+            s = hyper["settings"] = sparse_settings(True, {k: v for k, v in hyper.items() if k != "settings"})
+        return s
+
     def attach(self, *modules):
         """Hook each module (nn.Embedding, nn.EmbeddingBag: one whose ``weight`` is a param of
         this optimizer, read by its forward at the rows of its first argument): its forward
@@ -481,7 +549,7 @@ class SparseAdamW(torch.optim.Optimizer):
             except (TypeError, ValueError, RuntimeError):
                 return    # indices the module refuses: its own forward says so
             if changed:
-                increment_version([p])
+                _increment_version([p])
         return catch_up
 
     def _loaded(self, p):
@@ -505,7 +573,7 @@ class SparseAdamW(torch.optim.Optimizer):
             if lazy[1] != 1.0:
                 _kernels.sparse_catch_up(p.detach().numpy(), lazy[0], lazy[1])
                 lazy[1] = 1.0
-                increment_version([p])
+                _increment_version([p])
 
     def state_dict(self):
         """torch's format (SparseAdam's state), after flush(): with the module's own
@@ -629,7 +697,7 @@ class SparseAdamW(torch.optim.Optimizer):
         if len(todo) > 1:
             try:
                 for table, rows, values, lazy, m, v, st, hyper, p in todo:
-                    _check_sparse_step(table, rows, values, lazy[0], lazy[1], m, v, step=st["step"] + 1, **hyper)
+                    _check_sparse_step(table, rows, values, lazy[0], lazy[1], m, v, step=st["step"] + 1)
             except (TypeError, ValueError):
                 if fast:
                     return False
@@ -637,13 +705,13 @@ class SparseAdamW(torch.optim.Optimizer):
         for table, rows, values, lazy, m, v, st, hyper, p in todo:
             try:
                 lazy[1] = _kernels.sparse_step(table, rows, values, lazy[0], lazy[1], m, v, step=st["step"] + 1,
-                                               **hyper)
+                                               settings=self._settings_of(hyper))
             except (TypeError, ValueError):
                 if fast and len(todo) == 1:      # (checked all, changed nothing)
                     return False
                 raise
             st["step"] += 1
-        increment_version([p for *_, p in todo])
+        _increment_version([p for *_, p in todo])
         return True
 
     _profiled_step = torch.optim.Optimizer.profile_hook_step(_step)
