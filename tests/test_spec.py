@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-import l2decay
 from l2decay import L2, Adam, Decay, Decoupled, SGD, adam_step, sgd_step
 from l2decay._validate import SPEC, check
 
@@ -223,3 +222,35 @@ def test_torch_group_errors_name_the_group_and_key():
     with pytest.raises(ValueError, match=r"^param_groups\[1\]\.weight_decay must be finite"):
         opt.step()
     assert torch.equal(p.detach(), torch.ones(3))
+
+
+@settings(max_examples=200, deadline=None)
+@given(key=st.sampled_from(["lr", "momentum", "dampening", "nesterov", "maximize", "rounding", "seed", "betas",
+                            "eps", "amsgrad", "reg", "state_dtype", "weight_decay", "momentum_form", "eps_form"]),
+       value=_values, adam=st.booleans(), front=st.sampled_from(["numpy", "torch"]), state=st.booleans())
+def test_no_group_value_or_state_reaches_anything_but_a_worded_error(key, value, adam, front, state):
+    if front == "numpy":
+        w = np.ones(3)
+        opt = (Adam if adam else SGD)([w], lr=0.1, **({} if adam else {"momentum": 0.5}))
+        opt.step([np.ones(3)])
+        before = w.copy()
+        step = lambda: opt.step([np.ones(3)])   # noqa: E731
+        where = opt.state[0]
+    else:
+        p = torch.nn.Parameter(torch.ones(3, dtype=torch.float64))
+        p.grad = torch.ones(3, dtype=torch.float64)
+        opt = (lt.AdamW if adam else lt.SGD)([p], lr=0.1, **({} if adam else {"momentum": 0.5}))
+        opt.step()
+        before = p.detach().numpy().copy()
+        step = opt.step
+        w = p.detach().numpy()
+        where = opt.state[p]
+    if state:    # the value where the step keeps its step count or a state array instead
+        where["step" if adam else "momentum_buffer"] = value
+    elif key in opt.param_groups[0] or front == "numpy":
+        opt.param_groups[0][key] = value
+    try:
+        step()
+    except (TypeError, ValueError) as exc:
+        assert "internal error" not in str(exc)
+        np.testing.assert_array_equal(w, before)

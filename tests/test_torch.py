@@ -629,3 +629,30 @@ def test_private_torch_names_still_exist():
             assert hasattr(opt, attr), name
             continue
         assert hasattr(importlib.import_module(module), attr), name
+
+
+def test_concurrent_steps_of_one_optimizer_are_serialized():
+    import threading
+    p = torch.nn.Parameter(torch.ones(1000))
+    p.grad = torch.full((1000,), 1e-3)
+    opt = lt.AdamW([p], lr=1e-3)
+    errors = []
+
+    def run():
+        try:
+            for _ in range(40):
+                opt.step()
+        except Exception as exc:   # (any error is a failure: collected, then asserted empty)
+            errors.append(exc)
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and opt.state[p]["step"] == 80
+    q = torch.nn.Parameter(torch.ones(1000))
+    q.grad = p.grad.clone()
+    ref = lt.AdamW([q], lr=1e-3)
+    for _ in range(80):
+        ref.step()
+    assert torch.equal(p.detach(), q.detach())

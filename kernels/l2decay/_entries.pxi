@@ -70,7 +70,7 @@ cdef int _apply(Op op, object w, object grad, const Hyper* h) except -1:
             _task(&tasks[k], _item(ws, k), _item(gs, k), h)
         if m > 1 and not _no_overlap(tasks, m, writes_g):
             _wording().tensors(ws, gs, writes_g, across=True)   # raises the worded error
-            raise AssertionError("internal error: arrays overlap that _validate accepts")
+            raise ValueError("w and grad arrays share memory; they must be distinct")
         # ws and gs (exact lists or tuples, or _validate's tuples) hold the arrays while the GIL
         # is released; a list could be emptied by another thread, so tuples are used then
         refs = (ws if PyTuple_CheckExact(ws) else tuple(ws), gs if PyTuple_CheckExact(gs) else tuple(gs))

@@ -442,53 +442,6 @@ def state_array(name, a, pname, p, dtype=None, like=None):
         raise ValueError(f"{name} has shape {a.shape} but {pname} has shape {p.shape}; they must match")
 
 
-def sgd_tensors(params, grads, buffers, uses_buffers):
-    """The arrays of l2decay.sgd_step; raises the worded error for the first bad one."""
-    ps = _sequence("params", params)
-    gs = _sequence("grads", grads, len(ps))
-    named = []
-    if uses_buffers:
-        if buffers is None:
-            raise ValueError("momentum_buffers is needed when momentum > 0 (None entries are born)")
-        bs = _sequence("momentum_buffers", buffers, len(ps))
-    for k, (p, g) in enumerate(zip(ps, gs)):
-        _pair(f"params[{k}]", p, f"grads[{k}]", g, False)
-        named += [(f"params[{k}]", p, True), (f"grads[{k}]", g, False)]
-        if uses_buffers and bs[k] is not None:
-            state_array(f"momentum_buffers[{k}]", bs[k], f"params[{k}]", p)
-            named.append((f"momentum_buffers[{k}]", bs[k], True))
-    disjoint(named)
-
-
-def adam_tensors(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, amsgrad, step):
-    """The arrays and steps of l2decay.adam_step; raises the worded error for the first bad one."""
-    ps = _sequence("params", params)
-    gs = _sequence("grads", grads, len(ps))
-    ms = _sequence("exp_avgs", exp_avgs, len(ps))
-    vs = _sequence("exp_avg_sqs", exp_avg_sqs, len(ps))
-    if amsgrad:
-        if max_exp_avg_sqs is None:
-            raise ValueError("max_exp_avg_sqs is needed with amsgrad (None entries are born)")
-        xs = _sequence("max_exp_avg_sqs", max_exp_avg_sqs, len(ps))
-    if isinstance(step, (list, tuple)):
-        steps = _sequence("step", step, len(ps))
-        for k, t in enumerate(steps):
-            step_count(f"step[{k}]", t, 1)
-    else:
-        step_count("step", step, 1)
-    named = []
-    for k, (p, g) in enumerate(zip(ps, gs)):
-        _pair(f"params[{k}]", p, f"grads[{k}]", g, False)
-        state_array(f"exp_avgs[{k}]", ms[k], f"params[{k}]", p)
-        state_array(f"exp_avg_sqs[{k}]", vs[k], f"params[{k}]", p, like=(f"exp_avgs[{k}]", ms[k]))
-        named += [(f"params[{k}]", p, True), (f"grads[{k}]", g, False),
-                  (f"exp_avgs[{k}]", ms[k], True), (f"exp_avg_sqs[{k}]", vs[k], True)]
-        if amsgrad and xs[k] is not None:
-            state_array(f"max_exp_avg_sqs[{k}]", xs[k], f"params[{k}]", p, like=(f"exp_avgs[{k}]", ms[k]))
-            named.append((f"max_exp_avg_sqs[{k}]", xs[k], True))
-    disjoint(named)
-
-
 # ------------------------------------------------------------------ sparse row steps -----------
 SPARSE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 

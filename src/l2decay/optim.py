@@ -14,12 +14,13 @@ import numpy as np
 
 from . import _kernels
 from ._kernels import REFUSALS
-from ._validate import (ADAM_KEYS, HALF_DTYPES, SGD_KEYS, SettingsCache, _array, adam_hyper, check, disjoint,
+from ._validate import (_LR, ADAM_KEYS, HALF_DTYPES, SGD_KEYS, SettingsCache, _array, adam_hyper, check, disjoint,
                         refused, settings, sgd_hyper, state_dtype, state_dtypes, step_count)
 from .rules import RULES, Decay, Decoupled, L2
 
 _STEP_REFUSED = REFUSALS.index("step")
 _ADAM_STATE = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+_refresh = _kernels.refresh
 
 __all__ = ["L2", "Decoupled", "Decay", "SGD", "Adam", "exclude_1d", "ParamGroups"]
 
@@ -132,25 +133,27 @@ class _Optimizer:
         if len(grads) != len(flat):
             raise ValueError(f"grads has {len(grads)} arrays but the optimizer has {len(flat)} params; "
                              f"{self._order_hint()}")
-        sets = self._sets
-        if sets is None or not self._kept.current(self.param_groups):
+        sets, kept = self._sets, self._kept
+        if sets is None or not _refresh(self.param_groups, kept.snapshots, kept.made, *_LR):
             sets = self._settings()
-        births, comps, firsts = (), None, None
+        births, comps, firsts, s2, s3, steps = (), None, None, None, None, None
         if adam:
             s1, s2, s3, steps, absent = _kernels.state_columns(state, _ADAM_STATE, "step")
             if (self._uses_state and absent[2]) or self._compensates:
                 s3, comps, firsts, births = self._gather_state(sets, s1, steps)
             elif not self._uses_state:
                 s3 = None
-        else:
-            s1 = s2 = s3 = steps = None
-            if self._uses_state and not self._compensates and not self._counts and self._buffer_key:
-                s1, _, absent = _kernels.state_columns(state, (self._buffer_key,))
-            if (self._uses_state and (s1 is None or absent[0])) or self._compensates or self._counts:
+        elif self._buffer_key is not None:      # (momentum, every buffer born: the common case)
+            s1, _, absent = _kernels.state_columns(state, (self._buffer_key,))
+            if absent[0]:
                 s1, comps, steps, firsts, births = self._gather_state(sets, None, None)
+        elif self._uses_state or self._compensates or self._counts:
+            s1, comps, steps, firsts, births = self._gather_state(sets, None, None)
+        else:
+            s1 = None
         r = _kernels.step(adam, sets, flat, grads, s1, s2, s3, comps, steps, firsts)
         if r is not None:
-            if r[0] == _STEP_REFUSED and any(type(t) is not int for t in steps):
+            if r[0] == _STEP_REFUSED and steps is not None and any(type(t) is not int for t in steps):
                 self._normalize_counts()      # (numpy ints, say: the counts they are)
                 return self.step(grads)
             self._refused(r, (flat, grads, s1, s2, s3, comps))
@@ -254,8 +257,10 @@ class _Optimizer:
         # SGD counts steps only for stochastic rounding's random bits
         self._counts = not self._adam and (any(g["rounding"] == "stochastic" for g in groups) or any(
             p.dtype in HALF_DTYPES for p in self._flat))
+        # SGD's common case, read by state_columns: momentum, one form, no rounding that keeps more
         keys = {g.get("momentum_form") for g in groups}
-        self._buffer_key = None if len(keys) != 1 else "velocity" if "keras" in keys else "momentum_buffer"
+        self._buffer_key = None if (len(keys) != 1 or not self._uses_state or self._compensates or self._counts
+                                    or self._adam) else "velocity" if "keras" in keys else "momentum_buffer"
         return sets
 
     def _make_settings(self, i, group):
