@@ -295,8 +295,9 @@ cdef inline bint _fits(list xs, Py_ssize_t m) noexcept:
     return xs is None or len(xs) == m
 
 
-def step(bint adam, list settings, list params, list grads, list state1=None, list state2=None,
-         list state3=None, list compensations=None, list steps=None, list firsts=None, list places=None):
+cpdef object step(bint adam, list settings, list params, list grads, list state1=None, list state2=None,
+                  list state3=None, list compensations=None, list steps=None, list firsts=None,
+                  list places=None):
     """One SGD (or, `adam`, Adam) step of every tensor k in place, with settings[k] (a Settings,
     typically one per group), from params[k], grads[k] (only read) and its state:
 
@@ -428,7 +429,7 @@ def torch_lists(list groups, list made):
     return ps, gs, sets, places
 
 
-def state_columns(list states, tuple keys, object count=None, object mapping=None):
+cpdef list state_columns(list states, tuple keys, object count=None, object mapping=None):
     """For state dicts `states`: a list per key of `keys` of each dict's entry (None if absent),
     then, with key `count`, the step each takes now (its count + 1, or the count as it is, None
     if absent, when it is no plain int: the step refuses it), then how many entries were absent
@@ -460,7 +461,31 @@ def state_columns(list states, tuple keys, object count=None, object mapping=Non
     return cols
 
 
-def set_counts(list states, object count, list steps, object mapping=None):
+def state_step(bint adam, list settings, list params, list grads, list states, tuple keys, object count):
+    """l2decay.optim's common case in one call: state_columns(states, keys, count), then, if no
+    dict lacked a key, step() on those columns and set_counts().  Returns step()'s result (None:
+    done), or False, having done nothing, if a dict lacked a key."""
+    cdef Py_ssize_t nk = len(keys)
+    cdef list cols = state_columns(states, keys, count)
+    for a in <list>cols[nk + 1]:
+        if a:
+            return False
+    steps = cols[nk]
+    r = step(adam, settings, params, grads, cols[0] if nk > 0 else None, cols[1] if nk > 1 else None,
+             cols[2] if nk > 2 else None, None, steps)
+    if r is None and steps is not None:
+        set_counts(states, count, steps)
+    return r
+
+
+def publish(list births):
+    """What a step made, put in place once it passed: container[key] = value for each
+    (container, key, value) of `births` (new state in a state dict, in a functional call's list)."""
+    for container, key, value in births:
+        container[key] = value
+
+
+cpdef set_counts(list states, object count, list steps, object mapping=None):
     """states[k][count] = steps[k] where steps[k] > 0: the step counts a step took.  With
     `mapping`, `states` are its keys, whose values are the state dicts."""
     cdef Py_ssize_t k

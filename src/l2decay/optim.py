@@ -55,7 +55,7 @@ class _Optimizer:
         self._kept = SettingsCache()
         self._sets = None   # per param in _flat, its group's Settings, as the last step made them
         self._uses_state = self._compensates = self._counts = False
-        self._buffer_key = None
+        self._buffer_key = self._plan = None
         if isinstance(params, np.ndarray):
             raise TypeError("params must be a list of arrays or of parameter-group dicts, not one array")
         order = getattr(params, "order", None)
@@ -136,6 +136,9 @@ class _Optimizer:
         sets, kept = self._sets, self._kept
         if sets is None or not _refresh(self.param_groups, kept.snapshots, kept.made, *_LR):
             sets = self._settings()
+        plan = self._plan
+        if plan is not None and _kernels.state_step(adam, sets, flat, grads, state, *plan) is None:
+            return    # (the common case; anything else, a refusal too, takes the general path)
         births, comps, firsts, s2, s3, steps = (), None, None, None, None, None
         if adam:
             s1, s2, s3, steps, absent = _kernels.state_columns(state, _ADAM_STATE, "step")
@@ -157,8 +160,7 @@ class _Optimizer:
                 self._normalize_counts()      # (numpy ints, say: the counts they are)
                 return self.step(grads)
             self._refused(r, (flat, grads, s1, s2, s3, comps))
-        for k, name, value in births:
-            state[k][name] = value
+        _kernels.publish(births)
         if steps is not None:
             _kernels.set_counts(state, "step", steps)
 
@@ -179,8 +181,8 @@ class _Optimizer:
 
     def _gather_state(self, sets, s1, steps):
         """The state entries of SGD momentum, amsgrad and the roundings other than nearest, with
-        what is born in this step (published only after it passes), births as (param index,
-        state key, array): Adam's (s3, comps, firsts, births), SGD's (s1, comps, steps, firsts,
+        what is born in this step (published only after it passes), births as (state dict,
+        key, array): Adam's (s3, comps, firsts, births), SGD's (s1, comps, steps, firsts,
         births)."""
         flat, state, adam = self._flat, self.state, self._adam
         m = len(flat)
@@ -204,20 +206,20 @@ class _Optimizer:
                     buf = st.get(key)
                     if buf is None and isinstance(p, np.ndarray):
                         buf = np.empty(p.shape, state_dtype(p, group["state_dtype"]))
-                        births.append((k, key, buf))
+                        births.append((st, key, buf))
                         firsts[k] = True
                     s1[k] = buf
                 if adam and s.uses_state:
                     x = st.get("max_exp_avg_sq")
                     if x is None and isinstance(p, np.ndarray):
                         x = np.zeros(p.shape, getattr(s1[k], "dtype", p.dtype))
-                        births.append((k, "max_exp_avg_sq", x))
+                        births.append((st, "max_exp_avg_sq", x))
                     s3[k] = x
                 if group["rounding"] == "compensated":
                     c = st.get("compensation")
                     if c is None and isinstance(p, np.ndarray):
                         c = np.zeros_like(p)
-                        births.append((k, "compensation", c))
+                        births.append((st, "compensation", c))
                     comps[k] = c
                 if not adam and steps is not None and (
                         group["rounding"] == "stochastic" or getattr(p, "dtype", None) in HALF_DTYPES):
@@ -261,6 +263,13 @@ class _Optimizer:
         keys = {g.get("momentum_form") for g in groups}
         self._buffer_key = None if (len(keys) != 1 or not self._uses_state or self._compensates or self._counts
                                     or self._adam) else "velocity" if "keras" in keys else "momentum_buffer"
+        # the common case in one compiled call (state_step): the state keys it reads, the count
+        if self._adam:
+            self._plan = None if self._compensates else (_ADAM_STATE if self._uses_state else _ADAM_STATE[:2], "step")
+        elif self._compensates or self._counts or (self._uses_state and self._buffer_key is None):
+            self._plan = None
+        else:
+            self._plan = ((self._buffer_key,) if self._uses_state else (), None)
         return sets
 
     def _make_settings(self, i, group):

@@ -14,8 +14,8 @@ __all__ = ["l2_step", "decay_step", "sgd_step", "adam_step"]
 
 _SGD_NAMES = ("params", "grads", "momentum_buffers", "", "", "compensations")
 _ADAM_NAMES = ("params", "grads", "exp_avgs", "exp_avg_sqs", "max_exp_avg_sqs", "compensations")
-_kept = SettingsCache()
-_NO_COMPENSATIONS = "rounding 'compensated' needs compensations= (a list; None entries are born zero)"   # entry 0: sgd_step's last settings, 1: adam_step's
+_kept = SettingsCache()   # entry 0: sgd_step's last settings, 1: adam_step's
+_NO_COMPENSATIONS = "rounding 'compensated' needs compensations= (a list; None entries are born zero)"
 
 
 def _steps(step, m, required=False):
@@ -29,16 +29,17 @@ def _steps(step, m, required=False):
 
 
 def _like(p, dtype, make):
-    """A new array of p's shape (`dtype`, or p's state dtype) made by `make`; None if p is no
-    array (the step refuses it)."""
+    """A new array of p's shape made by `make`: of `dtype`, p's own for "param", p's state dtype
+    for None; None if p is no array (the step refuses it)."""
     if not isinstance(p, np.ndarray):
         return None
-    return make(p.shape, state_dtype(p) if dtype is None else dtype)
+    return make(p.shape, state_dtype(p) if dtype is None else p.dtype if dtype == "param" else dtype)
 
 
-def _born(name, given, m, make, needed):
-    """The list `given` (one entry per param; None entries are born by make(k)), a copy with the
-    new arrays in place, and which entries were born; `needed`: the error when it is None."""
+def _born(name, given, m, make, needed, births):
+    """The list `given` (one entry per param; None entries are born by make(k)) as a copy with
+    the new arrays in place; what is born goes to `births` as (given, k, array), put in its
+    place once the step passes.  `needed`: the error when `given` is None."""
     if given is None:
         raise ValueError(needed)
     entries = list(_sequence(name, given, m))
@@ -47,6 +48,7 @@ def _born(name, given, m, make, needed):
         raise TypeError(f"{name} must be a list when an entry is None (a new array is put in its place)")
     for k in born:
         entries[k] = make(k)
+        births.append((given, k, entries[k]))
     return entries, born
 
 
@@ -56,9 +58,7 @@ def _call(adam, s, names, ps, gs, s1, s2, s3, comps, steps, firsts, births, roun
         lists = (ps, gs, s1, s2, s3, comps)
         refused(r, lambda k, role: f"{names[role]}[{k}]" if role < 6 else "step",
                 lambda k, role: lists[role][k] if role < 6 else steps[k], rounding=rounding)
-    for target, entries, born in births:
-        for k in born:
-            target[k] = entries[k]
+    _kernels.publish(births)
 
 
 def sgd_step(params, grads, momentum_buffers=None, *, lr, momentum=0.0, dampening=0.0, nesterov=False,
@@ -105,15 +105,13 @@ def sgd_step(params, grads, momentum_buffers=None, *, lr, momentum=0.0, dampenin
     if s.uses_state:
         bufs, born = _born("momentum_buffers", momentum_buffers, len(ps),
                            lambda k: _like(ps[k], None, np.empty),
-                           "momentum_buffers is needed when momentum > 0 (None entries are born)")
+                           "momentum_buffers is needed when momentum > 0 (None entries are born)", births)
         firsts = [False] * len(ps)
         for k in born:
             firsts[k] = True
-        births.append((momentum_buffers, bufs, born))
     if rounding == "compensated":
-        comps, born = _born("compensations", compensations, len(ps), lambda k: _like(ps[k], getattr(ps[k], "dtype", None), np.zeros),
-                              _NO_COMPENSATIONS)
-        births.append((compensations, comps, born))
+        comps, _ = _born("compensations", compensations, len(ps), lambda k: _like(ps[k], "param", np.zeros),
+                         _NO_COMPENSATIONS, births)
     _call(False, s, _SGD_NAMES, ps, gs, bufs, None, None, comps, _steps(step, len(ps)), firsts, births, rounding)
 
 
@@ -177,12 +175,10 @@ def adam_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs=None, *, ste
     vs = list(_sequence("exp_avg_sqs", exp_avg_sqs, len(ps)))
     births, xs, comps = [], None, None
     if s.uses_state:
-        xs, born = _born("max_exp_avg_sqs", max_exp_avg_sqs, len(ps),
+        xs, _ = _born("max_exp_avg_sqs", max_exp_avg_sqs, len(ps),
                          lambda k: _like(ps[k], getattr(ms[k], "dtype", None), np.zeros),
-                         "max_exp_avg_sqs is needed with amsgrad (None entries are born)")
-        births.append((max_exp_avg_sqs, xs, born))
+                         "max_exp_avg_sqs is needed with amsgrad (None entries are born)", births)
     if rounding == "compensated":
-        comps, born = _born("compensations", compensations, len(ps), lambda k: _like(ps[k], getattr(ps[k], "dtype", None), np.zeros),
-                              _NO_COMPENSATIONS)
-        births.append((compensations, comps, born))
+        comps, _ = _born("compensations", compensations, len(ps), lambda k: _like(ps[k], "param", np.zeros),
+                         _NO_COMPENSATIONS, births)
     _call(True, s, _ADAM_NAMES, ps, gs, ms, vs, xs, comps, _steps(step, len(ps), True), None, births, rounding)

@@ -268,9 +268,8 @@ class _Base(torch.optim.Optimizer):
                     t = st["step"] = _count(f"state of param_groups[{i}].params[{j}]: step", t)
                 if adam:
                     if not st:
-                        born = {"step": 0, "exp_avg": _new_tensor(p, sdt), "exp_avg_sq": _new_tensor(p, sdt)}
-                        births.append((st, born))
-                        m, v = born["exp_avg"], born["exp_avg_sq"]
+                        m, v = _new_tensor(p, sdt), _new_tensor(p, sdt)
+                        births += [(st, "step", 0), (st, "exp_avg", m), (st, "exp_avg_sq", v)]
                     else:
                         m, v = st.get("exp_avg"), st.get("exp_avg_sq")
                     s1.append(_local(m) if m is not None and type(m) not in _PLAIN else m)
@@ -280,7 +279,7 @@ class _Base(torch.optim.Optimizer):
                         x = st.get("max_exp_avg_sq")
                         if x is None:
                             x = _new_tensor(p, "param" if m is not None and m.dtype == p.dtype else None)
-                            births.append((st, {"max_exp_avg_sq": x}))
+                            births.append((st, "max_exp_avg_sq", x))
                         x = x if type(x) in _PLAIN else _local(x)
                     s3.append(x)
                     steps.append(t + 1)
@@ -290,7 +289,7 @@ class _Base(torch.optim.Optimizer):
                         b = st.get("momentum_buffer")
                         if b is None:
                             b, first = _new_tensor(p, sdt, empty=True), True
-                            births.append((st, {"momentum_buffer": b}))
+                            births.append((st, "momentum_buffer", b))
                         b = b if type(b) in _PLAIN else _local(b)
                     s1.append(b)
                     firsts.append(first)
@@ -302,7 +301,7 @@ class _Base(torch.optim.Optimizer):
                     c = st.get("compensation")
                     if c is None:
                         c = _new_tensor(p, "param")
-                        births.append((st, {"compensation": c}))
+                        births.append((st, "compensation", c))
                     c = c if type(c) in _PLAIN else _local(c)
                 comps.append(c)
         if not ps:
@@ -314,8 +313,7 @@ class _Base(torch.optim.Optimizer):
             refused(r, lambda k, role: self._name(where[k], role),
                     lambda k, role: lists[role][k] if role < 6 else self.state[owners_p[k]].get("step"), torch=True,
                     counts=True, rounding=self.param_groups[where[r[1]][0]].get("rounding"))
-        for st, born in births:
-            st.update(born)
+        _kernels.publish(births)
         for st, t in zip(owners, steps):
             if t:
                 st["step"] = t
