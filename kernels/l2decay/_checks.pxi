@@ -19,12 +19,21 @@ cdef inline bint _real_ok(object value, double* out, double high=INFINITY, bint 
     return True
 
 
-cdef double _real(str name, object value, double high=INFINITY, bint high_open=False,
-                  bint low_open=False) except? -1.0:
+# The bounds of the spec's real-valued arguments (l2decay._validate.SPEC) that l2_step and
+# decay_step check here, read from the spec at their first call.
+cdef dict _spec_bounds = {}
+
+
+cdef double _real(str name, object value) except? -1.0:
+    """`value` of the spec's real-valued argument `name`, checked against its rule there."""
     cdef double x
-    if _real_ok(value, &x, high, high_open, low_open):
+    cdef tuple b = _spec_bounds.get(name)
+    if b is None:
+        rule = _wording().SPEC[name]
+        b = _spec_bounds[name] = (rule.high, rule.high_open, rule.low_open)
+    if _real_ok(value, &x, b[0], b[1], b[2]):
         return x
-    return _wording().real(name, value, high=high, high_open=high_open, low_open=low_open)
+    return _wording().check(name, value)
 
 
 # numpy's type number of ml_dtypes.bfloat16 (a user-defined dtype: its number is given at run time)

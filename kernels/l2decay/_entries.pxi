@@ -129,7 +129,7 @@ def decay_step(w, grad, *, lr, decay):
     """
     cdef Hyper h
     h.lr = _real("lr", lr)
-    h.shrink = _real("decay", decay, 1.0, True)
+    h.shrink = _real("decay", decay)
     _apply(OP_DECAY, w, grad, &h)
 
 
@@ -143,7 +143,7 @@ def stream_swap(w, grad):
 def stream_axpy(w, grad, a):
     """Memory-ceiling loop with the decay rule's traffic (read 2 arrays, write 1): w += a*grad."""
     cdef Hyper h
-    h.lr = _real("a", a)
+    h.lr = _real("lr", a)
     _apply(OP_STREAM_AXPY, w, grad, &h)
 
 

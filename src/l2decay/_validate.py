@@ -172,6 +172,8 @@ class Rule(NamedTuple):
 _UNIT = Real(high=1.0, high_open=True)
 SPEC = {
     "lr": Real(),
+    "lam": Real(),                         # l2_step's L2 strength
+    "decay": Real(high=1.0, high_open=True),   # decay_step's fraction
     "momentum": _UNIT,
     "dampening": Real(high=1.0),
     "nesterov": Flag(),
