@@ -314,9 +314,7 @@ class _Base(torch.optim.Optimizer):
                     lambda k, role: lists[role][k] if role < 6 else self.state[owners_p[k]].get("step"), torch=True,
                     counts=True, rounding=self.param_groups[where[r[1]][0]].get("rounding"))
         _kernels.publish(births)
-        for st, t in zip(owners, steps):
-            if t:
-                st["step"] = t
+        _kernels.set_counts(owners, "step", steps)
         # in-place updates as torch's own: autograd sees the params changed
         _increment_version(ps)
         self._uses_state = any(s.uses_state for s in self._kept.made)
