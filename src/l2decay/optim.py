@@ -146,10 +146,6 @@ class _Optimizer:
                 s3, comps, firsts, births = self._gather_state(sets, s1, steps)
             elif not self._uses_state:
                 s3 = None
-        elif self._buffer_key is not None:      # (momentum, every buffer born: the common case)
-            s1, _, absent = _kernels.state_columns(state, (self._buffer_key,))
-            if absent[0]:
-                s1, comps, steps, firsts, births = self._gather_state(sets, None, None)
         elif self._uses_state or self._compensates or self._counts:
             s1, comps, steps, firsts, births = self._gather_state(sets, None, None)
         else:
