@@ -439,6 +439,8 @@ cpdef list state_columns(list states, tuple keys, object count=None, object mapp
     cols = [[None] * n for j in range(nkeys)]
     cdef list absent = [0] * nkeys
     steps = [0] * n if count is not None else None
+    if nkeys == 0 and count is None:     # (nothing to read: no state dict is looked up, or made)
+        return [steps, absent]
     for k in range(n):
         d = states[k] if mapping is None else mapping[states[k]]
         if type(d) is not dict:
@@ -461,20 +463,21 @@ cpdef list state_columns(list states, tuple keys, object count=None, object mapp
     return cols
 
 
-def state_step(bint adam, list settings, list params, list grads, list states, tuple keys, object count):
-    """l2decay.optim's common case in one call: state_columns(states, keys, count), then, if no
-    dict lacked a key, step() on those columns and set_counts().  Returns step()'s result (None:
-    done), or False, having done nothing, if a dict lacked a key."""
+def state_step(bint adam, list settings, list params, list grads, list states, tuple keys, object count,
+               object mapping=None, list places=None):
+    """The front ends' common case in one call: state_columns(states, keys, count, mapping),
+    then, if no state dict lacked a key, step() on those columns and set_counts().  Returns
+    step()'s result (None: done), or False, having done nothing, if a dict lacked a key."""
     cdef Py_ssize_t nk = len(keys)
-    cdef list cols = state_columns(states, keys, count)
+    cdef list cols = state_columns(states, keys, count, mapping)
     for a in <list>cols[nk + 1]:
         if a:
             return False
     steps = cols[nk]
     r = step(adam, settings, params, grads, cols[0] if nk > 0 else None, cols[1] if nk > 1 else None,
-             cols[2] if nk > 2 else None, None, steps)
+             cols[2] if nk > 2 else None, None, steps, None, places)
     if r is None and steps is not None:
-        set_counts(states, count, steps)
+        set_counts(states, count, steps, mapping)
     return r
 
 

@@ -221,21 +221,12 @@ class _Base(torch.optim.Optimizer):
         ps, gs, sets, places = lists
         if not ps:
             return True
-        state = self.state
         if adam:
-            s1, s2, s3, steps, absent = _kernels.state_columns(ps, _ADAM_STATE, "step", state)
-            if absent[0] or absent[1] or (absent[2] and self._uses_state):
-                return False
+            keys, count = (_ADAM_STATE if self._uses_state else _ADAM_STATE[:2]), "step"
         else:
-            s1, steps, absent = _kernels.state_columns(ps, ("momentum_buffer",), None, state) if self._uses_state \
-                else (None, None, (0,))
-            s2 = s3 = None
-            if absent[0]:
-                return False
-        if _kernels.step(adam, sets, ps, gs, s1, s2, s3, None, steps, None, places) is not None:
+            keys, count = (("momentum_buffer",) if self._uses_state else ()), None
+        if _kernels.state_step(adam, sets, ps, gs, ps, keys, count, self.state, places) is not None:
             return False
-        if steps is not None:
-            _kernels.set_counts(ps, "step", steps, state)
         _increment_version(ps)
         return True
 
