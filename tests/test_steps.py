@@ -1,4 +1,6 @@
 """l2_step and decay_step against the numpy reference: sweep, properties, in-place contract."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -209,3 +211,17 @@ def test_write_grad_must_be_a_bool():
     with pytest.raises(TypeError, match="write_grad must be True or False, got 'no'"):
         l2decay.l2_step(w, g, lr=0.1, lam=0.1, write_grad="no")
     np.testing.assert_array_equal(w, w0)
+
+
+def test_decay_step_is_the_expression_readme_prints():
+    # README prints `z = w - lr*g; w = z - decay*z`: bit for bit, where (w - lr*g) * (1 - decay)
+    # differs in the last bit for about a quarter of float32 elements
+    rng = np.random.default_rng(0)
+    for dt in (np.float32, np.float64):
+        w, g = rng.standard_normal(10_000).astype(dt), rng.standard_normal(10_000).astype(dt)
+        z = w - dt(0.1) * g
+        want = z - dt(0.02) * z
+        l2decay.decay_step(w, g, lr=0.1, decay=0.02)
+        np.testing.assert_array_equal(w, want)
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert "l2decay.decay_step(w, g, lr=0.1, decay=0.02)  # z = w - lr*g; w = z - decay*z" in readme

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 
 from . import __version__, datasets, sweep
-from ._validate import ROUNDINGS
+from ._validate import ROUNDINGS, SPEC
 from .driver import (DEFAULT_LR, DEFAULT_SEEDS, DEFAULT_STRENGTH, OUTSIDE, CheckpointError, Config, ConfigError,
                      Interrupted, OutputError, check_writable, compare, read_comparison, summarize, train)
 from .mlp import DTYPES, compute_dtype
@@ -44,7 +44,8 @@ class _Formatter(argparse.HelpFormatter):
         return f"{text} (default: %(default)s)"
 
 
-def _int_at_least(low):
+def _int_at_least(low, high=None, label=None):
+    """A parser of an int >= low (and <= high, named `label` in the error), for argparse."""
     def parse(text):
         try:
             v = int(text)
@@ -52,12 +53,19 @@ def _int_at_least(low):
             raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}") from None
         if v < low:
             raise argparse.ArgumentTypeError(f"must be >= {low}, got {v}")
+        if high is not None and v > high:
+            raise argparse.ArgumentTypeError(f"must be <= {label}, got {v}")
         return v
     return parse
 
 
 _positive_int = _int_at_least(1)
 _nonneg_int = _int_at_least(0)
+# a run's seed keys its stochastic rounding too, whose seeds the spec bounds (the last seed of a
+# --seeds span is checked in _check_inputs)
+MAX_SEED = SPEC["seed"].high
+_seed = _int_at_least(0, MAX_SEED, "2**63 - 1")
+_seed_count = _int_at_least(1, 1_000_000, "1,000,000")
 
 
 def _nonneg_float(text):
@@ -158,7 +166,7 @@ def _parser():
     g.add_argument("--momentum", type=_fraction, help="momentum in [0, 1), sgd only (default: 0)")
     g.add_argument("--batch-size", type=_positive_int, default=d.batch_size, help="1: per-sample (online) training")
     g.add_argument("--epochs", type=_positive_int, default=d.epochs, help="passes over the training set")
-    g.add_argument("--seed", type=_nonneg_int, default=d.seed,
+    g.add_argument("--seed", type=_seed, default=d.seed,
                    help="random seed of the split, initial weights and batch order")
     _output_options(common, "the config, final metrics and per-epoch history")
 
@@ -184,7 +192,7 @@ def _parser():
     for name, metavar, help_ in RULE_FLAGS:
         p.add_argument(f"--{name}", type=_fraction if name == "decay" else _nonneg_float, metavar=metavar,
                        default=DEFAULT_STRENGTH[name], help=help_)
-    p.add_argument("--seeds", type=_positive_int, default=DEFAULT_SEEDS,
+    p.add_argument("--seeds", type=_seed_count, default=DEFAULT_SEEDS,
                    help="number of seeds, from --seed on")
     p.add_argument("--jobs", type=_positive_int, default=available_cores(),
                    help=f"worker processes (default: {available_cores()}, the cores available)")
@@ -208,7 +216,7 @@ def _parser():
     g.add_argument("--momentum", type=_fraction, default=sweep.MOMENTUM, help="SGD's momentum")
     g.add_argument("--batch-size", type=_positive_int, default=sweep.RUN["batch_size"], help="minibatch size")
     g.add_argument("--epochs", type=_positive_int, default=sweep.RUN["epochs"], help="passes over the training set")
-    g.add_argument("--seed", type=_nonneg_int, default=d.seed, help="the first seed")
+    g.add_argument("--seed", type=_seed, default=d.seed, help="the first seed")
     g.add_argument("--seeds", type=_positive_int,
                    help=f"number of seeds (default: {sweep.SEEDS['full']}, with --quick {sweep.SEEDS['quick']})")
     g.add_argument("--jobs", type=_positive_int, default=available_cores(),
@@ -533,6 +541,10 @@ def _tty(args):
 
 def _check_inputs(args):
     """What can be checked before any training, so that a bad option costs no run."""
+    seed, seeds = getattr(args, "seed", None), getattr(args, "seeds", None)
+    if seed is not None and seeds is not None and seed + seeds - 1 > MAX_SEED:
+        raise _UsageError(f"argument --seeds: the last seed, --seed + --seeds - 1 = {seed + seeds - 1}, must be "
+                          f"<= 2**63 - 1")
     if getattr(args, "plot", None):
         from .plot import require_matplotlib
         try:
