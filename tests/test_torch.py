@@ -656,3 +656,36 @@ def test_concurrent_steps_of_one_optimizer_are_serialized():
     for _ in range(80):
         ref.step()
     assert torch.equal(p.detach(), q.detach())
+
+
+def test_a_param_listed_twice_is_refused_naming_both_places():
+    p, q = torch.nn.Parameter(torch.ones(4, 5)), torch.nn.Parameter(torch.ones(3))
+    with pytest.raises(ValueError, match=r"^param_groups\[0\]\.params\[2\] is param_groups\[0\]\.params\[0\] again"):
+        lt.AdamW([p, q, p], lr=0.1)
+    opt = lt.SGD([q], lr=0.1)
+    with pytest.raises(ValueError, match=r"^param_groups\[1\]\.params\[1\] is param_groups\[1\]\.params\[0\] again"):
+        opt.add_param_group({"params": iter([p, p])})
+    assert len(opt.param_groups) == 1
+
+
+@pytest.mark.parametrize("name", ["SGD", "AdamW"])
+def test_state_of_another_shape_with_the_same_size_is_refused(name):
+    p = torch.nn.Parameter(torch.randn(4, 5))
+    opt = getattr(lt, name)([p], lr=0.1, **({"momentum": 0.9} if name == "SGD" else {}))
+    p.grad = torch.ones(4, 5)
+    opt.step()
+    key = "momentum_buffer" if name == "SGD" else "exp_avg"
+    st = opt.state[p]
+    good = st[key]
+    st[key] = torch.zeros(5, 4)
+    before = p.detach().clone()
+    with pytest.raises(ValueError, match=rf"^state of param_groups\[0\]\.params\[0\]: {key} has shape \(5, 4\) but its "
+                                         r"param has \(4, 5\)"):
+        opt.step()
+    assert torch.equal(p.detach(), before)
+    st[key] = good
+    p.data = torch.zeros(20)          # the param's data replaced by another shape
+    p.grad = torch.ones(20)
+    with pytest.raises(ValueError, match=rf"{key} has shape \(4, 5\) but its param has \(20,\)"):
+        opt.step()
+    assert torch.equal(p.detach(), torch.zeros(20))

@@ -113,15 +113,15 @@ cdef class Settings:
 # through torch's own API before it calls step().
 cdef object _T_TENSOR = None, _T_PARAM = None, _T_F32 = None, _T_F64 = None, _T_BF16 = None, _T_F16 = None
 cdef object _T_DTYPE = None, _T_IS_CPU = None, _T_IS_CONTIGUOUS = None, _T_DATA_PTR = None, _T_NUMEL = None
-cdef object _T_GRAD = None
+cdef object _T_GRAD = None, _T_SHAPE = None
 
 
 def register_torch(tensor, parameter, float32, float64, bfloat16, float16):
     """`tensor` and `parameter`: torch.Tensor and torch.nn.Parameter; then torch's float dtypes."""
     global _T_TENSOR, _T_PARAM, _T_F32, _T_F64, _T_BF16, _T_F16
-    global _T_DTYPE, _T_IS_CPU, _T_IS_CONTIGUOUS, _T_DATA_PTR, _T_NUMEL, _T_GRAD
+    global _T_DTYPE, _T_IS_CPU, _T_IS_CONTIGUOUS, _T_DATA_PTR, _T_NUMEL, _T_GRAD, _T_SHAPE
     _T_TENSOR, _T_PARAM, _T_F32, _T_F64, _T_BF16, _T_F16 = tensor, parameter, float32, float64, bfloat16, float16
-    _T_DTYPE, _T_IS_CPU, _T_GRAD = tensor.dtype, tensor.is_cpu, tensor.grad
+    _T_DTYPE, _T_IS_CPU, _T_GRAD, _T_SHAPE = tensor.dtype, tensor.is_cpu, tensor.grad, tensor.shape
     _T_IS_CONTIGUOUS, _T_DATA_PTR, _T_NUMEL = tensor.is_contiguous, tensor.data_ptr, tensor.numel
 
 
@@ -195,10 +195,15 @@ cdef inline int _view(object a, View* v, bint writes) except -2:
 
 cdef inline bint _same_shape(object a, object b, const View* va, const View* vb):
     """Arrays: equal shapes.  Tensors: equal sizes (torch itself keeps a grad of its param's
-    shape; a state tensor is read as its param's size, as torch.optim's fused steps read it)."""
+    shape; a state tensor's shape is compared by _same_state_shape)."""
     if not va.torch:
         return vb.torch == False and cnp.PyArray_SAMESHAPE(<cnp.ndarray>a, <cnp.ndarray>b)
     return vb.torch and va.n == vb.n
+
+
+cdef inline bint _same_state_shape(object w, object x, const View* vw, const View* vx, object shape):
+    """State x of param w has w's shape (`shape`: w's torch.Size, read once per param)."""
+    return _same_shape(w, x, vw, vx) and (not vw.torch or _attr(_T_SHAPE, x) == shape)
 
 
 # -- the step -------------------------------------------------------------------------------
@@ -250,6 +255,8 @@ cdef int _fill(Op op, Task* t, Settings s, object w, object g, object s1, object
     elif s.h.mu != 0.0:
         nstate = 1
         t.first = first
+    # (reading a tensor's shape allocates a torch.Size: once per param)
+    shape = _attr(_T_SHAPE, w) if vw.torch and (nstate or comp is not None) else None
     for j in range(nstate):
         x = (<tuple>xs)[j]
         if x is None:
@@ -262,7 +269,7 @@ cdef int _fill(Op op, Task* t, Settings s, object w, object g, object s1, object
         if vs.torch != vw.torch or not (vs.kind == vw.kind or (vs.kind == KIND_F32 and vw.kind >= KIND_BF16)) \
                 or (j > 0 and vs.kind != skind):
             return _refuse(r, E_DTYPE, k, R_S1 + j)
-        if not _same_shape(w, x, &vw, &vs):
+        if not _same_state_shape(w, x, &vw, &vs, shape):
             return _refuse(r, E_SHAPE, k, R_S1 + j)
         skind = vs.kind
         dst[j][0] = vs.ptr
@@ -284,7 +291,7 @@ cdef int _fill(Op op, Task* t, Settings s, object w, object g, object s1, object
             return _refuse(r, code, k, R_COMP)
         if vs.kind != vw.kind or vs.torch != vw.torch:
             return _refuse(r, E_DTYPE, k, R_COMP)
-        if not _same_shape(w, comp, &vw, &vs):
+        if not _same_state_shape(w, comp, &vw, &vs, shape):
             return _refuse(r, E_SHAPE, k, R_COMP)
         t.comp = vs.ptr
         _hold(hold, 5, comp)
