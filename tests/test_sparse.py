@@ -467,3 +467,32 @@ def test_torch_sparse_adam_checkpoint_loads_into_sparse_adamw_and_continues():
     embedding_run(20, 0.01, 0.1, 2, b, ours)
     assert ours.state[b.weight]["step"] == 25
     assert rel(b.state_dict()["weight"].numpy(), a.weight.detach().numpy()) < 1e-12
+
+
+@pytest.mark.parametrize("change", ["half", "bfloat16"])
+def test_sparse_adamw_table_changing_dtype_with_pending_decay_is_refused(change):
+    """module.half() replaces the table's data, its pending decay unapplied: refused at the next
+    forward, state_dict and flush, naming the param; flush() first keeps every decay."""
+    torch = pytest.importorskip("torch")
+    from l2decay.torch import SparseAdamW
+    torch.manual_seed(0)
+    emb = torch.nn.Embedding(10, 3, sparse=True)
+    ref = torch.nn.Embedding(10, 3, sparse=True)
+    ref.load_state_dict(emb.state_dict())
+    opts = [SparseAdamW(m.parameters(), lr=0.1, weight_decay=0.5).attach(m) for m in (emb, ref)]
+    for _ in range(3):
+        for m, opt in zip((emb, ref), opts):
+            m(torch.tensor([1, 2])).sum().backward()
+            opt.step()
+            opt.zero_grad()
+    opts[1].flush()
+    expected = ref.weight.detach().clone()
+    emb.half() if change == "half" else emb.to(torch.bfloat16)
+    match = r"^param_groups\[0\]\.params\[0\] is torch\.(float16|bfloat16) now, with weight decay pending .*opt\.flush\(\)"
+    for read in (lambda: emb(torch.tensor([5])), emb.state_dict, opts[0].flush):
+        with pytest.raises(TypeError, match=match):
+            read()
+    emb.float()                       # back to float32: the pending decay applies to what it holds
+    assert torch.allclose(emb(torch.tensor([5])), expected[5:6], rtol=1e-2)
+    ref.half()                        # flushed first: nothing pending, no error
+    ref(torch.tensor([5]))

@@ -132,6 +132,21 @@ class _Base(torch.optim.Optimizer):
         self._lock = threading.Lock()   # one step at a time: a step's gather and publish are not atomic
         super().__init__(params, defaults)
 
+    def add_param_group(self, param_group):
+        """torch's, refusing a param listed twice in the group (torch.optim warns and steps it
+        twice; the step would refuse the pair as sharing memory)."""
+        params = param_group.get("params") if isinstance(param_group, dict) else None
+        if params is not None and not isinstance(params, (torch.Tensor, set)):
+            param_group["params"] = params = list(params)
+            where = f"param_groups[{len(getattr(self, 'param_groups', ()))}]."
+            first = {}
+            for j, p in enumerate(params):
+                k = first.setdefault(id(p), j)
+                if k != j:
+                    raise ValueError(f"{where}params[{j}] is {where}params[{k}] again: a param appears once "
+                                     f"in an optimizer (torch.optim warns and steps it twice)")
+        super().add_param_group(param_group)
+
     def __setstate__(self, state):
         super().__setstate__(state)
         self._kept = SettingsCache()
@@ -524,11 +539,24 @@ class SparseAdamW(torch.optim.Optimizer):
             ])
         return self
 
+    def _pending(self, p, lazy):
+        """Whether p has a decay pending on rows not read since; refuses a table whose dtype
+        changed meanwhile (module.half(), say): its pending decay cannot be applied."""
+        if lazy[1] == 1.0:
+            return False
+        if p.dtype not in (torch.float32, torch.float64):
+            name = next((f"param_groups[{i}].params[{j}]" for i, g in enumerate(self.param_groups)
+                         for j, q in enumerate(g["params"]) if q is p), "a param")
+            raise TypeError(f"{name} is {p.dtype} now, with weight decay pending on the rows not read since "
+                            f"its last step: SparseAdamW keeps float32 or float64 tables; call opt.flush() "
+                            f"before changing a table's dtype (module.half(), module.to(...))")
+        return True
+
     def _reader(self, p):
         def catch_up(module, args):
             lazy = self._lazy.get(p)
             rows = args[0] if args else None
-            if lazy is None or lazy[1] == 1.0 or not isinstance(rows, torch.Tensor):
+            if lazy is None or not self._pending(p, lazy) or not isinstance(rows, torch.Tensor):
                 return
             try:
                 changed = _kernels.sparse_catch_up(p.detach().numpy(), lazy[0], lazy[1],
@@ -556,11 +584,11 @@ class SparseAdamW(torch.optim.Optimizer):
     def flush(self):
         """Bring every row of every param up to date, so that each ``weight`` holds the true
         weights: O(rows * columns) per param that has decayed since the last flush."""
-        for p, lazy in self._lazy.items():
-            if lazy[1] != 1.0:
-                _kernels.sparse_catch_up(p.detach().numpy(), lazy[0], lazy[1])
-                lazy[1] = 1.0
-                _increment_version([p])
+        pending = [(p, lazy) for p, lazy in self._lazy.items() if self._pending(p, lazy)]
+        for p, lazy in pending:       # (every table checked before any is changed)
+            _kernels.sparse_catch_up(p.detach().numpy(), lazy[0], lazy[1])
+            lazy[1] = 1.0
+            _increment_version([p])
 
     def state_dict(self):
         """torch's format (SparseAdam's state), after flush(): with the module's own
