@@ -163,6 +163,48 @@ def test_set_step_sets_lr_and_the_rule_of_regularized_groups():
         tw.set_step(opt, lr=-1.0)
 
 
+def test_set_step_carries_momentum_betas_and_strength():
+    W, b = np.ones((3, 2)), np.ones(2)
+    sgd = from_torch("sgd", lr=0.1, momentum=0.9, weight_decay=0.01)
+    opt = sgd.build([{"params": [W]}, {"params": [b], "reg": None}])
+    sgd.set_step(opt, lr=0.2, momentum=0.8, strength=0.05)
+    assert [(g["lr"], g["momentum"], g["reg"]) for g in opt.param_groups] == [(0.2, 0.8, L2(0.05)), (0.2, 0.8, None)]
+    adamw = from_torch("adamw", lr=0.01, weight_decay=0.1)
+    opt = adamw.build([W, b])
+    adamw.set_step(opt, betas=(0.85, 0.99), strength=0.2)
+    assert opt.param_groups[0]["betas"] == (0.85, 0.99) and opt.param_groups[0]["reg"] == Decoupled(0.2)
+    # the strength is the library's number: thinc's L2 still becomes Decay(lr*L2)
+    th = from_thinc("sgd", learn_rate=0.1, L2=0.01, grad_clip=0.0, use_averages=False)
+    opt = th.build([W])
+    th.set_step(opt, lr=0.2, strength=0.03)
+    assert opt.param_groups[0]["reg"] == Decay(0.2 * 0.03)
+    with pytest.raises(TypeError, match="betas is Adam's; this setting is SGD"):
+        sgd.set_step(sgd.build([W]), betas=(0.9, 0.99))
+    with pytest.raises(TypeError, match="momentum is SGD's; this setting is Adam"):
+        adamw.set_step(adamw.build([W]), momentum=0.9)
+    with pytest.raises(ValueError, match="no regularization, so a strength of 0.1 has no rule"):
+        plain = from_torch("adam")
+        plain.set_step(plain.build([W]), strength=0.1)
+
+
+@pytest.mark.parametrize("setting,kwargs,match", [
+    # thinc decays by lr*L2 after the step: lr*L2 >= 1 would flip the weights
+    (from_thinc("sgd", learn_rate=0.1, L2=2.0, grad_clip=0.0, use_averages=False), {"lr": 0.6}, ">= 1"),
+    # optax's add_decayed_weights after the lr is Decoupled(c/lr): lr 0 has none
+    (from_optax([("sgd", {"learning_rate": 0.1}), ("add_decayed_weights", {"weight_decay": -1e-3})]), {"lr": 0.0},
+     "needs lr > 0"),
+    (from_torch("sgd", lr=0.1, momentum=0.9), {"lr": 0.2, "momentum": 1.5}, r"param_groups\[0\]\.momentum"),
+    (from_torch("adam", lr=0.1), {"lr": 0.2, "betas": (0.9, 1.0)}, r"param_groups\[0\]\.betas"),
+])
+def test_set_step_that_fails_changes_nothing(setting, kwargs, match):
+    W, b = np.ones((3, 2)), np.ones(2)
+    opt = setting.build([{"params": [W]}, {"params": [b]}])
+    before = [dict(g) for g in opt.param_groups]
+    with pytest.raises(ValueError, match=match):
+        setting.set_step(opt, **kwargs)
+    assert opt.param_groups == before
+
+
 def test_setting_is_a_value():
     s = from_torch("adamw", lr=0.01)
     assert s == from_torch("adamw", lr=0.01, weight_decay=0.01) and hash(s) == hash(from_torch("adamw", lr=0.01))
@@ -281,7 +323,16 @@ REFUSED = [
     (lambda: from_thinc("sgd", learn_rate=0.1, L2=-1.0, grad_clip=0.0, use_averages=False), ValueError,
      "strength >= 0"),
     (lambda: from_thinc("sgd", learn_rate=[0.1, 0.2], grad_clip=0.0, use_averages=False), TypeError,
-     "must be a real number"),
+     "learn_rate of thinc.api.SGD is a schedule"),
+    (lambda: from_thinc("sgd", learn_rate=0.1, L2=[1e-4, 1e-5], grad_clip=0.0, use_averages=False), ValueError,
+     "a schedule for L2 cannot be reproduced"),
+    (lambda: from_thinc("sgd", learn_rate=0.1, grad_clip=0.0, use_averages=False, lr_scale=-1.0), ValueError,
+     r"lr_scale=-1\.0 cannot be reproduced"),
+    (lambda: from_torch("sgd", lr=lambda t: 0.1), TypeError, "lr of torch.optim.SGD is a schedule"),
+    (lambda: from_optax([("clip_by_global_norm", {"max_norm": 1.0}), ("adamw", {"learning_rate": 0.1})]),
+     ValueError, "clip_by_global_norm cannot be reproduced .* no gradient clipping"),
+    (lambda: from_optax("inject_hyperparams", learning_rate=0.1), ValueError, "through what it wraps"),
+    (lambda: from_sklearn_mlp("adam", early_stopping=True), ValueError, "validation_fraction"),
     (lambda: from_sklearn_mlp("sgd", momentum=1.0), ValueError, r"momentum=1\.0 cannot be reproduced"),
 ]
 

@@ -60,14 +60,14 @@ def max_rel(traj, ref):
     return max(float(np.linalg.norm(a - b) / np.linalg.norm(b)) for a, b in zip(traj, ref))
 
 
-def run_l2decay(setting, problem, steps=STEPS, lrs=None):
-    """l2decay's trajectory under `setting`: built by it, set_step (with the schedule's lr)
-    before every step."""
+def run_l2decay(setting, problem, steps=STEPS, lrs=None, each=None):
+    """l2decay's trajectory under `setting`: built by it, set_step (with the schedule's lr, or
+    the keywords each(t)) before every step."""
     params = problem.params()
     opt = setting.build(params)
     traj = []
     for t in range(steps):
-        setting.set_step(opt, lr=None if lrs is None else lrs[t])
+        setting.set_step(opt, **(each(t) if each is not None else {"lr": None if lrs is None else lrs[t]}))
         opt.step(problem.grads(params))
         traj.append(flat(params))
     return traj
@@ -150,6 +150,46 @@ def test_torch_object_with_differing_groups_is_refused():
         convert.from_torch(opt)
     with pytest.raises(ValueError, match="no l2decay counterpart"):
         convert.from_torch(torch.optim.RMSprop([torch.zeros(1)]))
+
+
+@pytest.mark.parametrize("cls,kw", [("SGD", dict(lr=0.02, momentum=0.9, weight_decay=0.05)),
+                                    ("AdamW", dict(lr=0.01, weight_decay=0.1))])
+def test_torch_object_under_one_cycle(cls, kw):
+    """OneCycleLR cycles lr and momentum (SGD) or betas[0] (Adam): the conversion of the optimizer
+    says so, and set_step carrying both each step reproduces torch; the lr alone does not."""
+    torch = pytest.importorskip("torch")
+    problem = Problem()
+    params = [torch.tensor(w.copy()) for w in problem.w0]
+    opt = getattr(torch.optim, cls)(params, **kw)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=5 * kw["lr"], total_steps=STEPS + 1)
+    setting = convert.from_torch(opt)
+    key = "momentum" if cls == "SGD" else "betas"
+    assert any("set_step(opt, lr=" in n for n in setting.notes)
+    assert any(f"set_step(opt, {key}=" in n for n in setting.notes)
+    values, expected = [], []
+    for _ in range(STEPS):
+        values.append({"lr": opt.param_groups[0]["lr"], key: opt.param_groups[0][key]})
+        for p, g in zip(params, problem.grads([p.numpy() for p in params])):
+            p.grad = torch.from_numpy(g)
+        opt.step()
+        sched.step()
+        expected.append(flat([p.numpy() for p in params]))
+    check(f"torch {cls} OneCycleLR lr and {key}", max_rel(run_l2decay(setting, problem, each=values.__getitem__),
+                                                          expected),
+          old_diff=max_rel(run_l2decay(setting, problem, each=lambda t: {"lr": values[t]["lr"]}), expected))
+
+
+def test_torch_tensor_lr_of_another_dtype_is_refused():
+    torch = pytest.importorskip("torch")
+    with pytest.raises(ValueError, match=r"lr as a torch\.float32 tensor cannot be reproduced .* float64"):
+        convert.from_torch(torch.optim.AdamW([torch.zeros(1)], lr=torch.tensor(0.01)))
+    with pytest.raises(ValueError, match=r"lr as a torch\.float32 tensor"):
+        convert.from_torch("adamw", lr=torch.tensor(0.01))
+    problem = Problem()     # a float64 tensor is torch's float arithmetic: exact
+    lr = torch.tensor(0.01, dtype=torch.float64)
+    expected = run_torch(lambda ps: torch.optim.AdamW(ps, lr=lr), problem)
+    check("torch AdamW float64 tensor lr", max_rel(run_l2decay(convert.from_torch("adamw", lr=lr), problem),
+                                                   expected))
 
 
 # ---- scikit-learn's MLP --------------------------------------------------------------------------
@@ -241,6 +281,17 @@ SK_CASES = {
 }
 
 
+def test_sklearn_early_stopping_is_refused():
+    """early_stopping=True fits on a validation split of the rows, so other batches: refused
+    with the reason, from the estimator and by name."""
+    MLPRegressor = _sk()
+    with pytest.raises(ValueError, match="early_stopping=True cannot be reproduced .* validation_fraction"):
+        convert.from_sklearn_mlp(MLPRegressor(solver="adam", early_stopping=True))
+    with pytest.raises(ValueError, match="early_stopping=True cannot be reproduced"):
+        convert.from_sklearn_mlp("sgd", early_stopping=True)
+    assert convert.from_sklearn_mlp(MLPRegressor(solver="adam")) == convert.from_sklearn_mlp("adam")
+
+
 @pytest.mark.parametrize("case", sorted(SK_CASES))
 def test_sklearn_mlp_fit(case):
     """scikit-learn's own MLPRegressor.fit, 60 epochs (300 or more steps), against l2decay on
@@ -317,14 +368,15 @@ def test_sklearn_adam_optimizer(eps, gscale):
 
 
 # ---- thinc ---------------------------------------------------------------------------------------
-def run_thinc(opt, problem):
+def run_thinc(opt, problem, lr_scale=1.0):
     """thinc's trajectory: its optimizer called per param, as thinc's models call it."""
     traj = []
     params = problem.params()
     for _ in range(STEPS):
         grads = problem.grads(params)
         for k, (p, g) in enumerate(zip(params, grads)):
-            params[k], _ = opt((0, f"param{k}"), p, g.copy())   # thinc writes (and zeroes) the gradient
+            # (thinc writes, and zeroes, the gradient)
+            params[k], _ = opt((0, f"param{k}"), p, g.copy(), lr_scale=lr_scale)
         opt.step_schedules()
         traj.append(flat(params))
     return traj
@@ -381,6 +433,19 @@ def test_thinc_object_with_an_lr_schedule():
     opt = thinc_api.Adam(beta1=[0.9, 0.8], grad_clip=0.0, use_averages=False)
     with pytest.raises(ValueError, match="a schedule for beta1 cannot be reproduced"):
         convert.from_thinc(opt)
+
+
+def test_thinc_lr_scale():
+    """thinc's calls may scale the lr (lr_scale), the decay's too: converted with it."""
+    thinc_api = pytest.importorskip("thinc.api")
+    kw = dict(learn_rate=0.05, L2=0.1, grad_clip=0.0, use_averages=False)
+    problem = Problem()
+    expected = run_thinc(thinc_api.SGD(**kw), problem, lr_scale=0.5)
+    setting = convert.from_thinc("sgd", lr_scale=0.5, **kw)
+    assert convert.from_thinc(thinc_api.SGD(**kw), lr_scale=0.5) == setting
+    assert setting.hyper["lr"] == 0.025 and any("lr_scale=0.5" in n for n in setting.notes)
+    check("thinc sgd-L2-weight-decay lr_scale=0.5", max_rel(run_l2decay(setting, problem), expected),
+          old_diff=max_rel(run_l2decay(convert.from_thinc("sgd", **kw), problem), expected))
 
 
 def test_thinc_defaults_are_refused():
@@ -458,6 +523,53 @@ def test_optax_decay_after_the_lr_under_a_schedule():
     check("optax sgd-then-add_decayed_weights(-c) lr-schedule",
           max_rel(run_l2decay(setting, problem, lrs=lrs), expected),
           old_diff=max_rel(run_l2decay(fixed, problem, lrs=lrs), expected))
+
+
+def test_optax_inject_hyperparams_changed_mid_run():
+    """inject_hyperparams(adamw) with its weight_decay and lr changed mid-run: converted through
+    adamw, with set_step carrying both from state.hyperparams; the lr alone misses."""
+    jax = pytest.importorskip("jax")
+    optax = pytest.importorskip("optax")
+    with pytest.raises(ValueError, match="through what it wraps"):
+        convert.from_optax("inject_hyperparams", learning_rate=0.01)
+    problem = Problem()
+    values, expected = [], []
+    with jax.enable_x64(True):
+        tx = optax.inject_hyperparams(optax.adamw)(learning_rate=0.01, weight_decay=0.1)
+        params = [jax.numpy.asarray(w) for w in problem.w0]
+        state = tx.init(params)
+        for t in range(STEPS):
+            if t == 100:
+                state.hyperparams["weight_decay"] = jax.numpy.asarray(0.5)
+            if t == 200:
+                state.hyperparams["learning_rate"] = jax.numpy.asarray(0.003)
+            values.append({"lr": float(state.hyperparams["learning_rate"]),
+                           "strength": float(state.hyperparams["weight_decay"])})
+            grads = [jax.numpy.asarray(g) for g in problem.grads([np.asarray(p) for p in params])]
+            updates, state = tx.update(grads, state, params)
+            params = optax.apply_updates(params, updates)
+            expected.append(flat([np.asarray(p) for p in params]))
+    setting = convert.from_optax("adamw", learning_rate=0.01, weight_decay=0.1)
+    check("optax inject_hyperparams(adamw) weight_decay and lr changed",
+          max_rel(run_l2decay(setting, problem, each=values.__getitem__), expected),
+          old_diff=max_rel(run_l2decay(setting, problem, each=lambda t: {"lr": values[t]["lr"]}), expected))
+
+
+def test_optax_schedule_values_are_float32():
+    """optax evaluates a schedule at its int32 count: float32 even with x64, as from_optax's
+    docstring says; the values it gives reproduce optax (whose update runs eagerly here), the
+    float64 formula's do not."""
+    jax = pytest.importorskip("jax")
+    optax = pytest.importorskip("optax")
+    schedule = optax.exponential_decay(0.05, transition_steps=7, decay_rate=0.9)
+    problem = Problem()
+    expected = run_optax(optax.sgd(schedule, momentum=0.9), problem)
+    with jax.enable_x64(True):
+        given = [float(schedule(jax.numpy.int32(t))) for t in range(STEPS)]
+    formula = [0.05 * 0.9 ** (t / 7) for t in range(STEPS)]
+    setting = convert.from_optax("sgd", learning_rate=given[0], momentum=0.9)
+    check("optax sgd exponential_decay at int32 counts", max_rel(run_l2decay(setting, problem, lrs=given), expected),
+          old_diff=max_rel(run_l2decay(setting, problem, lrs=formula), expected))
 
 
 # ---- Keras 3, one subprocess per backend ---------------------------------------------------------

@@ -141,14 +141,18 @@ class Setting:
         """True when the rule depends on the step's lr or batch (call :meth:`set_step`)."""
         return self.reg is not None and self.scale is not None
 
-    def rule(self, *, lr=None, batch=None):
+    def rule(self, *, lr=None, batch=None, strength=None):
         """The rule of a step at learning rate `lr` (default: ``hyper["lr"]``) on a batch of
-        `batch` rows (or that sample-weight sum); None when the setting has no regularization.
-        `batch` is needed, and only used, when ``scale == "1/batch"`` (scikit-learn)."""
+        `batch` rows (or that sample-weight sum), with the library's number `strength` (default:
+        the setting's own); None when the setting has no regularization.  `batch` is needed,
+        and only used, when ``scale == "1/batch"`` (scikit-learn)."""
         if self.reg is None:
+            if strength is not None and real("strength", strength) != 0.0:
+                raise ValueError(f"this {self.library} setting has no regularization, so a strength of "
+                                 f"{strength!r} has no rule to go to: convert a setting with a nonzero one")
             return None
         lr = self.hyper["lr"] if lr is None else real("lr", lr)
-        s = self.strength
+        s = self.strength if strength is None else real("strength", strength)
         if self.scale == "1/batch":
             if batch is None:
                 raise ValueError(f"{self.library} divides its penalty by each batch's row count (or "
@@ -183,26 +187,40 @@ class Setting:
             return cls(exclude_1d(params, rule, verbose=False), **self.hyper)
         return cls(params, reg=rule, **self.hyper)
 
-    def set_step(self, opt, *, lr=None, batch=None):
-        """Before a step of `opt` (built by :meth:`build`): set every group's lr to `lr`, if
-        given, and every regularized group's rule (a group whose ``reg`` is not None) to
-        :meth:`rule` at that group's lr and `batch`, when the rule depends on them: on the lr
-        (``scale`` "lr", "1/lr") at every call, on the batch ("1/batch") when `batch` is given."""
+    def set_step(self, opt, *, lr=None, batch=None, momentum=None, betas=None, strength=None):
+        """Before a step of `opt` (built by :meth:`build`): set in every group what the library's
+        schedule sets for this step: `lr`, SGD's `momentum`, Adam's `betas` and the rule's
+        `strength` (in the library's terms, as the field; its weight_decay, say), each if given;
+        and every regularized group's rule (a group whose ``reg`` is not None) to :meth:`rule`
+        at that group's lr, `batch` and strength, when it depends on them.  Everything is
+        checked before any group changes: a value the optimizer would refuse changes nothing."""
         groups = getattr(opt, "param_groups", None)
-        if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
+        if not isinstance(opt, (SGD, Adam)) or not all(isinstance(g, dict) for g in groups):
             raise TypeError(f"opt must be an l2decay optimizer (SGD or Adam), got {type(opt).__name__}")
-        if lr is not None:
-            lr = real("lr", lr)
-        update = self.varies and (batch is not None or self.scale != "1/batch")
-        rules = {}
-        for group in groups:
-            if lr is not None:
-                group["lr"] = lr
-            if update and group.get("reg") is not None:
-                key = group["lr"]
+        for key, value, owner in (("momentum", momentum, "sgd"), ("betas", betas, "adam")):
+            if value is not None and self.optimizer != owner:
+                raise TypeError(f"{key} is {'SGD' if owner == 'sgd' else 'Adam'}'s; this setting is "
+                                f"{'SGD' if self.optimizer == 'sgd' else 'Adam'}")
+        changes = {k: v for k, v in (("lr", lr), ("momentum", momentum), ("betas", betas)) if v is not None}
+        if "lr" in changes:
+            changes["lr"] = real("lr", lr)
+        update = self.reg is not None and (strength is not None or self.scale == "lr" or self.scale == "1/lr"
+                                           or (self.scale == "1/batch" and batch is not None))
+        if strength is not None and self.reg is None:
+            self.rule(strength=strength)          # (words why a strength has nowhere to go)
+        rules, new = {}, []
+        for i, group in enumerate(groups):
+            g = {**group, **changes}
+            if update and g.get("reg") is not None:
+                key = g["lr"]
                 if key not in rules:
-                    rules[key] = self.rule(lr=key, batch=batch)
-                group["reg"] = rules[key]
+                    rules[key] = self.rule(lr=key, batch=batch, strength=strength)
+                g["reg"] = rules[key]
+            # the optimizer's own check of the group as it would step
+            opt._check_hyper({k: v for k, v in g.items() if k != "params"}, f"param_groups[{i}].")
+            new.append(g)
+        for group, g in zip(groups, new):
+            group.update(g)
 
 
 # ---- checking a library's arguments ------------------------------------------------------------
@@ -272,11 +290,15 @@ def _not(peer, what, why):
     raise ValueError(f"{what} cannot be reproduced by l2decay ({peer}): {why}")
 
 
+def _a_schedule(peer, name):
+    return TypeError(f"{name} of {peer} is a schedule; give its value at the step as a float "
+                     f"(and later steps' values with Setting.set_step(opt, lr=..., ...))")
+
+
 def _schedule_value(peer, name, value):
     """Refuse a schedule (a callable) where a number is needed, saying how to use one."""
     if callable(value) and not isinstance(value, numbers.Number):
-        raise TypeError(f"{name} of {peer} is a schedule; give its value at the step as a float "
-                        f"(and later steps' learning rates with Setting.set_step(opt, lr=...))")
+        raise _a_schedule(peer, name)
     return value
 
 
@@ -342,7 +364,26 @@ def _torch_object(opt):
         raise ValueError(f"the param groups of this {type(opt).__name__} differ in {differ}: convert each "
                          f"group's values by name, from_torch({name!r}, **values), and give l2decay "
                          f"one param group per Setting")
-    return name, {k: groups[0].get(k, v) for k, v in table.items()}
+    notes = []
+    # an lr scheduler keeps initial_lr in every group, OneCycleLR and CyclicLR the bounds of the
+    # momentum they cycle (torch/optim/lr_scheduler.py)
+    if any("initial_lr" in g for g in groups):
+        notes.append("an lr scheduler is attached to this optimizer: lr is its value now; give each "
+                     "step's with set_step(opt, lr=group['lr'])")
+    if any("max_momentum" in g for g in groups):
+        what = "momentum" if name == "sgd" else "betas"
+        notes.append(f"the scheduler cycles {what} too (cycle_momentum): give each step's with "
+                     f"set_step(opt, {what}=group[{what!r}])")
+    return name, {k: groups[0].get(k, v) for k, v in table.items()}, notes
+
+
+def _torch_number(peer, name, value):
+    """Refuse a schedule or a tensor torch computes in another precision than float64."""
+    _schedule_value(peer, name, value)
+    dtype = getattr(value, "dtype", None)
+    if type(value).__module__.startswith("torch") and dtype is not None and str(dtype) != "torch.float64":
+        _not(peer, f"{name} as a {dtype} tensor", f"torch computes the step size in the tensor's dtype, "
+             f"l2decay in float64: give {name} as a float (or a float64 tensor)")
 
 
 def from_torch(optimizer, weight_decay=_UNSET, **kwargs):
@@ -362,13 +403,20 @@ def from_torch(optimizer, weight_decay=_UNSET, **kwargs):
     eps 1e-8, AdamW's weight_decay 1e-2.  torch regularizes every param of a group, biases
     included: ``decay_1d`` is True.
 
+    An optimizer object with an lr scheduler attached gives its values now; the Setting's
+    ``notes`` say what ``set_step`` must carry each step (the lr; OneCycleLR's and CyclicLR's
+    momentum or betas too).
+
     Refused: other optimizers (RMSprop, Adagrad, ...: no l2decay counterpart), momentum >= 1,
     dampening outside [0, 1], eps 0, ``capturable``/``differentiable`` (l2decay steps numpy
-    arrays, with no CUDA graphs or autograd through the step); ``foreach``/``fused`` are
-    implementation choices of the same update and accepted.
+    arrays, with no CUDA graphs or autograd through the step), a schedule where a number is
+    needed, a tensor hyperparameter other than float64 (torch computes the step size in the
+    tensor's dtype); ``foreach``/``fused`` are implementation choices of the same update and
+    accepted.
     """
     if weight_decay is not _UNSET:
         kwargs["weight_decay"] = weight_decay
+    notes = []
     if isinstance(optimizer, str):
         name = _name("torch.optim", optimizer, _TORCH, refused="; torch's others (RMSprop, Adagrad, ...) "
                      "use other updates")
@@ -376,8 +424,12 @@ def from_torch(optimizer, weight_decay=_UNSET, **kwargs):
     else:
         if kwargs:
             raise TypeError("give a torch optimizer object or a name with its arguments, not both")
-        name, a = _torch_object(optimizer)
+        name, a, notes = _torch_object(optimizer)
     peer = f"torch.optim.{_TORCH[name][0]}"
+    for key in ("lr", "weight_decay", "momentum", "dampening", "betas", "eps"):
+        values = a.get(key) if isinstance(a.get(key), (tuple, list)) else [a.get(key)]
+        for value in values:
+            _torch_number(peer, key, value)
     wd = _num(peer, "weight_decay", a["weight_decay"], low=0.0)
     lr = _num(peer, "lr", a["lr"], low=0.0)
     maximize = _flag(peer, "maximize", a["maximize"])
@@ -411,7 +463,7 @@ def from_torch(optimizer, weight_decay=_UNSET, **kwargs):
         decoupled = name == "adamw" or _flag(peer, "decoupled_weight_decay", a["decoupled_weight_decay"])
         reg = "decoupled" if decoupled else "l2"
     return Setting("torch", "sgd" if name == "sgd" else "adam", hyper,
-                   reg if wd else None, wd, None, True, ())
+                   reg if wd else None, wd, None, True, tuple(notes))
 
 
 # ---- Keras 3 -------------------------------------------------------------------------------------
@@ -572,6 +624,8 @@ _OPTAX = {
               "mu_dtype": None, "weight_decay": 1e-4, "mask": None, "nesterov": False},
 }
 _OPTAX_DECAY = {"weight_decay": 0.0, "mask": None}
+_OPTAX_CLIPS = ("clip", "clip_by_global_norm", "clip_by_block_rms", "adaptive_grad_clip",
+                "per_example_global_norm_clip")
 
 
 def _optax_alias(name, kwargs):
@@ -637,9 +691,16 @@ def from_optax(transform, /, **kwargs):
     schedule), not ``Decay(c)``, which would shrink the updated weights.  No mask means every
     param: ``decay_1d`` True.
 
-    Refused: other transformations and chains, schedules (give the step's value), masks,
-    ``eps_root``, Nesterov Adam (NAdam), ``mu_dtype``/``accumulator_dtype``, a negative L2 or
-    a growing decay, momentum >= 1, eps <= 0.
+    optax evaluates a schedule at its step count, an int32 array, so the value is float32 even
+    with ``jax_enable_x64``: give ``set_step`` what optax computes at step t,
+    ``schedule(jnp.int32(t))``, under ``jax.jit`` when the update is jitted (jit and eager
+    values differ in the last bit at some steps; a float64 formula of the schedule differs
+    at float32's precision).  ``inject_hyperparams(adamw)(...)`` is converted through what it wraps, with
+    ``set_step(opt, lr=..., betas=..., strength=...)`` from its ``state.hyperparams``.
+
+    Refused: other transformations and chains, gradient clipping, schedules (give the step's
+    value), masks, ``eps_root``, Nesterov Adam (NAdam), ``mu_dtype``/``accumulator_dtype``, a
+    negative L2 or a growing decay, momentum >= 1, eps <= 0.
     """
     if isinstance(transform, str):
         chain = [(transform, kwargs)]
@@ -660,6 +721,14 @@ def from_optax(transform, /, **kwargs):
     names = [n for n, _ in steps]
     known = set(_OPTAX) | {"add_decayed_weights"}
     for n in names:
+        if n in _OPTAX_CLIPS:
+            _not("optax", n, "l2decay's optimizers have no gradient clipping: clip the gradients before "
+                 "l2decay's step and convert the chain without it")
+        if n == "inject_hyperparams":
+            _not("optax", "inject_hyperparams", "it is read through what it wraps: convert the optimizer it "
+                 "wraps with its hyperparameters' values now (from_optax('adamw', learning_rate=..., "
+                 "weight_decay=...)), and give set_step each step's injected values (state.hyperparams): "
+                 "set_step(opt, lr=..., betas=..., strength=...)")
         if n not in known:
             _name("optax", n, _OPTAX, refused=" (and add_decayed_weights around them)")
     aliases = [k for k, n in enumerate(names) if n in _OPTAX]
@@ -734,7 +803,17 @@ def _thinc_object(opt):
     return "adam", values, notes
 
 
-def from_thinc(optimizer, **kwargs):
+def _thinc_constant(peer, key, value):
+    """thinc takes a list or iterator of values as a schedule: refuse one as the object path does."""
+    if isinstance(value, (list, tuple, types.GeneratorType)) or callable(value):
+        if key == "learn_rate":
+            raise _a_schedule(peer, key)
+        _not(peer, f"a schedule for {key}", "give thinc a constant; l2decay converts schedules of the "
+             "learning rate only (set_step(opt, lr=...))")
+    return value
+
+
+def from_thinc(optimizer, *, lr_scale=1.0, **kwargs):
     """A thinc setting: ``from_thinc("adam", learn_rate=1e-3, L2=1e-4, grad_clip=0.0,
     use_averages=False)``, thinc's names and defaults (``thinc.api.SGD``, ``Adam``), or a
     ``thinc.api.Optimizer`` object.
@@ -751,8 +830,9 @@ def from_thinc(optimizer, **kwargs):
     ``w -= lr_t * m/(sqrt(v) + eps)`` with ``lr_t = lr*sqrt(1-beta2**t)/(1-beta1**t)``:
     ``eps_form="keras"``, eps 1e-8.  thinc's compiled Adam is float32 only.
 
-    A thinc call's ``lr_scale`` multiplies the learning rate everywhere: convert
-    ``learn_rate*lr_scale``.
+    A thinc call's ``lr_scale`` multiplies the learning rate everywhere, the decay's too: give
+    the calls' ``lr_scale`` here (``lr`` is then ``learn_rate*lr_scale``, and so is each lr
+    given to ``set_step``).
 
     Refused: ``grad_clip`` other than 0 (thinc clips each gradient array to that norm, default
     1.0; l2decay has no clipping: pass ``grad_clip=0.0``), ``use_averages=True`` (thinc's
@@ -765,6 +845,8 @@ def from_thinc(optimizer, **kwargs):
         name = _name("thinc", optimizer, _THINC, refused=" (thinc's RAdam is another update)")
         peer = f"thinc.api.{'SGD' if name == 'sgd' else 'Adam'}"
         a = _args(peer, _THINC[name], kwargs)
+        for key, value in a.items():
+            _thinc_constant(peer, key, value)
     else:
         if kwargs:
             raise TypeError("give a thinc optimizer object or a name with its arguments, not both")
@@ -772,6 +854,11 @@ def from_thinc(optimizer, **kwargs):
         peer = "thinc.api.Optimizer"
     lr = _num(peer, "learn_rate", _schedule_value(peer, "learn_rate", a["learn_rate"]))
     lr = _num(peer, "learn_rate", lr, low=0.0, why=_LR_NONNEGATIVE)
+    scale = _num("thinc.api.Optimizer.__call__", "lr_scale", lr_scale)
+    lr = _num("thinc.api.Optimizer.__call__", "lr_scale", scale, low=0.0, why=_LR_NONNEGATIVE) * lr
+    if scale != 1.0:
+        notes.append(f"thinc's calls scale the learning rate by lr_scale={scale!r}: lr is learn_rate*{scale!r}, "
+                     f"and so must be each lr given to set_step(opt, lr=...)")
     l2 = _num(peer, "L2", _schedule_value(peer, "L2", a["L2"]), low=0.0, why=_STRENGTH_NONNEGATIVE)
     clip = _num(peer, "grad_clip", _schedule_value(peer, "grad_clip", a["grad_clip"]))
     problems = []
@@ -817,7 +904,7 @@ def from_thinc(optimizer, **kwargs):
 # ---- scikit-learn's MLP --------------------------------------------------------------------------
 _SKLEARN = {"alpha": 1e-4, "batch_size": "auto", "learning_rate": "constant", "learning_rate_init": 1e-3,
             "power_t": 0.5, "momentum": 0.9, "nesterovs_momentum": True, "beta_1": 0.9,
-            "beta_2": 0.999, "epsilon": 1e-8}
+            "beta_2": 0.999, "epsilon": 1e-8, "early_stopping": False}
 _SKLEARN_SCHEDULES = ("constant", "invscaling", "adaptive")
 
 
@@ -840,8 +927,8 @@ def from_sklearn_mlp(solver, **kwargs):
     learning_rate_init 1e-3, momentum 0.9 with Nesterov, epsilon 1e-8.  The sgd solver's
     ``learning_rate`` "invscaling"/"adaptive" change lr at epoch ends (see ``notes``).
 
-    Refused: the lbfgs solver (no l2decay counterpart), momentum 1, and what scikit-learn
-    itself refuses (negative alpha, batch_size < 1, momentum outside [0, 1], ...).
+    Refused: the lbfgs solver (no l2decay counterpart), ``early_stopping=True`` (its validation
+    split changes the batches), momentum 1, and what scikit-learn itself refuses (negative alpha, batch_size < 1, momentum outside [0, 1], ...).
     """
     notes = []
     if isinstance(solver, str):
@@ -860,6 +947,10 @@ def from_sklearn_mlp(solver, **kwargs):
         params = solver.get_params()
         return from_sklearn_mlp(params["solver"], **{k: params[k] for k in _SKLEARN})
     peer = "scikit-learn MLP"
+    if _flag(peer, "early_stopping", a["early_stopping"]):
+        _not(peer, "early_stopping=True", "scikit-learn then holds out validation_fraction of the training "
+             "rows, so its batches are not those of the data given to fit; convert with "
+             "early_stopping=False (and stop on your own validation score)")
     alpha = _num(peer, "alpha", a["alpha"], low=0.0)
     bs = a["batch_size"]
     if not (bs == "auto" if isinstance(bs, str) else
