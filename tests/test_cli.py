@@ -351,3 +351,9 @@ def test_plot_writes_a_png(tmp_path):
     out = tmp_path / "fig.png"
     assert main(["compare", *FAST, "--seeds", "2", "--jobs", "1", "--plot", str(out), "--quiet"]) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_out_of_memory_hints_at_the_commands_own_options():
+    proc = run_cli("bench", "--sparse", "--sizes", "3000000000000")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == "l2decay: error: out of memory; try smaller --sizes"

@@ -569,6 +569,13 @@ def _what_was_saved(exc):
     return f"no epoch completed, nothing saved in {exc.checkpoint}"
 
 
+# what to make smaller when a command runs out of memory: its own options
+_MEMORY_HINTS = {"train": "; try a smaller --hidden, --train-size or --batch-size",
+                 "compare": "; try a smaller --hidden, --train-size or --batch-size",
+                 "sweep": "; try a smaller --batch-size or fewer --jobs",
+                 "bench": "; try smaller --sizes"}
+
+
 def main(argv=None):
     """The command line; returns the exit code: 0, 2 for a bad option or input (one line on
     stderr, never a traceback), 130 after Ctrl-C."""
@@ -583,7 +590,8 @@ def main(argv=None):
         print(f"l2decay: error: {exc}", file=sys.stderr)
         return 2
     except MemoryError:
-        print("l2decay: error: out of memory; try a smaller --hidden, --train-size or --batch-size", file=sys.stderr)
+        hint = _MEMORY_HINTS.get(args.command, "")
+        print(f"l2decay: error: out of memory{hint}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
         # "\r": over the terminal's "^C", so that Ctrl-C leaves one line

@@ -373,6 +373,10 @@ class _Optimizer:
                     continue
                 # the state's dtype: float32 or the param's (state_dtype "param"), one for all
                 dtypes = (p.dtype,) if name == "compensation" else (first,) if first else state_dtypes(p)
+                # np.savez stores ml_dtypes' bfloat16 as raw 2-byte records (|V2): read them back as it
+                bf16 = [t for t in dtypes if t.name == "bfloat16"]
+                if value.dtype == np.dtype("V2") and bf16:
+                    value = value.view(bf16[0])
                 if value.shape != p.shape or value.dtype not in dtypes:
                     want = " or ".join(str(t) for t in dtypes)
                     raise ValueError(f"state dict state.{k}.{name} has shape {value.shape} and dtype "
