@@ -2,7 +2,7 @@
 each rounding mode and with bfloat16 state (state_dtype="param"), against float32 weights, torch's
 fused optimizers on the same dtypes (whose state is in the param dtype), and (AdamW) the stream
 ceilings of the bfloat16 step's traffic with float32 and with bfloat16 state.
-Targets (issue 12): bfloat16 AdamW at 16M at least as fast as torch fused on bfloat16; bfloat16
+Targets: bfloat16 AdamW at 16M at least as fast as torch fused on bfloat16; bfloat16
 decay_step at 32M at least 1.3x the float32 one."""
 import pytest
 

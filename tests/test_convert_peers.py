@@ -3,10 +3,10 @@ from the same weights, on gradients computed from each side's own weights, for 3
 
 The measure is the largest relative distance between the two trajectories over all steps,
 ``max_t |w_t - w'_t| / |w'_t|`` over all params at once.  Float64 runs must agree to 1e-12;
-thinc's compiled Adam exists in float32 only, where the bound is float32 noise.  Every row of
-issue 13's table (what l2decay offered before: the "old" conversion) is run too and must miss,
+thinc's compiled Adam exists in float32 only, where the bound is float32 noise.  Where a naive
+conversion (another rule or convention: the "old" one) differs, it is run too and must miss,
 so each test could fail.  Run with ``-s`` to see the measured values (lines starting with
-"measured"); README's conversion table quotes them.
+"measured"); the conversions page's table quotes them.
 
 Each library is optional (the ``peers`` extra installs them all): its tests skip without it.
 Keras runs in a subprocess per backend (torch, jax), since its backend and floatx are fixed
@@ -74,8 +74,8 @@ def run_l2decay(setting, problem, steps=STEPS, lrs=None, each=None):
 
 
 def old(setting, **changes):
-    """`setting` as l2decay offered it before issue 13: another rule (reg, strength, scale) or
-    other hyperparameters (any other keyword)."""
+    """`setting` converted naively: another rule (reg, strength, scale) or other
+    hyperparameters (any other keyword)."""
     fields = {k: v for k, v in changes.items() if k in ("reg", "strength", "scale")}
     hyper = {k: v for k, v in changes.items() if k not in fields}
     return dataclasses.replace(setting, hyper={**setting.hyper, **hyper}, **fields)

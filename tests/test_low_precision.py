@@ -173,7 +173,7 @@ def test_16_bit_state_is_rounded_stochastically_unbiased_and_apart_from_the_weig
 
 def test_bfloat16_second_moment_never_shrinks_rounded_to_nearest_and_follows_rounded_stochastically():
     # beta2 = 0.999: v moves by 1e-3 of (g*g - v), under half a bfloat16 unit of v unless g*g
-    # exceeds about 3v.  50 steps at g = 1, then 2,000 at g = 0.1 (the README's figures)
+    # exceeds about 3v.  50 steps at g = 1, then 2,000 at g = 0.1 (the figures of docs/low-precision.md)
     n = 10_000
     got = {}
     for rounding in ("nearest", "stochastic"):
@@ -299,7 +299,7 @@ def decay_applied(dtype, lr_wd, rounding, n=200_000, steps=1000):
     return float(np.sum(a * (a - b)) / np.sum(a * (a - a * (1 - lr_wd) ** steps)))
 
 
-# The share of the intended decay applied (README's table).  Round to nearest loses all of it
+# The share of the intended decay applied (docs/low-precision.md's table).  Round to nearest loses all of it
 # in bfloat16 below 2**-9 per step; stochastic rounding and compensation apply it.
 @pytest.mark.parametrize("dtype", HALVES, ids=str)
 @pytest.mark.parametrize("lr_wd", [1e-5, 1e-4, 1e-3])
@@ -383,7 +383,7 @@ def test_float16_conversions_are_exact_for_every_half_on_every_level(level):
 
 @pytest.mark.parametrize("rounding", ["nearest", "stochastic", "compensated"])
 def test_float16_overflow_is_inf_as_in_ieee_arithmetic(rounding):
-    # documented behaviour (README, Low precision): a new weight beyond float16's range
+    # documented behaviour (docs/low-precision.md): a new weight beyond float16's range
     # (65504) is stored as +-inf, as numpy and torch float16 arithmetic give; nothing raises and
     # the other weights are updated as usual
     w = np.array([65000, 60000, -65000, 1.0], F16)

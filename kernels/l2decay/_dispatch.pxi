@@ -91,10 +91,8 @@ def get_simd():
 # loop, so the per-element operation order, and every bit of the result, is the same for any
 # thread count.
 #
-# The threshold is in bytes per array, measured with `l2decay bench --crossover` (README): on
-# a 2-core machine with 1 MiB L2 per core one thread wins while a tensor's arrays fit one core's
-# L2 and two threads win once they do not.  At 256 KiB per array two threads are 0.6-1.25x of
-# one, at 384 KiB 0.9-1.4x (decay the loser), at 512 KiB 1.2-1.5x for every kernel and dtype.
+# The threshold is in bytes per array: one thread wins while a tensor's arrays fit one core's
+# L2, more win once they do not (`l2decay bench --crossover`; figures in docs/performance.md).
 cdef Py_ssize_t CHUNK_SIZE = 1 << 13
 cdef int _num_threads = 0                           # 0: OpenMP's default (all cores)
 cdef Py_ssize_t _parallel_threshold = 384 * 1024    # bytes per array; smaller tensors stay serial
@@ -137,12 +135,9 @@ cdef void _run_all(Op op, const Task* tasks, Py_ssize_t m) noexcept nogil:
     """Every task of a call.  When the call reaches the parallel threshold (a large task, or
     small ones together), all of it runs in one parallel region: large tasks cut in chunks,
     small ones whole, and each thread takes one contiguous run of those pieces, the runs about
-    equal in elements.  (Large tasks one by one and then the small ones left a thread idle at
-    each of those joins: a 6-tensor MLP's step took 1.1x as long.  Handing the pieces out as
-    threads free up (OpenMP's dynamic schedule) interleaved the threads' pieces: each core's
-    hardware prefetcher restarted at every piece, and at the next step a piece was in the
-    other core's cache.  Contiguous runs, measured against it in one run: ResNet-18's AdamW
-    step 4.2 -> 3.3 ms, the MLP's SGD step 23 -> 14.5 us.)"""
+    equal in elements: one region has no joins where a thread idles, and contiguous runs keep
+    each core's prefetcher streaming and its pieces in its own cache from step to step (docs:
+    Design)."""
     cdef Py_ssize_t k, c, u, units = 0, total = 0, nb, elems = 0, done
     cdef Py_ssize_t* unit_task
     cdef Py_ssize_t* unit_start

@@ -754,7 +754,7 @@ cdef void _chunk(Op op, const Task* t, Py_ssize_t a, Py_ssize_t b) noexcept nogi
 cdef extern from *:
     """
     /* a row about to be written: its cache lines requested now, so that the random rows of a
-       step are fetched from memory in parallel instead of one after another (4x here) */
+       step are fetched from memory in parallel instead of one after another */
     static inline void l2d_prefetch(const char* p, Py_ssize_t nbytes) {
     #if defined(__GNUC__) || defined(__clang__)
         for (Py_ssize_t o = 0; o < nbytes; o += 64) __builtin_prefetch(p + o, 1, 3);
@@ -820,10 +820,8 @@ cdef inline void _rows_of(rows_t* what, Op op, const Task* t0, char* table, char
     cdef Py_ssize_t s
     cdef long long r
     cdef double c
-    # s from a - ahead: the first `ahead` rows are requested together before the first step (as
-    # each row would be in the loop; without it they come one after another: 54-55 -> 49-51 us a
-    # step at 1M rows, alternated builds).  (In a helper function, gcc 12's code for the
-    # requests made the step 2x slower.)
+    # s from a - ahead: the first `ahead` rows are requested together before the first step, as
+    # each later row is in the loop (inline: in a helper, gcc 12's code for the requests is slower)
     for s in range(a - ahead, b):
         if s + ahead < b:
             r = uniq[s + ahead]

@@ -28,13 +28,13 @@ cdef inline long long _step_ok(object value, long long low) noexcept:
 
 # ------------------------------------------------------------- rounding ----------------------
 # `rounding=None` picks by dtype: float32/float64 round to nearest (torch's arithmetic), the
-# 16-bit formats ROUND_HALF_DEFAULT, chosen by measurement (README, Low precision).
+# 16-bit formats ROUND_HALF_DEFAULT, chosen by measurement (docs/low-precision.md).
 cdef int ROUND_HALF_DEFAULT = ROUND_STOCHASTIC
 
 
 def default_rounding(cnp.dtype dtype):
     """The rounding that ``rounding=None`` gives weights of numpy `dtype`: "nearest" for float32
-    and float64, the 16-bit default (README, Low precision) for bfloat16 and float16."""
+    and float64, the 16-bit default (docs/low-precision.md) for bfloat16 and float16."""
     cdef int kind = _type_kind(dtype.type_num)
     if kind < 0:
         raise TypeError(f"dtype must be float32, float64, bfloat16 or float16, got {dtype}")

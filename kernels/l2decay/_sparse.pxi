@@ -88,9 +88,9 @@ cdef Py_ssize_t _coalesce(const char* rows, bint wide, Py_ssize_t k, const char*
     gradient row to use into `gptr`: the given row, or for a row given more than once the sum
     of its rows in order of appearance (in `*sums`, allocated here, only for those rows; the
     caller frees it), as torch's coalesce() sums them.  Returns the number of distinct rows.
-    O(k): a hash table of rows with 4k slots or more, probed linearly (with 2k, at load 0.5, the
-    probes' branches mispredicted: 5.6 us for 1,000 rows in C, 2.2 us with 4k); a slot's place
-    among the distinct rows is read only for a row seen before."""
+    O(k): a hash table of rows with 4k slots or more, probed linearly (at a load of 0.5 the
+    probes' branches mispredict); a slot's place among the distinct rows is read only for a row
+    seen before."""
     cdef Py_ssize_t cap = 16, shift = 60, j, s, u = 0, i, row_bytes = d * (8 if kind == KIND_F64 else 4)
     cdef Py_ssize_t* where
     cdef Py_ssize_t* first

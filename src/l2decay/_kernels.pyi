@@ -1,5 +1,6 @@
 # Stubs for the compiled module l2decay._kernels (kernels/l2decay/_kernels.pyx).
-# Arrays are numpy.ndarray of float32 (C `float`) or float64 (C `double`), C-contiguous.
+# Arrays are C-contiguous numpy.ndarray of float32 or float64 (l2_step, decay_step, the sparse
+# rows), or of float32, float64, bfloat16 or float16 (the optimizer step: also plain torch tensors).
 from collections.abc import Sequence
 
 import numpy as np
@@ -13,6 +14,7 @@ def l2_step(w: _Arrays, grad: _Arrays, *, lr: float, lam: float, write_grad: boo
 def decay_step(w: _Arrays, grad: _Arrays, *, lr: float, decay: float) -> None: ...
 def stream_swap(w: _Arrays, grad: _Arrays) -> None: ...
 def stream_axpy(w: _Arrays, grad: _Arrays, a: float) -> None: ...
+def stream_adam16(w: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray, exp_avg_sq: np.ndarray) -> None: ...
 
 # the one optimizer step (kernels/l2decay/_core.pxi): flat lists, one entry per tensor
 class Settings:
@@ -46,6 +48,11 @@ def refresh(groups: list[dict], snapshots: list[list], made: list[Settings], low
 def torch_lists(groups: list[dict], made: list[Settings]) -> tuple[list, list, list, list] | None: ...
 def state_columns(states: list, keys: tuple[str, ...], count: str | None = None, mapping: object = None) -> list: ...
 def set_counts(states: list, count: str, steps: list[int], mapping: object = None) -> None: ...
+def state_step(
+    adam: bool, settings: list[Settings], params: list, grads: list, states: list, keys: tuple[str, ...],
+    count: str | None, mapping: object = None, places: list[int] | None = None,
+) -> tuple[int, int, int, int, int] | None | bool: ...  # False: a state dict lacked a key
+def publish(births: list[tuple[object, object, object]]) -> None: ...  # container[key] = value
 def default_rounding(dtype: np.dtype) -> str: ...
 
 MAX_THREADS: int

@@ -13,7 +13,7 @@ place, built outside any timed region, for one implementation:
                not write grad back, so it is l2-keep's true peer) and ``add_``/``mul_`` for
                decay (None when torch is not installed);
 - ``native``:  the same loop in plain C compiled here with ``-O3 -march=native -fopenmp``
-               (_native_ref.c; None without a C compiler), the yardstick of issue 6;
+               (_native_ref.c; None without a C compiler): what a hand-written loop reaches;
 - ``stream``:  the memory ceiling: a plain compiled stream loop of the extension with the
                rule's traffic (swap for L2, axpy for decay and l2-keep), same dispatch and
                threads.
@@ -683,7 +683,7 @@ QUICK_OPTIMIZER_SIZES = (1_000, 8_388_608)
 def sweep(*, sizes=SIZES, dtypes=DTYPES, threads=0, repeats=7, optimizer_sizes=OPTIMIZER_SIZES,
           half_sizes=HALF_SIZES, progress=None):
     """Measure every rule x dtype x size x implementation, the multi-tensor call and the
-    optimizer steps; returns a list of result dicts (see README, Performance)."""
+    optimizer steps; returns a list of result dicts (see docs/performance.md)."""
     apply_threads(threads)
     nt = threads_in_use(threads)
     results = []

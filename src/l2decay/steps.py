@@ -152,7 +152,7 @@ def adam_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs=None, *, ste
         index, element index), so the bits are the same for any thread count and instruction
         set and after a resume; 16-bit weights only.  "compensated": the rounding error is kept
         in `compensations` (Kahan summation), decay included.  None: "nearest" for
-        float32/float64, the 16-bit default (README) for bfloat16/float16.
+        float32/float64, the 16-bit default (docs/low-precision.md) for bfloat16/float16.
     seed : int >= 0, for "stochastic"
     compensations : list of numpy.ndarray or None, for "compensated"
         One per param, its dtype and shape; an entry that is None is born zero (a new array

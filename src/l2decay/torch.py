@@ -90,8 +90,7 @@ def _count(name, t):
 def _rows_state(t):
     """A copy of tensor t (a SparseAdamW moment) in memory numpy allocated and wrote: numpy asks
     the kernel for huge pages for large arrays, and torch does not, so the random rows of a step
-    miss the TLB less (4M x 64 float32 rows: 137-144 -> 100-112 us a step).  Written now, so
-    that no page faults in later at a random row."""
+    miss the TLB less.  Written now, so that no page faults in later at a random row."""
     a = np.empty(tuple(t.shape), dtype=t.detach().numpy().dtype)
     a[...] = t.detach().numpy()
     return torch.from_numpy(a)
@@ -99,7 +98,7 @@ def _rows_state(t):
 
 def _hooked(opt):
     """Whether a step of `opt` has step hooks or the profiler to run: torch.optim.Optimizer's
-    wrapper of step (6 us here) is skipped when not."""
+    wrapper of step (a few us) is skipped when not."""
     return bool(opt._optimizer_step_pre_hooks or opt._optimizer_step_post_hooks or _global_optimizer_pre_hooks
                 or _global_optimizer_post_hooks or _profiler_enabled())
 
@@ -179,7 +178,7 @@ class _Base(torch.optim.Optimizer):
         """One step of every param with a grad; returns closure's loss if given one.
 
         Step hooks (register_step_pre_hook/post_hook) and the profiler's record_function work
-        as in torch.optim; without them the step skips their wrapper (6 us here)."""
+        as in torch.optim; without them the step skips their wrapper."""
         if closure is not None or _hooked(self):
             return self._profiled_step(closure) if _hooked(self) else self._step(closure)
         with self._lock:     # (the common case, _step's without a closure)
