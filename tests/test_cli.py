@@ -51,7 +51,7 @@ def one_line_error(argv, capsys):
 @pytest.fixture
 def no_training(monkeypatch):
     """A bad option must be refused before any training."""
-    import l2decay.driver as tr
+    import l2decay.experiment.driver as tr
 
     def refuse(cfg):
         raise AssertionError("trained although an option is bad")
@@ -67,7 +67,7 @@ def no_training(monkeypatch):
     (["train", "--momentum", "1"], "argument --momentum"),
     (["train", "--resume"], "--resume needs --checkpoint"),
     (["train", "--hidden", "0"], "argument --hidden"),
-    # each item of issue 14's list
+    # options whose bounds were once unchecked
     (["compare", "--seed", "-1"], "argument --seed: must be >= 0, got -1"),
     (["compare", "--test-fraction", "0"], "argument --test-fraction: must be in (0, 1), got 0"),
     (["train", "--test-fraction", "1"], "argument --test-fraction: must be in (0, 1), got 1"),

@@ -12,8 +12,8 @@ import sys
 import numpy as np
 import pytest
 
-import l2decay.driver as tr
-from l2decay import datasets
+import l2decay.experiment.driver as tr
+from l2decay.experiment import datasets
 from l2decay.cli import main
 
 SMALL = dict(data="iris", train_size=0, hidden=(4,), epochs=4, batch_size=16, lr=0.1, test_fraction=0.3,
@@ -311,7 +311,7 @@ def test_kill_during_a_checkpoint_write_leaves_a_temporary_the_next_save_removes
     tr.train(tr.Config(**SMALL), epochs=1, checkpoint=str(ckpt))
     before = ckpt.read_bytes()
     # The process dies (as by kill -9) between writing the temporary and renaming it.
-    script = ("import os, l2decay.driver as tr\n"
+    script = ("import os, l2decay.experiment.driver as tr\n"
               "os.replace = lambda *a: os._exit(9)\n"
               f"tr.train(tr.Config(**{SMALL!r}), epochs=2, checkpoint={str(ckpt)!r}, resume=True)\n")
     assert subprocess.run([sys.executable, "-c", script]).returncode == 9

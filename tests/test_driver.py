@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import l2decay
-import l2decay.driver as tr
-from l2decay.mlp import MLP
+import l2decay.experiment.driver as tr
+from l2decay.experiment.mlp import MLP
 
 
 @pytest.mark.parametrize("activation", ["tanh", "relu"])
@@ -281,7 +281,7 @@ def test_reading_when_regularization_loses_on_a_seed():
 
 @pytest.fixture(scope="module")
 def default_compare_here():
-    """`l2decay compare` as README runs it (all defaults), in this process's BLAS."""
+    """`l2decay compare` as README's first command runs it (all defaults), in this process's BLAS."""
     return tr.compare(jobs=2)
 
 
@@ -295,13 +295,13 @@ def _blas_is_dynamic_openblas():
 @pytest.mark.skipif(not _blas_is_dynamic_openblas(), reason="needs numpy's OpenBLAS with DYNAMIC_ARCH on x86-64")
 def test_default_conclusion_is_the_same_under_other_last_bits(default_compare_here):
     """Another CPU means other BLAS kernels and other last bits, and at lr 0.2 over 45,000
-    per-sample steps those grow until single trajectories differ (issue 14: an Intel Xeon's
-    decoupled run ended at test loss 0.43, this machine's at 0.30).  Here every standardized
+    per-sample steps those grow until single trajectories differ (an Intel Xeon's decoupled
+    run of seed 0 ended at test loss 0.43, an AMD EPYC's at 0.30).  Here every standardized
     feature is moved by one unit in the last place (the BLAS environment is left alone, as
     this workplace asks of tests): single trajectories move, the conclusion must not."""
     import subprocess
     import sys
-    script = ("import json, numpy as np, l2decay.datasets as ds, l2decay.driver as tr\n"
+    script = ("import json, numpy as np, l2decay.experiment.datasets as ds, l2decay.experiment.driver as tr\n"
               "plain = ds.standardize\n"
               "ds.standardize = lambda a, b: tuple(np.nextafter(x, np.inf) for x in plain(a, b))\n"
               "runs = tr.compare(jobs=1)\n"
@@ -314,7 +314,7 @@ def test_default_conclusion_is_the_same_under_other_last_bits(default_compare_he
     # the change is real: some single trajectory ends elsewhere ...
     here = {(r["seed"], r["rule"]): r["test_loss"] for r in default_compare_here}
     assert max(abs(here[r["seed"], r["rule"]] - r["test_loss"]) for r in there_runs) > 0.01
-    # ... and the conclusion is the same, and the one README states
+    # ... and the conclusion is the same, and the one docs/experiment.md states
     assert there_verdict == here_verdict == {"overfits": True, "regularization_helps": True,
                                              "article_large_weights": False, "rules_agree": True}
 

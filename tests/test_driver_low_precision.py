@@ -1,12 +1,12 @@
 """The driver with bfloat16/float16 weights: the MLP computes in float32 on 16-bit weights, the
 config names the rounding, checkpoints resume bit for bit, and training reaches float32's
-test loss (README, Low precision)."""
+test loss (docs/low-precision.md)."""
 import numpy as np
 import pytest
 
-import l2decay.driver as tr
+import l2decay.experiment.driver as tr
 from l2decay.cli import main
-from l2decay.mlp import DTYPES, MLP, narrow
+from l2decay.experiment.mlp import DTYPES, MLP, narrow
 
 HALVES = ("bfloat16", "float16")
 TINY = dict(data="iris", train_size=0, hidden=(8,), epochs=6, batch_size=4, lr=0.1, test_fraction=0.3)
@@ -137,7 +137,7 @@ def test_summary_line_names_dtype_and_rounding(args, words, capsys):
     assert words.format(default=tr.Config(dtype="bfloat16").rounding) in line, line
 
 
-# README's training table comes from `l2decay compare --dtype ... --seeds 5` (per-sample SGD,
+# docs/low-precision.md's training table comes from `l2decay compare --dtype ... --seeds 5` (per-sample SGD,
 # 300 epochs: 2.3 s a bfloat16 run).  This is the same net and data at a cost of ~1.5 s: SGD with
 # momentum 0.9 on minibatches of 10 (the sweep's setting), 150 epochs, L2 1e-3, 3 seeds.
 # Measured (5 seeds): float32 0.2942; bfloat16 stochastic 0.2940 (with the momentum buffer in

@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-import l2decay.driver as tr
-from l2decay import sweep
+import l2decay.experiment.driver as tr
+from l2decay.experiment import sweep
 from l2decay.cli import main
 
 TINY = dict(data="iris", train_size=0, hidden=(6,), batch_size=16, epochs=3)

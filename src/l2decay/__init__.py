@@ -9,10 +9,7 @@ __all__ = [
 ]
 
 try:
-    from . import convert
     from ._config import build_info, get_include, get_num_threads, set_num_threads, _apply_environment
-    from .driver import Config, compare, train
-    from .mlp import MLP
     from .optim import SGD, Adam, ParamGroups, exclude_1d
     from .rules import L2, Decay, Decoupled
     from .sparse import SparseAdam, SparseSGD
@@ -34,3 +31,18 @@ except (ImportError, ValueError) as _exc:
 else:
     _ENVIRONMENT_ERROR = None
     del _apply_environment
+
+    # the conversions and the experiment load on first use: `import l2decay` loads the kernels,
+    # the rules and the optimizers only
+    _LAZY = {"convert": ("convert", None), "MLP": ("experiment.mlp", "MLP"), "train": ("experiment.driver", "train"),
+             "compare": ("experiment.driver", "compare"), "Config": ("experiment.driver", "Config")}
+
+    def __getattr__(name):
+        if name not in _LAZY:
+            raise AttributeError(f"module 'l2decay' has no attribute {name!r}")
+        import importlib
+        module, attr = _LAZY[name]
+        value = importlib.import_module(f"{__name__}.{module}")
+        value = value if attr is None else getattr(value, attr)
+        globals()[name] = value
+        return value

@@ -8,13 +8,14 @@ import sys
 
 import numpy as np
 
-from . import __version__, datasets, sweep
+from . import __version__
 from ._validate import ROUNDINGS, SPEC
-from .driver import (DEFAULT_LR, DEFAULT_SEEDS, DEFAULT_STRENGTH, OUTSIDE, CheckpointError, Config, ConfigError,
+from .experiment import datasets, sweep
+from .experiment.driver import (DEFAULT_LR, DEFAULT_SEEDS, DEFAULT_STRENGTH, OUTSIDE, CheckpointError, Config, ConfigError,
                      Interrupted, OutputError, check_writable, compare, read_comparison, summarize, train)
-from .mlp import DTYPES, compute_dtype
+from .experiment.mlp import DTYPES, compute_dtype
 from .optim import default_rounding
-from .parallel import available_cores
+from .experiment.parallel import available_cores
 
 RULE_FLAGS = (("l2", "LAMBDA", "L2 regularization: grad += LAMBDA*w before the optimizer"),
               ("decay", "FRACTION", "weight decay: w *= 1 - FRACTION after each step"),
@@ -137,7 +138,7 @@ def _data_options(parser):
     g.add_argument("--dtype", choices=tuple(DTYPES), default=d.dtype,
                    help="float type of the weights; bfloat16 and float16 weights compute in float32")
     g.add_argument("--rounding", choices=ROUNDINGS,
-                   help=f"how each new weight is stored (README, Low precision); stochastic needs a 16-bit --dtype "
+                   help=f"how each new weight is stored (docs: Low precision); stochastic needs a 16-bit --dtype "
                         f"(default: the optimizers', {default_rounding(DTYPES['float32'])} for float32 and float64, "
                         f"{default_rounding(DTYPES['bfloat16'])} for bfloat16 and float16)")
     g.add_argument("--state-dtype", choices=("param",),
@@ -226,10 +227,10 @@ def _parser():
 
     p = sub.add_parser("bench", formatter_class=_Formatter,
                        help="time the update rules against numpy, torch, a native C loop "
-                            "and the memory ceiling (see README, Performance)")
-    p.add_argument("--quick", action="store_true", help="4 sizes, fewer repeats: under 30 s")
+                            "and the memory ceiling (see the docs, Performance)")
+    p.add_argument("--quick", action="store_true", help="4 sizes, fewer repeats")
     p.add_argument("--sizes", type=_sizes, metavar="N,N,...",
-                   help="element counts to sweep, overriding --quick's (default: README's sizes)")
+                   help="element counts to sweep, overriding --quick's (default: 100 to 32M, 7 sizes)")
     p.add_argument("--dtype", choices=("float32", "float64", "both"), default="both", help="dtypes to time")
     p.add_argument("--threads", type=_nonneg_int, default=0,
                    help="threads for every implementation alike (l2decay, torch, native C); 0: all cores")
@@ -379,7 +380,7 @@ def _cmd_train(args):
     if args.json:
         _write_json(args.json, {"config": _config_dict(cfg), "runs": [_strip(run)]})
     if args.plot:
-        from .plot import plot_runs
+        from .experiment.plot import plot_runs
         plot_runs([run], args.plot)
 
 
@@ -408,7 +409,7 @@ def _cmd_compare(args):
                                 "reading": {"verdict": verdict, "lines": reading},
                                 "runs": [_strip(r) for r in runs]})
     if args.plot:
-        from .plot import plot_runs
+        from .experiment.plot import plot_runs
         plot_runs(runs, args.plot)
 
 
@@ -442,7 +443,7 @@ def _cmd_sweep(args):
         _write_json(args.json, {"config": config, "analysis": analysis,
                                 "reading": {"verdict": verdict, "lines": reading}, "results": results})
     if args.plot:
-        from .plot import plot_sweep
+        from .experiment.plot import plot_sweep
         plot_sweep(results, analysis, args.plot, momentum=args.momentum)
 
 
@@ -501,7 +502,7 @@ def _cmd_bench(args):
     if args.json:
         _write_json(args.json, {"machine": machine, "results": results})
     if args.plot and not (args.crossover or args.sparse):
-        from .plot import plot_bench
+        from .experiment.plot import plot_bench
         plot_bench(results, machine, args.plot)
 
 
@@ -546,7 +547,7 @@ def _check_inputs(args):
         raise _UsageError(f"argument --seeds: the last seed, --seed + --seeds - 1 = {seed + seeds - 1}, must be "
                           f"<= 2**63 - 1")
     if getattr(args, "plot", None):
-        from .plot import require_matplotlib
+        from .experiment.plot import require_matplotlib
         try:
             require_matplotlib()
         except ImportError as exc:

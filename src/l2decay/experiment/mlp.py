@@ -3,7 +3,7 @@ import os
 
 import numpy as np
 
-from ._validate import HALF_DTYPES
+from .._validate import HALF_DTYPES
 
 ACTIVATIONS = ("tanh", "relu")
 LOSSES = ("ce", "mse")
@@ -13,8 +13,8 @@ DTYPES = {dt.name: dt for dt in (np.dtype(np.float64), np.dtype(np.float32), *HA
 
 def compute_dtype(dtype):
     """The dtype the net computes in for weights of `dtype`: float32 for the 16-bit formats,
-    else `dtype` itself.  BLAS has no 16-bit matmul: numpy's own loops take 4x (bfloat16) and
-    300x (float16) float32's time on the digits test split, and store every result in 16 bits."""
+    else `dtype` itself.  BLAS has no 16-bit matmul: numpy's own 16-bit loops are far slower,
+    and store every result in 16 bits."""
     dtype = np.dtype(DTYPES.get(dtype, dtype))
     return np.dtype(np.float32) if dtype in HALF_DTYPES else dtype
 
@@ -23,8 +23,8 @@ def narrow(a, dtype):
     """`a` cast to `dtype`, rounded to nearest even, as ``a.astype(dtype)``, bit for bit.
 
     numpy's float32 -> float16 cast sets the floating-point underflow flag element by element
-    for every inexact result below float16's normal range (2**-14): 60 ns per such element,
-    and most of a per-sample gradient is that small (a step's cast took 400 us instead of 10).
+    for every inexact result below float16's normal range (2**-14), a slow path per element,
+    and most of a per-sample gradient is that small.
     Rounded first to float16's subnormal grid (2**-24 apart; exact in float32), they cast
     exactly, without the flag."""
     if dtype == np.float16 and a.dtype == np.float32:

@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import datasets
-from ._validate import HALF_DTYPES, ROUNDINGS, real, state_dtype_arg
+from .._validate import HALF_DTYPES, ROUNDINGS, real, state_dtype_arg
 from .mlp import ACTIVATIONS, DTYPES, LOSSES, MLP, compute_dtype
-from .optim import SGD, Adam, default_rounding, exclude_1d
+from ..optim import SGD, Adam, default_rounding, exclude_1d
 from .parallel import run_all
-from .rules import Decay, Decoupled, L2
+from ..rules import Decay, Decoupled, L2
 
 RULE_TYPES = {"none": None, "l2": L2, "decay": Decay, "decoupled": Decoupled}
 RULES = tuple(RULE_TYPES)
@@ -529,7 +529,7 @@ def _data_key(cfg):
 
 
 def train_task(cfg, cache):
-    """:func:`train` for :func:`l2decay.parallel.run_all`: the data is loaded once per worker
+    """:func:`train` for :func:`l2decay.experiment.parallel.run_all`: the data is loaded once per worker
     and seed (loading and splitting digits takes a tenth of a run)."""
     key = _data_key(cfg)
     if key not in cache:

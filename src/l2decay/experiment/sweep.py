@@ -54,7 +54,7 @@ def grid(optimizer, rule=None, quick=False):
 
 
 def sweep_task(cfg, cache):
-    """One grid point of one seed (for :func:`l2decay.parallel.run_all`): final metrics only."""
+    """One grid point of one seed (for :func:`l2decay.experiment.parallel.run_all`): final metrics only."""
     key = _data_key(cfg)
     if key not in cache:
         cache.clear()

@@ -102,7 +102,7 @@ def _is_number(cell):
 def load(name_or_path):
     """(X, y, source) for an embedded data set name or a CSV path (``.csv`` or ``.csv.gz``)."""
     if name_or_path in EMBEDDED:
-        ref = resources.files("l2decay") / "data" / EMBEDDED[name_or_path]
+        ref = resources.files("l2decay.experiment") / "data" / EMBEDDED[name_or_path]
         raw = ref.read_bytes()
         source = f"{name_or_path} (embedded)"
     else:
