@@ -36,8 +36,27 @@ cdef double _real(str name, object value) except? -1.0:
     return _wording().check(name, value)
 
 
-# numpy's type number of ml_dtypes.bfloat16 (a user-defined dtype: its number is given at run time)
+# numpy's type number of ml_dtypes.bfloat16 (a user-defined dtype: its number is given at run time,
+# when ml_dtypes registers it).  l2decay does not import ml_dtypes, which takes longer to load than
+# the rest of l2decay: a bfloat16 array exists only once its user has, and then the number is read.
 cdef int _BF16_NUM = -1
+
+
+cdef extern from "numpy/ndarraytypes.h":
+    enum: NPY_USERDEF    # the first type number numpy gives a user-defined dtype
+
+
+cdef bint _is_bf16(int t) noexcept:
+    """Whether user-defined numpy type number t is ml_dtypes' bfloat16 (learnt once it is loaded)."""
+    global _BF16_NUM
+    if _BF16_NUM < 0:
+        try:
+            ml_dtypes = sys.modules.get("ml_dtypes")
+            if ml_dtypes is not None:
+                _BF16_NUM = np.dtype(ml_dtypes.bfloat16).num
+        except Exception:
+            return False
+    return t == _BF16_NUM
 
 
 cdef inline int _kind(cnp.ndarray arr) noexcept:
@@ -53,7 +72,7 @@ cdef inline int _type_kind(int t) noexcept:
         return KIND_F64
     if t == cnp.NPY_FLOAT16:
         return KIND_F16
-    if t == _BF16_NUM:
+    if t == _BF16_NUM or (t >= NPY_USERDEF and _BF16_NUM < 0 and _is_bf16(t)):
         return KIND_BF16
     return -1
 

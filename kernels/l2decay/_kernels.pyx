@@ -16,6 +16,9 @@ per concern:
 """
 import importlib
 import os
+import sys
+
+import numpy as np
 
 from cpython.dict cimport PyDict_Check
 from cpython.list cimport PyList_Check, PyList_CheckExact
@@ -55,13 +58,6 @@ include "_entries.pxi"
 include "_optim.pxi"
 include "_core.pxi"
 include "_sparse.pxi"
-
-try:    # numpy's bfloat16 (the ml_dtypes package, a dependency)
-    import ml_dtypes as _ml_dtypes
-    import numpy as _np
-    _BF16_NUM = _np.dtype(_ml_dtypes.bfloat16).num
-except ImportError:  # pragma: no cover
-    pass
 
 _select_from_environment()
 l2d_register_atfork(_in_forked_child)

@@ -14,12 +14,22 @@ import numpy as np
 
 from . import _kernels
 
-try:    # numpy's bfloat16 comes from ml_dtypes (a dependency), the package JAX and TensorFlow use
-    from ml_dtypes import bfloat16 as _bfloat16
-    HALF_DTYPES = (np.dtype(np.float16), np.dtype(_bfloat16))
-except ImportError:  # pragma: no cover
-    HALF_DTYPES = (np.dtype(np.float16),)
-FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64)) + HALF_DTYPES
+_WIDE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_FLOAT16 = np.dtype(np.float16)
+
+
+def is_half(dtype):
+    """Whether `dtype` is float16 or bfloat16: numpy's bfloat16 is ml_dtypes' (a dependency, the
+    package JAX uses), known here by its name, as l2decay does not import ml_dtypes (slow to load;
+    a bfloat16 array exists only once its user has)."""
+    return isinstance(dtype, np.dtype) and (dtype == _FLOAT16 or (dtype.kind == "V" and dtype.name == "bfloat16"))
+
+
+def is_float(dtype):
+    """Whether `dtype` is one of the float dtypes the kernels take."""
+    return isinstance(dtype, np.dtype) and (dtype in _WIDE_DTYPES or is_half(dtype))
+
+
 _DTYPE_NAMES = "float32, float64, float16 or bfloat16"
 _PLAIN_NUMBERS = (float, int)
 
@@ -46,7 +56,7 @@ def real(name, value, *, low=0.0, high=math.inf, low_open=False, high_open=False
 def _array(name, a, writes):
     if not isinstance(a, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
-    if a.dtype not in FLOAT_DTYPES:
+    if not is_float(a.dtype):
         raise TypeError(f"{name} must have dtype {_DTYPE_NAMES} (native byte order), got {a.dtype}")
     if not a.flags.c_contiguous:
         raise ValueError(
@@ -366,7 +376,7 @@ def refused(r, name, entry, *, torch=False, counts=False, rounding=None):
         if role > 2 and a.dtype in state_dtypes(p) and getattr(first, "dtype", a.dtype) != a.dtype:
             raise TypeError(f"{n} has dtype {a.dtype} but {name(k, 2)} has {first.dtype}: a param's state "
                             f"arrays share one dtype")
-        if p.dtype in HALF_DTYPES:
+        if is_half(p.dtype):
             raise TypeError(f"{n} has dtype {a.dtype} but {pname} is {p.dtype}: its state must be float32 "
                             f"(16-bit weights compute in float32) or {p.dtype} (state_dtype 'param'), one dtype for "
                             f"all its state")
@@ -416,7 +426,7 @@ def _sequence(name, seq, n=None):
 def state_dtype(p, chosen=None):
     """The dtype of new optimizer state of param `p`: float32 for 16-bit params (their
     arithmetic is float32) unless the optimizer's state_dtype, `chosen`, is "param", else p's own."""
-    return np.dtype(np.float32) if p.dtype in HALF_DTYPES and chosen != "param" else p.dtype
+    return np.dtype(np.float32) if is_half(p.dtype) and chosen != "param" else p.dtype
 
 
 def state_dtypes(p):
@@ -433,7 +443,7 @@ def state_array(name, a, pname, p, dtype=None, like=None):
     if dtype is not None and a.dtype != dtype:
         raise TypeError(f"{name} has dtype {a.dtype} but {pname} has dtype {p.dtype}; they must match")
     if dtype is None and a.dtype not in state_dtypes(p):
-        if p.dtype in HALF_DTYPES:
+        if is_half(p.dtype):
             raise TypeError(f"{name} has dtype {a.dtype} but {pname} is {p.dtype}: its state must be float32 "
                             f"(16-bit weights compute in float32) or {p.dtype} (state_dtype 'param')")
         raise TypeError(f"{name} has dtype {a.dtype} but {pname} has dtype {p.dtype}; they must match")

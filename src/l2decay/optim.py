@@ -14,7 +14,7 @@ import numpy as np
 
 from . import _kernels
 from ._kernels import REFUSALS
-from ._validate import (_LR, ADAM_KEYS, HALF_DTYPES, SGD_KEYS, SettingsCache, _array, adam_hyper, check, disjoint,
+from ._validate import (_LR, ADAM_KEYS, SGD_KEYS, SettingsCache, _array, adam_hyper, check, disjoint, is_half,
                         refused, settings, sgd_hyper, state_dtype, state_dtypes, step_count)
 from .rules import RULES, Decay, Decoupled, L2
 
@@ -218,7 +218,7 @@ class _Optimizer:
                         births.append((st, "compensation", c))
                     comps[k] = c
                 if not adam and steps is not None and (
-                        group["rounding"] == "stochastic" or getattr(p, "dtype", None) in HALF_DTYPES):
+                        group["rounding"] == "stochastic" or is_half(getattr(p, "dtype", None))):
                     # SGD counts steps only for stochastic rounding's random bits
                     t = st.get("step", 0)
                     steps[k] = t + 1 if type(t) is int else t
@@ -254,7 +254,7 @@ class _Optimizer:
         self._compensates = any(g["rounding"] == "compensated" for g in groups)
         # SGD counts steps only for stochastic rounding's random bits
         self._counts = not self._adam and (any(g["rounding"] == "stochastic" for g in groups) or any(
-            p.dtype in HALF_DTYPES for p in self._flat))
+            is_half(p.dtype) for p in self._flat))
         # SGD's common case, read by state_columns: momentum, one form, no rounding that keeps more
         keys = {g.get("momentum_form") for g in groups}
         self._buffer_key = None if (len(keys) != 1 or not self._uses_state or self._compensates or self._counts

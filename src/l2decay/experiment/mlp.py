@@ -1,14 +1,15 @@
 """A small numpy multilayer perceptron: forward and backward with BLAS matmuls, no autograd."""
 import os
 
+import ml_dtypes
 import numpy as np
 
-from .._validate import HALF_DTYPES
+from .._validate import is_half
 
 ACTIVATIONS = ("tanh", "relu")
 LOSSES = ("ce", "mse")
 # The weights' float types by name (numpy knows bfloat16 only as ml_dtypes' type, not by name).
-DTYPES = {dt.name: dt for dt in (np.dtype(np.float64), np.dtype(np.float32), *HALF_DTYPES)}
+DTYPES = {dt.name: dt for dt in map(np.dtype, (np.float64, np.float32, np.float16, ml_dtypes.bfloat16))}
 
 
 def compute_dtype(dtype):
@@ -16,7 +17,7 @@ def compute_dtype(dtype):
     else `dtype` itself.  BLAS has no 16-bit matmul: numpy's own 16-bit loops are far slower,
     and store every result in 16 bits."""
     dtype = np.dtype(DTYPES.get(dtype, dtype))
-    return np.dtype(np.float32) if dtype in HALF_DTYPES else dtype
+    return np.dtype(np.float32) if is_half(dtype) else dtype
 
 
 def narrow(a, dtype):
