@@ -11,7 +11,7 @@ IMPLS = [i for i in bench.IMPLS if i != "native"] + ["native", "native-1t"]
 
 
 @pytest.mark.parametrize("impl", IMPLS)
-@pytest.mark.parametrize("rule", bench.RULES)
+@pytest.mark.parametrize("rule", bench.KERNELS)
 @pytest.mark.parametrize("n", SIZES)
 @pytest.mark.parametrize("dtype", bench.DTYPES)
 def test_rule(run_case, dtype, n, rule, impl):

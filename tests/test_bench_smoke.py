@@ -35,7 +35,7 @@ def test_bench_command_writes_json_with_every_rule_and_impl(tmp_path, capsys):
     assert data["machine"]["build_info"]["simd"] in ("baseline", "avx2", "avx512")
     rules = [r for r in data["results"] if r["kind"] == "rule"]
     for n in (64, 1000):
-        for rule in bench.RULES:
+        for rule in bench.KERNELS:
             impls = {r["impl"] for r in rules if r["n"] == n and r["rule"] == rule}
             assert {"l2decay", "numpy", "stream"} <= impls, (n, rule, impls)
             me = next(r for r in rules if r["n"] == n and r["rule"] == rule and r["impl"] == "l2decay")
@@ -67,7 +67,7 @@ def test_bench_command_rejects_bad_sizes(capsys):
 
 def test_benchmark_inputs_stay_normal_under_many_repeats():
     # the constants keep every rule away from subnormals and overflow however long it runs
-    for rule in bench.RULES:
+    for rule in bench.KERNELS:
         case = bench.rule_case(rule, "l2decay", "float32", 257)
         for _ in range(20_000):
             case.run()

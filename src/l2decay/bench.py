@@ -42,7 +42,7 @@ from .optim import SGD, Adam, exclude_1d
 from .rules import Decay, Decoupled, L2
 from .steps import decay_step, l2_step
 
-RULES = ("l2", "l2-keep", "decay")
+KERNELS = ("l2", "l2-keep", "decay")
 DTYPES = ("float32", "float64")
 IMPLS = ("l2decay", "numpy", "torch", "native", "stream")
 # Sizes from L1 to DRAM on a typical core (48K L1d, 1M L2, 32M L3 here).
@@ -462,7 +462,7 @@ def sparse_cases(nrows, *, width=SPARSE_WIDTH, touched=SPARSE_TOUCHED, impls=SPA
     return out
 
 
-def sparse_sweep(*, rows=SPARSE_ROWS, repeats=7, progress=None):
+def measure_sparse(*, rows=SPARSE_ROWS, repeats=7, progress=None):
     """The sparse-rows table's records: us per step of each implementation at each table size."""
     results = []
     for nrows in rows:
@@ -592,7 +592,7 @@ def apply_threads(threads):
         torch.set_num_threads(threads_in_use(threads))
 
 
-# ----------------------------------------------------------------------------- sweep ------
+# ----------------------------------------------------------------------- all of it ------
 def _record(kind, rule, dtype, n, impl, seconds, note=""):
     itemsize = np.dtype(dtype).itemsize
     return {
@@ -660,7 +660,7 @@ def half_case(kind, impl, n):
     return Case(lambda: opt.step(grads), [w, g])
 
 
-def half_sweep(*, sizes=HALF_SIZES, repeats=7, progress=None):
+def measure_half(*, sizes=HALF_SIZES, repeats=7, progress=None):
     """The 16-bit table's rows: every kind x implementation, timed together per kind."""
     results = []
     for kind in HALF_KINDS:
@@ -680,7 +680,7 @@ OPTIMIZER_SIZES = (1_000, 1_048_576, 33_554_432)
 QUICK_OPTIMIZER_SIZES = (1_000, 8_388_608)
 
 
-def sweep(*, sizes=SIZES, dtypes=DTYPES, threads=0, repeats=7, optimizer_sizes=OPTIMIZER_SIZES,
+def measure_all(*, sizes=SIZES, dtypes=DTYPES, threads=0, repeats=7, optimizer_sizes=OPTIMIZER_SIZES,
           half_sizes=HALF_SIZES, progress=None):
     """Measure every rule x dtype x size x implementation, the multi-tensor call and the
     optimizer steps; returns a list of result dicts (see docs/performance.md)."""
@@ -689,7 +689,7 @@ def sweep(*, sizes=SIZES, dtypes=DTYPES, threads=0, repeats=7, optimizer_sizes=O
     results = []
     todo = [(dt, n) for dt in dtypes for n in sizes]
     for dtype, n in todo:
-        for rule in RULES:
+        for rule in KERNELS:
             labelled = []
             for impl in IMPLS:
                 # native twice: the best a hand-written loop does here, serial or on every thread
@@ -729,12 +729,12 @@ def sweep(*, sizes=SIZES, dtypes=DTYPES, threads=0, repeats=7, optimizer_sizes=O
                 del labelled
             if progress:
                 progress(f"{dtype} optimizers n={n:,}")
-    results += torch_sweep(repeats=repeats, progress=progress)
-    results += half_sweep(sizes=half_sizes, repeats=repeats, progress=progress)
+    results += measure_torch(repeats=repeats, progress=progress)
+    results += measure_half(sizes=half_sizes, repeats=repeats, progress=progress)
     return results
 
 
-def torch_sweep(*, repeats=7, progress=None):
+def measure_torch(*, repeats=7, progress=None):
     """The torch optimizer table's rows (empty without torch)."""
     results = []
     if torch_module() is None:
@@ -767,7 +767,7 @@ def crossover(*, sizes=CROSSOVER_SIZES, dtypes=DTYPES, threads=0, repeats=9, pro
         for dtype in dtypes:
             for n in sizes:
                 for kind in ("l2", "decay", "sgd-l2", "adamw"):
-                    case = (rule_case(kind, "l2decay", dtype, n) if kind in RULES
+                    case = (rule_case(kind, "l2decay", dtype, n) if kind in KERNELS
                             else optimizer_case(kind, "l2decay", dtype, n))
                     _kernels.set_parallel_threshold(1 << 62)
                     serial = measure(case, repeats=repeats)
@@ -819,7 +819,7 @@ def _section(title, head, rows):
 
 
 def tables(results):
-    """The sweep as plain-text tables: one per dtype for the rules, then multi-tensor and
+    """The measurements as plain-text tables: one per dtype for the rules, then multi-tensor and
     optimizer tables.  Speed-ups are time(peer) / time(l2decay): > 1 means l2decay is faster."""
     out = []
     for dtype in DTYPES:
@@ -832,7 +832,7 @@ def tables(results):
         out.append(head)
         out.append("-" * len(head))
         for n in sorted({r["n"] for r in rows}):
-            for rule in RULES:
+            for rule in KERNELS:
                 get = lambda impl: _find(rows, n=n, rule=rule, impl=impl)  # noqa: E731
                 me = get("l2decay")
                 if me is None:

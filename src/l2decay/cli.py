@@ -212,7 +212,7 @@ def _parser():
                                                          "under a minute on 2 cores")
     g.add_argument("--optimizers", type=_choices(sweep.OPTIMIZERS), default=",".join(sweep.OPTIMIZERS),
                    help="optimizers to sweep, comma-separated")
-    g.add_argument("--rules", type=_choices(sweep.RULES), default=",".join(sweep.RULES),
+    g.add_argument("--rules", type=_choices(sweep.SWEPT_RULES), default=",".join(sweep.SWEPT_RULES),
                    help="rules to sweep, comma-separated")
     g.add_argument("--momentum", type=_fraction, default=sweep.MOMENTUM, help="SGD's momentum")
     g.add_argument("--batch-size", type=_positive_int, default=sweep.RUN["batch_size"], help="minibatch size")
@@ -489,11 +489,11 @@ def _cmd_bench(args):
                                   threads=args.threads, repeats=args.repeats or 9, progress=say)
         text = bench.crossover_table(results)
     elif args.sparse:
-        results = bench.sparse_sweep(rows=args.sizes or (bench.QUICK_SPARSE_ROWS if quick else bench.SPARSE_ROWS),
+        results = bench.measure_sparse(rows=args.sizes or (bench.QUICK_SPARSE_ROWS if quick else bench.SPARSE_ROWS),
                                      repeats=repeats, progress=say)
         text = bench.sparse_table(results)
     else:
-        results = bench.sweep(sizes=sizes, dtypes=dtypes, threads=args.threads, repeats=repeats,
+        results = bench.measure_all(sizes=sizes, dtypes=dtypes, threads=args.threads, repeats=repeats,
                               optimizer_sizes=bench.QUICK_OPTIMIZER_SIZES if quick else bench.OPTIMIZER_SIZES,
                               half_sizes=half_sizes, progress=say)
         text = bench.tables(results)

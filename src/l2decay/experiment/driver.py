@@ -19,14 +19,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import datasets
-from .._validate import HALF_DTYPES, ROUNDINGS, real, state_dtype_arg
+from .._validate import ROUNDINGS, is_half, real, state_dtype_arg
 from .mlp import ACTIVATIONS, DTYPES, LOSSES, MLP, compute_dtype
 from ..optim import SGD, Adam, default_rounding, exclude_1d
 from .parallel import run_all
 from ..rules import Decay, Decoupled, L2
 
 RULE_TYPES = {"none": None, "l2": L2, "decay": Decay, "decoupled": Decoupled}
-RULES = tuple(RULE_TYPES)
+COMPARED_RULES = tuple(RULE_TYPES)
 # Strengths `compare` uses unless told otherwise: every rule removes the same fraction of each
 # weight per step at the default lr (decay d = lr * lam), so under plain SGD they are the same
 # update up to constants (the article's claim: "L2 regularization and weight decay are the same
@@ -74,7 +74,7 @@ class Config:
         """Every field checked here, so that a bad value is a ValueError/TypeError naming it
         (each message starts with the field's name) rather than a failure deep inside training."""
         choices = {"activation": ACTIVATIONS, "loss": LOSSES, "dtype": tuple(DTYPES),
-                   "optimizer": tuple(DEFAULT_LR), "rule": RULES}
+                   "optimizer": tuple(DEFAULT_LR), "rule": COMPARED_RULES}
         for name, options in choices.items():
             if getattr(self, name) not in options:
                 raise ValueError(f"{name} must be one of {options}, got {getattr(self, name)!r}")
@@ -103,7 +103,7 @@ class Config:
             self.rounding = default_rounding(DTYPES[self.dtype])
         if self.rounding not in ROUNDINGS:
             raise ValueError(f"rounding must be one of {ROUNDINGS}, got {self.rounding!r}")
-        if self.rounding == "stochastic" and DTYPES[self.dtype] not in HALF_DTYPES:
+        if self.rounding == "stochastic" and not is_half(DTYPES[self.dtype]):
             raise ValueError(f"rounding 'stochastic' needs dtype bfloat16 or float16 ({self.dtype} arithmetic has "
                              f"no wider precision to round from), got dtype {self.dtype!r}")
         state_dtype_arg("state_dtype", self.state_dtype)
@@ -560,7 +560,7 @@ def compare(cfg=None, strengths=None, *, seeds=None, jobs=1, progress=False, **o
     cfg = (cfg or Config()).replace(**overrides)
     strengths = {**DEFAULT_STRENGTH, **(strengths or {})}
     tasks = [cfg.replace(seed=seed, rule=rule, strength=strengths[rule])
-             for seed in seed_list(cfg.seed, DEFAULT_SEEDS if seeds is None else seeds) for rule in RULES]
+             for seed in seed_list(cfg.seed, DEFAULT_SEEDS if seeds is None else seeds) for rule in COMPARED_RULES]
     return run_with_progress(train_task, tasks, jobs, label="compare", progress=progress)
 
 

@@ -3,8 +3,7 @@
 Each run is a small net trained one sample or one minibatch at a time: a single core does it
 best, and the runs themselves are the parallelism.  BLAS must then use one thread per worker:
 with its default of one thread per core, two workers on two cores fight over the cores, and
-the per-epoch evaluation matmuls become 10-20x slower (measured on this project's 2-core
-machine).  OpenBLAS reads its thread count once, when numpy loads, so the workers are *spawned*
+the per-epoch evaluation matmuls become many times slower.  OpenBLAS reads its thread count once, when numpy loads, so the workers are *spawned*
 (fresh interpreters that load numpy with the variables below set), not forked from a process
 whose BLAS is already running.  Workers ignore Ctrl-C: the parent catches it, terminates them
 and reports once, instead of one traceback per worker.

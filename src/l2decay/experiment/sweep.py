@@ -23,7 +23,7 @@ import numpy as np
 from .driver import Config, prepare_data, run_with_progress, seed_list, train, _data_key
 
 OPTIMIZERS = ("sgd", "adam")
-RULES = ("l2", "decoupled", "decay")
+SWEPT_RULES = ("l2", "decoupled", "decay")
 # The runs: the compare experiment's data and net (150 digits, 100 tanh units), trained in
 # minibatches of 10 for 300 epochs (4,500 steps), evaluated after the last epoch only: 0.15 s
 # a run on this project's 2-core machine, so that the full grid's 810 runs take a minute on 2
@@ -71,7 +71,7 @@ def sweep_task(cfg, cache):
     return out
 
 
-def sweep(cfg=None, *, optimizers=OPTIMIZERS, rules=RULES, quick=False, lrs=None, strengths=None, seeds=None,
+def sweep(cfg=None, *, optimizers=OPTIMIZERS, rules=SWEPT_RULES, quick=False, lrs=None, strengths=None, seeds=None,
           momentum=MOMENTUM, jobs=1, progress=False):
     """Train every (optimizer, rule, lr, strength, seed) of the grid; returns the results, one
     dict per run (final metrics; a diverged run has None for them and ``diverged`` True).
@@ -83,7 +83,7 @@ def sweep(cfg=None, *, optimizers=OPTIMIZERS, rules=RULES, quick=False, lrs=None
     """
     cfg = (cfg or Config(**RUN)).replace(rule="none", strength=0.0, momentum=0.0)
     seeds = seed_list(cfg.seed, SEEDS["quick" if quick else "full"] if seeds is None else seeds)
-    for name, values, allowed in (("optimizers", optimizers, OPTIMIZERS), ("rules", rules, RULES)):
+    for name, values, allowed in (("optimizers", optimizers, OPTIMIZERS), ("rules", rules, SWEPT_RULES)):
         if not values or any(v not in allowed for v in values):
             raise ValueError(f"{name} must be a non-empty selection of {allowed}, got {values!r}")
     tasks = []
