@@ -104,6 +104,16 @@ class Case:
         self.run, self.arrays, self.reps, self.note = run, arrays, reps, note
 
 
+def _torch_param(w, g):
+    """(torch, a Parameter sharing w's memory with grad g's), or (None, None) without torch."""
+    torch = torch_module()
+    if torch is None:
+        return None, None
+    p = torch.nn.Parameter(torch.from_numpy(w))
+    p.grad = torch.from_numpy(g)
+    return torch, p
+
+
 def rule_case(rule, impl, dtype, n, *, threads=0, native_threads=None, native_reps=None):
     """A Case for `rule` by `impl`, or None if that implementation is not available here.
 
@@ -145,11 +155,9 @@ def rule_case(rule, impl, dtype, n, *, threads=0, native_threads=None, native_re
                 sub(w, tmp, out=w)
         return Case(run, (w, g))
     if impl == "torch":
-        torch = torch_module()
+        torch, p = _torch_param(w, g)
         if torch is None:
             return None
-        p = torch.nn.Parameter(torch.from_numpy(w))
-        p.grad = torch.from_numpy(g)
         if rule in ("l2", "l2-keep"):
             opt = torch.optim.SGD([p], lr=h["lr"], weight_decay=h["lam"], fused=True)
             return Case(opt.step, (w, g), note="SGD(weight_decay, fused=True)")
@@ -228,11 +236,9 @@ def optimizer_case(kind, impl, dtype, n):
     if impl == "numpy":
         return _numpy_optimizer(kind, w, g, lr, lam, mu)
     if impl == "torch":
-        torch = torch_module()
+        torch, p = _torch_param(w, g)
         if torch is None:
             return None
-        p = torch.nn.Parameter(torch.from_numpy(w))
-        p.grad = torch.from_numpy(g)
         if kind == "sgd-l2":
             opt = torch.optim.SGD([p], lr=lr, momentum=mu, weight_decay=lam, fused=True)
             return Case(opt.step, (w, g), note="SGD(momentum, weight_decay, fused=True)")
