@@ -200,6 +200,68 @@ def test_state_dict_saves_with_torch_save(tmp_path):
     assert opt2.param_groups[0]["reg"] == Decoupled(0.1, lr_max=1e-3)
 
 
+@pytest.mark.parametrize("name,reg", [("AdamW", Decoupled(0.1)), ("AdamW", Decoupled(0.1, lr_max=1e-2)),
+                                      ("Adam", L2(0.05)), ("SGD", L2(0.05)), ("SGD", Decay(1e-3)),
+                                      ("AdamW", Decay(1e-3))], ids=str)
+def test_checkpoints_with_a_rule_load_with_weights_only_and_resume_exactly(tmp_path, name, reg):
+    problem = Problem(torch.float32)
+    kw = {"momentum": 0.9} if name == "SGD" else {}
+    full, half = problem.params(), problem.params()
+    opt_full = getattr(lt, name)(full, lr=1e-2, reg=reg, **kw)
+    opt = getattr(lt, name)(half, lr=1e-2, reg=reg, **kw)
+    run(problem, opt_full, full, 10)
+    run(problem, opt, half, 4)
+    torch.save(opt.state_dict(), tmp_path / "opt.pt")
+    saved = torch.load(tmp_path / "opt.pt", weights_only=True)      # torch's default since 2.6
+    assert saved["param_groups"][0]["reg"] == repr(reg)
+    resumed = [torch.nn.Parameter(x.detach().clone()) for x in half]
+    opt2 = getattr(lt, name)(resumed, lr=0.5, **kw)
+    opt2.load_state_dict(saved)
+    assert opt2.param_groups[0]["reg"] == reg and opt2.param_groups[0]["weight_decay"] == 0.0
+    run(problem, opt2, resumed, 6)
+    for a, b in zip(resumed, full):
+        assert torch.equal(a.detach(), b.detach())
+
+
+@pytest.mark.parametrize("name,reg", [("AdamW", Decoupled(0.1)), ("Adam", Decoupled(0.1)), ("Adam", L2(0.05)),
+                                      ("SGD", L2(0.05))], ids=str)
+def test_torch_resumes_the_same_training_from_a_checkpoint_with_a_rule(name, reg):
+    """Where torch's class can express the rule, the state dict says it in torch's terms too."""
+    problem = Problem(torch.float64)
+    kw = {"momentum": 0.9} if name == "SGD" else {}
+    ours, theirs = problem.params(), problem.params()
+    opt = getattr(lt, name)(ours, lr=1e-2, reg=reg, **kw)
+    run(problem, opt, ours, 4)
+    with torch.no_grad():
+        for a, b in zip(theirs, ours):
+            a.copy_(b)
+    topt = getattr(torch.optim, name)(theirs, lr=1e-2, **kw)
+    topt.load_state_dict(copy.deepcopy(opt.state_dict()))    # (as saved: torch would share our tensors)
+    run(problem, opt, ours, 20)
+    run(problem, topt, theirs, 20)
+    assert_close(ours, theirs, torch.float64)
+    for rule, wd in ((Decay(1e-3), 0.0), (Decoupled(0.1, lr_max=1e-2), 0.0)):   # no torch counterpart
+        opt.param_groups[0]["reg"] = rule
+        assert opt.state_dict()["param_groups"][0]["weight_decay"] == wd
+
+
+def test_a_saved_rule_that_is_not_one_is_refused():
+    p = torch.nn.Parameter(torch.ones(3))
+    opt = lt.AdamW([p], reg=Decoupled(0.1))
+    sd = opt.state_dict()
+    for bad in ("Decay(0.1, lr_max=1.0)", "Decoupled(-1.0)", "L2(nan)"):
+        sd["param_groups"][0]["reg"] = bad
+        with pytest.raises(ValueError, match=r"reg must be a rule as state_dict saves it|strength must be"):
+            opt.load_state_dict(sd)
+    assert opt.param_groups[0]["reg"] == Decoupled(0.1)
+    sd["param_groups"][0]["reg"] = "L1(0.1)"          # no rule's repr: refused as any bad group is
+    opt.load_state_dict(sd)
+    p.grad = torch.ones(3)
+    with pytest.raises(TypeError, match=r"^param_groups\[0\]\.reg must be"):
+        opt.step()
+    assert torch.equal(p.detach(), torch.ones(3))
+
+
 # ---- schedulers ---------------------------------------------------------------------------
 @pytest.mark.parametrize("name,make_sched", [
     ("SGD", lambda o: torch.optim.lr_scheduler.OneCycleLR(o, max_lr=0.05, total_steps=60)),
@@ -254,7 +316,8 @@ def _two():
     (lambda b: (setattr(b, "grad_dtype", None), setattr(b, "grad", torch.ones(2, dtype=torch.float32))), TypeError,
      r"params\[1\].grad has dtype torch.float32"),
     (lambda b: setattr(b, "grad", torch.ones(2, dtype=torch.float64).to_sparse()), TypeError, r"params\[1\].grad is torch.sparse_coo"),
-    (lambda b: setattr(b, "grad", torch.ones(4, dtype=torch.float64)[::2]), ValueError, r"params\[1\].grad is not contiguous"),
+    (lambda b: setattr(b, "grad", torch.ones(4, dtype=torch.float64)[::2]), ValueError,
+     r"params\[1\].grad is laid out in memory with strides \(2,\) but its param with \(1,\)"),
 ])
 def test_bad_grads_are_refused_and_nothing_changes(make_bad, exc, match):
     a, b = _two()
@@ -276,7 +339,7 @@ def test_bad_grads_are_refused_and_nothing_changes(make_bad, exc, match):
     (lambda: torch.nn.Parameter(torch.ones(3, device="meta")), ValueError, r"is on meta"),
     (lambda: torch.nn.Parameter(torch.ones(3, dtype=torch.complex64)), TypeError, r"has dtype torch.complex64"),
     (lambda: torch.ones(3, dtype=torch.int64), TypeError, r"has dtype torch.int64"),
-    (lambda: torch.nn.Parameter(torch.ones(3, 4).t()), ValueError, r"is not contiguous"),
+    (lambda: torch.nn.Parameter(torch.ones(3, 8)[:, ::2]), ValueError, r"has gaps in memory \(a strided view"),
 ])
 def test_params_l2decay_cannot_update_are_refused(param, exc, match):
     p = param()
@@ -343,6 +406,22 @@ def test_step_hooks_and_the_profiler_still_work(make):
     with torch.profiler.profile() as prof:
         opt.step()
     assert any(f"Optimizer.step#{name}.step" in e.name for e in prof.events())
+
+
+@pytest.mark.parametrize("make", [_sgd_case, _sparse_adamw_case], ids=["SGD", "SparseAdamW"])
+def test_a_step_pre_hook_may_return_new_args_and_kwargs(make):
+    """torch's contract: a pre-hook returns None or (args, kwargs) for the step; here it adds a
+    closure to opt.step(), whose loss the step returns."""
+    opt, p, set_grad, _ = make()
+    calls = []
+
+    def closure():
+        calls.append(1)
+        return torch.tensor(3.0)
+
+    opt.register_step_pre_hook(lambda o, args, kwargs: (args, {**kwargs, "closure": closure}))
+    set_grad()
+    assert opt.step() == 3.0 and calls == [1]
 
 
 # ---- 16-bit params ---------------------------------------------------------------------------
@@ -689,3 +768,62 @@ def test_state_of_another_shape_with_the_same_size_is_refused(name):
     with pytest.raises(ValueError, match=rf"{key} has shape \(4, 5\) but its param has \(20,\)"):
         opt.step()
     assert torch.equal(p.detach(), torch.zeros(20))
+
+
+def test_sparse_gradients_are_refused_pointing_at_sparse_adamw():
+    emb = torch.nn.Embedding(10, 3, sparse=True)
+    opt = lt.SGD(emb.parameters(), lr=0.1)
+    emb(torch.tensor([1])).sum().backward()
+    before = emb.weight.detach().clone()
+    with pytest.raises(TypeError, match=r"^param_groups\[0\]\.params\[0\]\.grad is torch\.sparse_coo: .* use "
+                                        r"l2decay\.torch\.SparseAdamW"):
+        opt.step()
+    assert torch.equal(emb.weight.detach(), before)
+
+
+
+# ---- channels_last and other dense layouts ---------------------------------------------------
+def _cnn(dtype):
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 3),
+                              torch.nn.ReLU(), torch.nn.Conv2d(8, 4, 1), torch.nn.Flatten(), torch.nn.LazyLinear(2))
+    net(torch.zeros(1, 3, 10, 10))
+    return net.to(dtype=dtype, memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("name,kw", [("AdamW", dict(lr=1e-2, weight_decay=0.1)),
+                                     ("SGD", dict(lr=1e-2, momentum=0.9, weight_decay=1e-3))], ids=["AdamW", "SGD"])
+def test_channels_last_cnn_steps_in_place_as_torch(dtype, name, kw):
+    mine, theirs = _cnn(dtype), _cnn(dtype)
+    o1, o2 = getattr(lt, name)(mine.parameters(), **kw), getattr(torch.optim, name)(theirs.parameters(), **kw)
+    g = torch.Generator().manual_seed(1)
+    X = torch.randn(16, 3, 10, 10, generator=g, dtype=dtype).to(memory_format=torch.channels_last)
+    y = torch.randn(16, 2, generator=g, dtype=dtype)
+    ptrs = [p.data_ptr() for p in mine.parameters()]
+    for _ in range(50):
+        for net, opt in ((mine, o1), (theirs, o2)):
+            opt.zero_grad()
+            ((net(X) - y) ** 2).mean().backward()
+            opt.step()
+    conv = [p for p in mine.parameters() if p.ndim == 4]
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in conv)
+    assert sum(not p.is_contiguous() for p in conv) == 2          # (a 1x1 kernel is both)
+    assert [p.data_ptr() for p in mine.parameters()] == ptrs                  # in place
+    for p in conv:
+        assert all(t.stride() == p.stride() for t in o1.state[p].values() if torch.is_tensor(t) and t.ndim == 4)
+    assert_close(list(mine.parameters()), list(theirs.parameters()), dtype)
+
+
+def test_a_grad_laid_out_otherwise_than_its_param_is_refused():
+    p = torch.nn.Parameter(torch.randn(2, 3, 4, 4).to(memory_format=torch.channels_last))
+    opt = lt.AdamW([p], lr=0.1)
+    p.grad = torch.ones(2, 3, 4, 4)                    # contiguous
+    before = p.detach().clone()
+    with pytest.raises(ValueError, match=r"^param_groups\[0\]\.params\[0\]\.grad is laid out in memory with "
+                                         r"strides \(48, 16, 4, 1\) but its param with \(48, 1, 12, 3\)"):
+        opt.step()
+    assert torch.equal(p.detach(), before) and not opt.state[p]
+    p.grad = torch.ones_like(p)                          # its param's layout: stepped
+    opt.step()
+    assert opt.state[p]["exp_avg"].stride() == p.stride()

@@ -113,16 +113,17 @@ cdef class Settings:
 # through torch's own API before it calls step().
 cdef object _T_TENSOR = None, _T_PARAM = None, _T_F32 = None, _T_F64 = None, _T_BF16 = None, _T_F16 = None
 cdef object _T_DTYPE = None, _T_IS_CPU = None, _T_IS_CONTIGUOUS = None, _T_DATA_PTR = None, _T_NUMEL = None
-cdef object _T_GRAD = None, _T_SHAPE = None
+cdef object _T_GRAD = None, _T_SHAPE = None, _T_STRIDE = None
 
 
 def register_torch(tensor, parameter, float32, float64, bfloat16, float16):
     """`tensor` and `parameter`: torch.Tensor and torch.nn.Parameter; then torch's float dtypes."""
     global _T_TENSOR, _T_PARAM, _T_F32, _T_F64, _T_BF16, _T_F16
-    global _T_DTYPE, _T_IS_CPU, _T_IS_CONTIGUOUS, _T_DATA_PTR, _T_NUMEL, _T_GRAD, _T_SHAPE
+    global _T_DTYPE, _T_IS_CPU, _T_IS_CONTIGUOUS, _T_DATA_PTR, _T_NUMEL, _T_GRAD, _T_SHAPE, _T_STRIDE
     _T_TENSOR, _T_PARAM, _T_F32, _T_F64, _T_BF16, _T_F16 = tensor, parameter, float32, float64, bfloat16, float16
     _T_DTYPE, _T_IS_CPU, _T_GRAD, _T_SHAPE = tensor.dtype, tensor.is_cpu, tensor.grad, tensor.shape
     _T_IS_CONTIGUOUS, _T_DATA_PTR, _T_NUMEL = tensor.is_contiguous, tensor.data_ptr, tensor.numel
+    _T_STRIDE = tensor.stride
 
 
 cdef extern from "Python.h":
@@ -149,11 +150,38 @@ cdef struct View:
     Py_ssize_t n
     int kind
     bint torch
+    bint perm       # a dense tensor whose dims are in another order than contiguous (channels_last)
+
+
+cdef bint _dense(object t) except -1:
+    """Whether tensor t's elements fill one block of memory, no gaps, no overlaps, its dims in
+    some order (channels_last, any permutation of a contiguous tensor): an element-wise step
+    may then read it as flat, when every tensor of its param is laid out alike."""
+    dims = sorted([(st, sz) for sz, st in zip(_attr(_T_SHAPE, t), _call(_T_STRIDE, t)) if sz != 1])
+    expected = 1
+    for st, sz in dims:
+        if st != expected:
+            return False
+        expected *= sz
+    return True
+
+
+cdef inline bint _same_layout(object a, object b, const View* va, const View* vb):
+    """Tensors of one shape laid out alike: equal strides (where a dim has more than one
+    element); with a dense param a, its grad or state b is then dense too."""
+    if not (va.perm or vb.perm):
+        return True
+    sa, sb = _call(_T_STRIDE, a), _call(_T_STRIDE, b)
+    if sa == sb:
+        return True
+    shape = _attr(_T_SHAPE, a)
+    return [st for sz, st in zip(shape, sa) if sz != 1] == [st for sz, st in zip(shape, sb) if sz != 1]
 
 
 cdef inline int _view(object a, View* v, bint writes) except -2:
     """Fill `v` for a C-contiguous native-order numpy float array (writeable if `writes`) or a
-    plain contiguous CPU float torch tensor; -1, or the refusal code."""
+    plain dense (contiguous, or its dims in another order) CPU float torch tensor; -1, or the
+    refusal code."""
     cdef cnp.ndarray arr
     if cnp.PyArray_Check(a):
         arr = <cnp.ndarray>a
@@ -166,7 +194,7 @@ cdef inline int _view(object a, View* v, bint writes) except -2:
             return E_READONLY
         v.ptr = cnp.PyArray_BYTES(arr)
         v.n = cnp.PyArray_SIZE(arr)
-        v.torch = False
+        v.torch = v.perm = False
         return -1
     tp = type(a)
     if tp is not _T_TENSOR and tp is not _T_PARAM or _T_TENSOR is None:
@@ -183,8 +211,11 @@ cdef inline int _view(object a, View* v, bint writes) except -2:
     else:
         return E_TYPE
     try:      # (a sparse or otherwise unstrided tensor raises in is_contiguous or data_ptr)
-        if _attr(_T_IS_CPU, a) is not True or _call(_T_IS_CONTIGUOUS, a) is not True:
+        if _attr(_T_IS_CPU, a) is not True:
             return E_LAYOUT
+        # (not contiguous: dense or not is decided for the param, and its grad and state must
+        # share its layout)
+        v.perm = _call(_T_IS_CONTIGUOUS, a) is not True
         v.ptr = <char*><size_t>_call(_T_DATA_PTR, a)
         v.n = _call(_T_NUMEL, a)
     except Exception:
@@ -203,7 +234,8 @@ cdef inline bint _same_shape(object a, object b, const View* va, const View* vb)
 
 cdef inline bint _same_state_shape(object w, object x, const View* vw, const View* vx, object shape):
     """State x of param w has w's shape (`shape`: w's torch.Size, read once per param)."""
-    return _same_shape(w, x, vw, vx) and (not vw.torch or _attr(_T_SHAPE, x) == shape)
+    return (_same_shape(w, x, vw, vx) and (not vw.torch or _attr(_T_SHAPE, x) == shape)
+            and _same_layout(w, x, vw, vx))
 
 
 # -- the step -------------------------------------------------------------------------------
@@ -233,6 +265,8 @@ cdef int _fill(Op op, Task* t, Settings s, object w, object g, object s1, object
     cdef char** dst[3]
     cdef Py_ssize_t j, nstate = 0
     code = _view(w, &vw, True)
+    if code < 0 and vw.perm and not _dense(w):
+        code = E_LAYOUT
     if code >= 0:
         return _refuse(r, code, k, R_W)
     code = _view(g, &vg, False)
@@ -240,7 +274,7 @@ cdef int _fill(Op op, Task* t, Settings s, object w, object g, object s1, object
         return _refuse(r, code, k, R_G)
     if vg.kind != vw.kind or vg.torch != vw.torch:
         return _refuse(r, E_DTYPE, k, R_G)
-    if not _same_shape(w, g, &vw, &vg):
+    if not (_same_shape(w, g, &vw, &vg) and _same_layout(w, g, &vw, &vg)):
         return _refuse(r, E_SHAPE, k, R_G)
     _init_task(t, vw.ptr, vg.ptr, vw.n, vw.kind, &s.h)
     _hold(hold, 0, w)

@@ -397,11 +397,13 @@ def _torch_refusal(what, n, t, p, first=None):
         raise TypeError(f"{n} has dtype {t.dtype}: l2decay.torch takes float32, float64, bfloat16 or float16")
     if what == "layout":
         if t.layout is not torch.strided:
-            raise TypeError(f"{n} is {t.layout}: l2decay.torch takes dense tensors (no sparse gradients)")
+            raise TypeError(f"{n} is {t.layout}: l2decay.torch's SGD, Adam and AdamW take dense tensors; "
+                            f"for the sparse gradients of nn.Embedding(sparse=True) use l2decay.torch.SparseAdamW")
         if not t.is_cpu:
             raise ValueError(f"{n} is on {t.device}: l2decay.torch updates CPU tensors only")
-        raise ValueError(f"{n} is not contiguous: l2decay.torch updates in place and never copies; make it "
-                         f"contiguous (e.g. model.to(memory_format=torch.contiguous_format))")
+        raise ValueError(f"{n} has gaps in memory (a strided view, strides {tuple(t.stride())} for shape "
+                         f"{tuple(t.shape)}): l2decay.torch updates dense tensors in place (contiguous, "
+                         f"channels_last, any order of their dims) and never copies")
     if what == "dtype":
         if not isinstance(t, torch.Tensor) or not isinstance(p, torch.Tensor):
             raise TypeError(f"{n} and its param must both be torch tensors")
@@ -412,6 +414,9 @@ def _torch_refusal(what, n, t, p, first=None):
         raise TypeError(f"{n} has dtype {t.dtype}, but the state of a {p.dtype} param is "
                         f"{' or '.join(map(str, allowed))}, one dtype for all its tensors{other}")
     if what == "shape":
+        if tuple(t.shape) == tuple(p.shape):
+            raise ValueError(f"{n} is laid out in memory with strides {tuple(t.stride())} but its param with "
+                             f"{tuple(p.stride())}: a param, its grad and its state share one memory layout")
         raise ValueError(f"{n} has shape {tuple(t.shape)} but its param has {tuple(p.shape)}")
 
 

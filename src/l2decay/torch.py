@@ -22,6 +22,7 @@ touches any, and updates all params of all groups in one compiled call.  ``forea
 the decay of the rows a step does not touch is lazy (l2decay.sparse), applied when an attached
 module reads them.
 """
+import re
 import threading
 
 import numpy as np
@@ -61,8 +62,8 @@ def _new_tensor(p, state_dtype, empty=False):
     a compensation buffer), else p's dtype.  A DTensor's is a DTensor, as torch.optim makes it."""
     dtype = torch.float32 if state_dtype != "param" and p.dtype in _HALVES else p.dtype
     with torch.no_grad():
-        return (torch.empty_like if empty else torch.zeros_like)(p, dtype=dtype,
-                                                                 memory_format=torch.contiguous_format)
+        # (in p's memory format: a channels_last param's state is channels_last, as torch's)
+        return (torch.empty_like if empty else torch.zeros_like)(p, dtype=dtype, memory_format=torch.preserve_format)
 
 
 def _local(t):
@@ -101,6 +102,12 @@ def _hooked(opt):
     wrapper of step (a few us) is skipped when not."""
     return bool(opt._optimizer_step_pre_hooks or opt._optimizer_step_post_hooks or _global_optimizer_pre_hooks
                 or _global_optimizer_post_hooks or _profiler_enabled())
+
+
+def _as_called(closure):
+    """The args of step's call for its hook wrapper: none without a closure, as opt.step() is
+    called, so that a step pre-hook's (args, kwargs) may add one as torch's contract allows."""
+    return () if closure is None else (closure,)
 
 
 def _number(value):
@@ -162,6 +169,12 @@ class _Base(torch.optim.Optimizer):
     def _decoupled(self, group):
         return False
 
+    @staticmethod
+    def _torch_terms(rule):
+        """What torch's class of the same name reads to apply `rule`: its weight_decay (and
+        decoupled_weight_decay), or None where it cannot express the rule."""
+        return {"weight_decay": rule.strength} if type(rule) is L2 else None
+
     def _group_rule(self, group, where=""):
         """The group's rule: "reg" if set, else the one its weight_decay means."""
         reg = _check_reg(f"{where}reg", group.get("reg"))
@@ -180,7 +193,8 @@ class _Base(torch.optim.Optimizer):
         Step hooks (register_step_pre_hook/post_hook) and the profiler's record_function work
         as in torch.optim; without them the step skips their wrapper."""
         if closure is not None or _hooked(self):
-            return self._profiled_step(closure) if _hooked(self) else self._step(closure)
+            # (the hooks see the call as the user made it: a pre-hook may return new args and kwargs)
+            return self._profiled_step(*_as_called(closure)) if _hooked(self) else self._step(closure)
         with self._lock:     # (the common case, _step's without a closure)
             if not self._plain_step():
                 self._gather_and_step()
@@ -343,7 +357,8 @@ class _Base(torch.optim.Optimizer):
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
         if t.layout is not torch.strided:
-            raise TypeError(f"{name} is {t.layout}: l2decay.torch takes dense tensors (no sparse gradients)")
+            raise TypeError(f"{name} is {t.layout}: l2decay.torch's SGD, Adam and AdamW take dense tensors; "
+                            f"for the sparse gradients of nn.Embedding(sparse=True) use l2decay.torch.SparseAdamW")
         if not t.is_cpu:
             raise ValueError(f"{name} is on {t.device}: l2decay.torch updates CPU tensors only")
         if t.dtype not in (torch.float32, torch.float64) + _HALVES:
@@ -359,11 +374,45 @@ class _Base(torch.optim.Optimizer):
                              f"make it contiguous (e.g. model.to(memory_format=torch.contiguous_format))")
 
     def state_dict(self):
-        """torch's format: step counts as float32 tensors, as torch.optim's own."""
+        """torch's format: step counts as float32 tensors, as torch.optim's own, and every group's
+        rule as a string, its repr (``"Decoupled(0.01)"``: one value, which
+        torch.distributed.checkpoint loads whatever rule the loading optimizer holds), so that
+        ``torch.load(weights_only=True)`` reads it with no allow-listing; where torch's class
+        can express the rule (L2 on SGD and Adam, Decoupled on Adam and AdamW), the group's
+        ``weight_decay`` (and ``decoupled_weight_decay``) say it too, so torch.optim resumes the
+        same training; else ``weight_decay`` is 0 (Decay, and Decoupled with lr_max, have no
+        torch counterpart)."""
         sd = super().state_dict()
         sd["state"] = {k: {name: (torch.tensor(float(v), dtype=torch.float32) if name == "step" else v)
                            for name, v in s.items()} for k, s in sd["state"].items()}
+        for group in sd["param_groups"]:         # (copies: torch packs each group anew)
+            rule = group.get("reg")
+            if rule is None:
+                continue
+            group["reg"] = repr(rule)       # exact: a float's repr reads back as the same float
+            group["weight_decay"] = 0.0
+            for key, value in (self._torch_terms(rule) or {}).items():
+                group[key] = value
         return sd
+
+    _SAVED_RULE = re.compile(r"(L2|Decoupled|Decay)\(([^,()]+)(?:, lr_max=([^,()]+))?\)")
+
+    @classmethod
+    def _rule_of(cls, saved, where):
+        """A rule saved by state_dict as its repr; anything else as it is (a rule object, as older
+        state dicts hold; what no rule reads like is refused by the step, as any bad group is)."""
+        m = cls._SAVED_RULE.fullmatch(saved) if isinstance(saved, str) else None
+        if m is None:
+            return saved
+        try:
+            if m.group(3) is not None and m.group(1) != "Decoupled":
+                raise ValueError
+            extra = {} if m.group(3) is None else {"lr_max": float(m.group(3))}
+            return {"L2": L2, "Decoupled": Decoupled, "Decay": Decay}[m.group(1)](float(m.group(2)), **extra)
+        except (ValueError, TypeError):
+            raise ValueError(f"state dict: {where}reg must be a rule as state_dict saves it ('L2(0.01)', "
+                             f"'Decoupled(0.01)', 'Decoupled(0.01, lr_max=0.001)', 'Decay(0.0001)'), got "
+                             f"{saved!r}") from None
 
     def load_state_dict(self, state_dict):
         """torch's, except that a bfloat16/float16 param's optimizer state is loaded as float32
@@ -373,6 +422,14 @@ class _Base(torch.optim.Optimizer):
         l2decay.optim's, it refuses, changing nothing, a state that lacks what the step needs or
         holds non-finite values."""
         required = ("step", "exp_avg", "exp_avg_sq") if self._adam else ()
+        groups = []
+        for i, group in enumerate(state_dict.get("param_groups", ())):
+            rule = self._rule_of(group.get("reg"), f"param_groups[{i}].") if isinstance(group, dict) else None
+            if rule is not None and rule is not group.get("reg"):
+                # a rule saved as its repr: the rule again, and weight_decay 0 as it was beside it
+                group = dict(group, reg=rule, weight_decay=0.0)
+            groups.append(group)
+        state_dict = dict(state_dict, param_groups=groups)
         for pid, st in state_dict.get("state", {}).items():
             for key in required if st else ():
                 if key not in st:
@@ -436,6 +493,14 @@ class Adam(_Base):
 
     def _decoupled(self, group):
         return bool(group.get("decoupled_weight_decay", False))
+
+    @staticmethod
+    def _torch_terms(rule):
+        if type(rule) is L2:
+            return {"weight_decay": rule.strength, "decoupled_weight_decay": False}
+        if type(rule) is Decoupled and rule.lr_max is None:
+            return {"weight_decay": rule.strength, "decoupled_weight_decay": True}
+        return None
 
     @staticmethod
     def _check_group(h, reg, where):
@@ -628,7 +693,7 @@ class SparseAdamW(torch.optim.Optimizer):
         Checks every param, gradient and group before updating any.  Step hooks and the
         profiler work as in torch.optim; without them the step skips their wrapper."""
         if _hooked(self):
-            return self._profiled_step(closure)
+            return self._profiled_step(*_as_called(closure))
         return self._step(closure)
 
     step.hooked = True    # (as _Base.step)
