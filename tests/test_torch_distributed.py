@@ -1,5 +1,6 @@
 """l2decay.torch across processes on torch's own engine: DistributedDataParallel with two
-ranks (gloo on loopback) and ZeroRedundancyOptimizer sharding l2decay's AdamW state."""
+ranks (gloo on loopback), ZeroRedundancyOptimizer sharding l2decay's AdamW state, FSDP2
+(fully_shard: DTensor params, grads and state) and torch.distributed.checkpoint."""
 import os
 import socket
 import subprocess
@@ -76,3 +77,19 @@ def test_zero_redundancy_optimizer_shards_l2decay_adamw(tmp_path, ddp, single):
     for a, b, c in zip(rank0, rank1, ddp[0]):
         assert torch.equal(a, b)
         torch.testing.assert_close(a, c, rtol=0, atol=1e-6)
+
+
+def test_fsdp2_shards_train_as_torch_adamw_and_one_process(tmp_path, single):
+    mine = _launch(tmp_path, "fsdp2")
+    theirs = _launch(tmp_path, "fsdp2-torch")
+    for a, b, c, d in zip(mine[0], mine[1], theirs[0], single):
+        assert torch.equal(a, b)                         # the full params, gathered on each rank
+        torch.testing.assert_close(a, c, rtol=0, atol=1e-6)
+        torch.testing.assert_close(a, d, rtol=0, atol=1e-6)
+
+
+def test_fsdp2_resumes_bit_identically_from_a_distributed_checkpoint(tmp_path):
+    straight = _launch(tmp_path, "fsdp2")
+    resumed = _launch(tmp_path, "dcp")
+    for a, b in zip(straight[0], resumed[0]):
+        assert torch.equal(a, b)
