@@ -83,3 +83,12 @@ def test_lightning_resumes_a_run_with_a_rule_exactly(tmp_path):
     assert trainer.optimizers[0].param_groups[0]["reg"] == Decoupled(0.1)
     for a, b in zip(straight.parameters(), resumed.parameters()):
         assert torch.equal(a, b)
+
+
+def test_the_bench_gpt2_is_hugging_faces():
+    transformers = pytest.importorskip("transformers")
+    from l2decay import bench
+    config = transformers.GPT2Config(n_layer=6, n_embd=384, n_head=6, vocab_size=8192, n_positions=256,
+                                     bos_token_id=0, eos_token_id=0)
+    model = transformers.GPT2LMHeadModel(config)
+    assert [tuple(p.shape) for p in model.parameters()] == bench.gpt2_shapes()

@@ -3,8 +3,9 @@
 A weight update does almost no arithmetic per byte, so its speed limit is memory bandwidth:
 the L2 rule reads w and grad and writes both (4 array passes per element), the decay rule reads
 both and writes w (3 passes), and "l2-keep" (``l2_step(write_grad=False)``, what torch's SGD
-``weight_decay`` does) reads both and writes only w (3 passes).  Each case here is a zero-argument callable doing one update in
-place, built outside any timed region, for one implementation:
+``weight_decay`` does) reads both and writes only w (3 passes).  Each case here is a
+zero-argument callable doing one update in place, built outside any timed region, for one
+implementation:
 
 - ``l2decay``: this package's kernels;
 - ``numpy``:   the best in-place numpy expression of the same rule (ufuncs into a preallocated
@@ -23,10 +24,10 @@ w converges to -lr*g*keep/(1-keep) (about -g), and under L2 (g += lam*w; w -= lr
 oscillate with constant amplitude (a symplectic step, lr*lam < 4).  `check_values` verifies it.
 """
 from ._cases import (KERNELS, DTYPES, IMPLS, SIZES, QUICK_SIZES, PASSES, HYPER, OPTIMIZERS, MLP_SHAPES,
-                     resnet18_shapes, TORCH_MODELS, TORCH_KINDS, TORCH_IMPLS, inputs, check_values, Case,
-                     rule_case, MANY_IMPLS, many_case, OPTIMIZER_IMPLS, optimizer_case, torch_case,
-                     SPARSE_ROWS, QUICK_SPARSE_ROWS, SPARSE_WIDTH, SPARSE_IMPLS, sparse_cases, HALF_KINDS,
-                     HALF_SIZES, QUICK_HALF_SIZES, HALF_IMPLS, half_case, OPTIMIZER_SIZES,
+                     resnet18_shapes, gpt2_shapes, TORCH_MODELS, TORCH_KINDS, TORCH_IMPLS, inputs,
+                     check_values, Case, rule_case, MANY_IMPLS, many_case, OPTIMIZER_IMPLS, optimizer_case,
+                     torch_case, SPARSE_ROWS, QUICK_SPARSE_ROWS, SPARSE_WIDTH, SPARSE_IMPLS, sparse_cases,
+                     HALF_KINDS, HALF_SIZES, QUICK_HALF_SIZES, HALF_IMPLS, half_case, OPTIMIZER_SIZES,
                      QUICK_OPTIMIZER_SIZES, CROSSOVER_SIZES, SPARSE_TOUCHED, SPARSE_BATCHES)
 from ._machine import (torch_module, native_library, threads_in_use, machine_info, cache_sizes, apply_threads)
 from ._timing import (measure_together, measure)
@@ -35,10 +36,10 @@ from ._tables import (sparse_table, crossover_table, tables)
 
 __all__ = [
     'KERNELS', 'DTYPES', 'IMPLS', 'SIZES', 'QUICK_SIZES', 'PASSES', 'HYPER', 'OPTIMIZERS', 'MLP_SHAPES',
-    'resnet18_shapes', 'TORCH_MODELS', 'TORCH_KINDS', 'TORCH_IMPLS', 'inputs', 'check_values', 'Case',
-    'rule_case', 'MANY_IMPLS', 'many_case', 'OPTIMIZER_IMPLS', 'optimizer_case', 'torch_case',
-    'SPARSE_ROWS', 'QUICK_SPARSE_ROWS', 'SPARSE_WIDTH', 'SPARSE_IMPLS', 'sparse_cases', 'HALF_KINDS',
-    'HALF_SIZES', 'QUICK_HALF_SIZES', 'HALF_IMPLS', 'half_case', 'OPTIMIZER_SIZES',
+    'resnet18_shapes', 'gpt2_shapes', 'TORCH_MODELS', 'TORCH_KINDS', 'TORCH_IMPLS', 'inputs',
+    'check_values', 'Case', 'rule_case', 'MANY_IMPLS', 'many_case', 'OPTIMIZER_IMPLS', 'optimizer_case',
+    'torch_case', 'SPARSE_ROWS', 'QUICK_SPARSE_ROWS', 'SPARSE_WIDTH', 'SPARSE_IMPLS', 'sparse_cases',
+    'HALF_KINDS', 'HALF_SIZES', 'QUICK_HALF_SIZES', 'HALF_IMPLS', 'half_case', 'OPTIMIZER_SIZES',
     'QUICK_OPTIMIZER_SIZES', 'CROSSOVER_SIZES', 'SPARSE_TOUCHED', 'SPARSE_BATCHES', 'torch_module',
     'native_library', 'threads_in_use', 'machine_info', 'cache_sizes', 'apply_threads',
     'measure_together', 'measure', 'measure_sparse', 'measure_half', 'measure_all', 'measure_torch',

@@ -61,9 +61,18 @@ def resnet18_shapes():
     return shapes + [(1000, 512), (1000,)]
 
 
+def gpt2_shapes(n_layer=6, n_embd=384, vocab=8192, positions=256):
+    """The parameter shapes of Hugging Face's GPT2LMHeadModel for this config (the lm head is tied
+    to the token embedding): 6 layers of 384 give 76 tensors, 13,891,584 params."""
+    block = [(n_embd,), (n_embd,), (n_embd, 3 * n_embd), (3 * n_embd,), (n_embd, n_embd), (n_embd,),
+             (n_embd,), (n_embd,), (n_embd, 4 * n_embd), (4 * n_embd,), (4 * n_embd, n_embd), (n_embd,)]
+    return [(vocab, n_embd), (positions, n_embd)] + block * n_layer + [(n_embd,), (n_embd,)]
+
+
 # Models for the torch optimizer table; "100 x 4" measures the cost per tensor.
 TORCH_MODELS = {
     "resnet18": resnet18_shapes(),
+    "gpt2 6x384": gpt2_shapes(),
     "mlp 784-128-64-10": [(128, 784), (128,), (64, 128), (64,), (10, 64), (10,)],
     "100 x 4": [(4,)] * 100,
 }
