@@ -16,9 +16,11 @@ Per step t, gradient g, weights w, learning rate lr (the optimizers' formulas ar
 A decay schedule replaces the rule between steps (``group["reg"] = Decoupled(lam_t)``); the
 optimizers read it afresh at every step, at no extra cost.
 """
+import re
+
 from . import _validate
 
-__all__ = ["L2", "Decoupled", "Decay", "RULES"]
+__all__ = ["L2", "Decoupled", "Decay", "RULES", "from_repr"]
 
 
 class _Rule:
@@ -102,3 +104,21 @@ class Decay(_Rule):
 
 
 RULES = {cls.name: cls for cls in (L2, Decoupled, Decay)}
+
+_REPR = re.compile(r"(\w+)\(([^,()]+)(?:, lr_max=([^,()]+))?\)")
+
+
+def from_repr(text):
+    """The rule whose repr is `text` ("L2(0.01)", "Decoupled(0.01, lr_max=0.001)": exact, a
+    float's repr reads back as the same float), or None when `text` reads like no rule's repr.
+    A rule's repr with a value the rule refuses raises its ValueError."""
+    m = _REPR.fullmatch(text) if isinstance(text, str) else None
+    cls = {c.__name__: c for c in RULES.values()}.get(m.group(1)) if m else None
+    if cls is None:
+        return None
+    if m.group(3) is not None:
+        if cls is not Decoupled:
+            raise ValueError(f"{cls.__name__} has no lr_max, got {text!r}")
+        return cls(float(m.group(2)), lr_max=float(m.group(3)))
+    return cls(float(m.group(2)))
+

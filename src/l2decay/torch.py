@@ -22,7 +22,6 @@ touches any, and updates all params of all groups in one compiled call.  ``forea
 the decay of the rows a step does not touch is lazy (l2decay.sparse), applied when an attached
 module reads them.
 """
-import re
 import threading
 
 import numpy as np
@@ -32,7 +31,7 @@ from . import _kernels
 from ._validate import (SettingsCache, adam_hyper, real, refused, reg as _check_reg, rounding_args, settings,
                         sgd_hyper, sparse_hyper, sparse_settings, sparse_step as _check_sparse_step, state_dtype_arg,
                         step_count)
-from .rules import L2, Decay, Decoupled
+from .rules import L2, Decay, Decoupled, from_repr
 
 __all__ = ["SGD", "Adam", "AdamW", "SparseAdamW", "L2", "Decoupled", "Decay"]
 
@@ -352,27 +351,6 @@ class _Base(torch.optim.Optimizer):
             "momentum_buffer" if role < 5 else "compensation" if role == 5 else "step"
         return f"state of {name}: {key}"
 
-    @staticmethod
-    def _check_tensor(name, t, like=None, shape=True, dtype=None):
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-        if t.layout is not torch.strided:
-            raise TypeError(f"{name} is {t.layout}: l2decay.torch's SGD, Adam and AdamW take dense tensors; "
-                            f"for the sparse gradients of nn.Embedding(sparse=True) use l2decay.torch.SparseAdamW")
-        if not t.is_cpu:
-            raise ValueError(f"{name} is on {t.device}: l2decay.torch updates CPU tensors only")
-        if t.dtype not in (torch.float32, torch.float64) + _HALVES:
-            raise TypeError(f"{name} has dtype {t.dtype}: l2decay.torch takes float32, float64, bfloat16 "
-                            f"or float16")
-        want = dtype if dtype is not None else (like.dtype if like is not None else None)
-        if want is not None and t.dtype != want:
-            raise TypeError(f"{name} has dtype {t.dtype} but its param ({like.dtype}) needs {want}")
-        if like is not None and (t.shape != like.shape if shape else t.numel() != like.numel()):
-            raise ValueError(f"{name} has shape {tuple(t.shape)} but its param has {tuple(like.shape)}")
-        if not t.is_contiguous():
-            raise ValueError(f"{name} is not contiguous: l2decay.torch updates in place and never copies; "
-                             f"make it contiguous (e.g. model.to(memory_format=torch.contiguous_format))")
-
     def state_dict(self):
         """torch's format: step counts as float32 tensors, as torch.optim's own, and every group's
         rule as a string, its repr (``"Decoupled(0.01)"``: one value, which
@@ -395,25 +373,6 @@ class _Base(torch.optim.Optimizer):
                 group[key] = value
         return sd
 
-    _SAVED_RULE = re.compile(r"(L2|Decoupled|Decay)\(([^,()]+)(?:, lr_max=([^,()]+))?\)")
-
-    @classmethod
-    def _rule_of(cls, saved, where):
-        """A rule saved by state_dict as its repr; anything else as it is (a rule object, as older
-        state dicts hold; what no rule reads like is refused by the step, as any bad group is)."""
-        m = cls._SAVED_RULE.fullmatch(saved) if isinstance(saved, str) else None
-        if m is None:
-            return saved
-        try:
-            if m.group(3) is not None and m.group(1) != "Decoupled":
-                raise ValueError
-            extra = {} if m.group(3) is None else {"lr_max": float(m.group(3))}
-            return {"L2": L2, "Decoupled": Decoupled, "Decay": Decay}[m.group(1)](float(m.group(2)), **extra)
-        except (ValueError, TypeError):
-            raise ValueError(f"state dict: {where}reg must be a rule as state_dict saves it ('L2(0.01)', "
-                             f"'Decoupled(0.01)', 'Decoupled(0.01, lr_max=0.001)', 'Decay(0.0001)'), got "
-                             f"{saved!r}") from None
-
     def load_state_dict(self, state_dict):
         """torch's, except that a bfloat16/float16 param's optimizer state is loaded as float32
         (torch casts it to the param's dtype) unless the param's group has state_dtype "param":
@@ -424,9 +383,14 @@ class _Base(torch.optim.Optimizer):
         required = ("step", "exp_avg", "exp_avg_sq") if self._adam else ()
         groups = []
         for i, group in enumerate(state_dict.get("param_groups", ())):
-            rule = self._rule_of(group.get("reg"), f"param_groups[{i}].") if isinstance(group, dict) else None
-            if rule is not None and rule is not group.get("reg"):
+            saved = group.get("reg") if isinstance(group, dict) else None
+            try:
+                rule = from_repr(saved)
+            except ValueError as exc:
+                raise ValueError(f"state dict: param_groups[{i}].reg {saved!r}: {exc}") from None
+            if rule is not None:
                 # a rule saved as its repr: the rule again, and weight_decay 0 as it was beside it
+                # (anything else is left to the step, which refuses a bad group in its own words)
                 group = dict(group, reg=rule, weight_decay=0.0)
             groups.append(group)
         state_dict = dict(state_dict, param_groups=groups)
@@ -672,9 +636,29 @@ class SparseAdamW(torch.optim.Optimizer):
                         and t.dtype in (torch.float32, torch.float64)):   # (anything else: step() words it)
                     st[key] = _rows_state(t)
 
+    @staticmethod
+    def _check_tensor(name, t, like=None):
+        """A table (or, `like` its table, a moment) SparseAdamW steps: a dense CPU float tensor."""
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.layout is not torch.strided:
+            raise TypeError(f"{name} is {t.layout}: SparseAdamW's tables and their state are dense tensors")
+        if not t.is_cpu:
+            raise ValueError(f"{name} is on {t.device}: l2decay.torch updates CPU tensors only")
+        if t.dtype not in (torch.float32, torch.float64) + _HALVES:
+            raise TypeError(f"{name} has dtype {t.dtype}: l2decay.torch takes float32, float64, bfloat16 "
+                            f"or float16")
+        if like is not None and t.dtype != like.dtype:
+            raise TypeError(f"{name} has dtype {t.dtype} but its param ({like.dtype}) needs {like.dtype}")
+        if like is not None and t.shape != like.shape:
+            raise ValueError(f"{name} has shape {tuple(t.shape)} but its param has {tuple(like.shape)}")
+        if not t.is_contiguous():
+            raise ValueError(f"{name} is not contiguous: SparseAdamW steps rows of contiguous tables in place "
+                             f"and never copies")
+
     def _grad_rows(self, name, p):
         """The indices and values of p's sparse gradient as numpy arrays, p checked."""
-        _Base._check_tensor(name, p)
+        self._check_tensor(name, p)
         grad = p.grad
         if not isinstance(grad, torch.Tensor) or grad.layout is not torch.sparse_coo:
             raise TypeError(f"{name}.grad is not a sparse tensor: SparseAdamW takes the sparse gradients of "
@@ -761,7 +745,7 @@ class SparseAdamW(torch.optim.Optimizer):
                     st.update(step=0, exp_avg=_rows_state(zero), exp_avg_sq=_rows_state(zero))
                 st["step"] = step_count(f"state of {name}: step", int(_number(st["step"])), 0)
                 for key in ("exp_avg", "exp_avg_sq"):
-                    _Base._check_tensor(f"state of {name}: {key}", st[key], like=p)
+                    self._check_tensor(f"state of {name}: {key}", st[key], like=p)
                 lazy = self._lazy.get(p)
                 if lazy is None:
                     lazy = self._lazy[p] = [torch.ones(p.shape[0], dtype=torch.float64).numpy(), 1.0]
