@@ -25,6 +25,15 @@ def is_half(dtype):
     return isinstance(dtype, np.dtype) and (dtype == _FLOAT16 or (dtype.kind == "V" and dtype.name == "bfloat16"))
 
 
+_RAW_2_BYTES = np.dtype("V2")
+
+
+def saved_bfloat16(value, bfloat16):
+    """Array `value` as np.load gives it back, with np.save's raw 2-byte records (|V2, how it
+    writes ml_dtypes' bfloat16) viewed as the dtype `bfloat16` again (None: left as they are)."""
+    return value.view(bfloat16) if bfloat16 is not None and value.dtype == _RAW_2_BYTES else value
+
+
 def is_float(dtype):
     """Whether `dtype` is one of the float dtypes the kernels take."""
     return isinstance(dtype, np.dtype) and (dtype in _WIDE_DTYPES or is_half(dtype))

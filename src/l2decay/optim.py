@@ -15,7 +15,7 @@ import numpy as np
 from . import _kernels
 from ._kernels import REFUSALS
 from ._validate import (_LR, ADAM_KEYS, SGD_KEYS, SettingsCache, _array, adam_hyper, check, disjoint, is_half,
-                        refused, settings, sgd_hyper, state_dtype, state_dtypes, step_count)
+                        refused, saved_bfloat16, settings, sgd_hyper, state_dtype, state_dtypes, step_count)
 from .rules import RULES, Decay, Decoupled, L2
 
 _STEP_REFUSED = REFUSALS.index("step")
@@ -373,10 +373,7 @@ class _Optimizer:
                     continue
                 # the state's dtype: float32 or the param's (state_dtype "param"), one for all
                 dtypes = (p.dtype,) if name == "compensation" else (first,) if first else state_dtypes(p)
-                # np.savez stores ml_dtypes' bfloat16 as raw 2-byte records (|V2): read them back as it
-                bf16 = [t for t in dtypes if t.name == "bfloat16"]
-                if value.dtype == np.dtype("V2") and bf16:
-                    value = value.view(bf16[0])
+                value = saved_bfloat16(value, next((t for t in dtypes if t.name == "bfloat16"), None))
                 if value.shape != p.shape or value.dtype not in dtypes:
                     want = " or ".join(str(t) for t in dtypes)
                     raise ValueError(f"state dict state.{k}.{name} has shape {value.shape} and dtype "

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import datasets
-from .._validate import ROUNDINGS, is_half, real, state_dtype_arg
+from .._validate import ROUNDINGS, is_half, real, saved_bfloat16, state_dtype_arg
 from .mlp import ACTIVATIONS, DTYPES, LOSSES, MLP, compute_dtype
 from ..optim import SGD, Adam, default_rounding, exclude_1d
 from .parallel import run_all
@@ -289,9 +289,6 @@ _UNREADABLE = (OSError, EOFError, ValueError, RuntimeError, zipfile.BadZipFile, 
                tokenize.TokenError)
 
 
-_RAW_2_BYTES = np.dtype("V2")
-
-
 def _read_checkpoint(path):
     """The arrays stored in `path`, every byte checked against the zip's CRC-32s: numpy stops
     reading a member after the bytes its header asks for, so it does not check them itself."""
@@ -313,9 +310,7 @@ def _read_checkpoint(path):
                 raise
             if not isinstance(value, np.ndarray):  # a zip member without a .npy header: raw bytes
                 raise ValueError(f"{key} is not a .npy array")
-            if value.dtype == _RAW_2_BYTES:  # how np.save writes ml_dtypes' bfloat16 (params, compensation, state)
-                value = value.view(DTYPES["bfloat16"])
-            arrays[key] = value
+            arrays[key] = saved_bfloat16(value, DTYPES["bfloat16"])   # (params, compensation, state)
     return arrays
 
 
