@@ -165,9 +165,9 @@ class Setting:
         and every regularized group's rule (a group whose ``reg`` is not None) to :meth:`rule`
         at that group's lr, `batch` and strength, when it depends on them.  Everything is
         checked before any group changes: a value the optimizer would refuse changes nothing."""
-        groups = getattr(opt, "param_groups", None)
-        if not isinstance(opt, (SGD, Adam)) or not all(isinstance(g, dict) for g in groups):
+        if not isinstance(opt, (SGD, Adam)):
             raise TypeError(f"opt must be an l2decay optimizer (SGD or Adam), got {type(opt).__name__}")
+        groups = opt.param_groups
         for key, value, owner in (("momentum", momentum, "sgd"), ("betas", betas, "adam")):
             if value is not None and self.optimizer != owner:
                 raise TypeError(f"{key} is {'SGD' if owner == 'sgd' else 'Adam'}'s; this setting is "
