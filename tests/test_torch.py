@@ -372,6 +372,56 @@ def test_tensor_hyperparameters_and_state_from_torch_load():
     assert_close(mine, theirs, torch.float64)
 
 
+FLOAT32_LR = [("SGD", dict(momentum=0.9, weight_decay=1e-2)), ("Adam", dict(weight_decay=1e-2)),
+              ("Adam", dict(weight_decay=1e-2, decoupled_weight_decay=True, amsgrad=True)),
+              ("AdamW", dict(weight_decay=0.1))]
+
+
+@pytest.mark.parametrize("name,options", FLOAT32_LR, ids=[f"{n}-{o}" for n, o in FLOAT32_LR])
+def test_float32_tensor_lr_is_computed_with_as_torch_does(name, options):
+    # torch forms lr/(1 - beta1**t) and 1 - lr*weight_decay in float32 from a float32 tensor lr,
+    # which a scheduler then rewrites in place: float64 params show both (the float lr misses by 1e-6)
+    problem = Problem(torch.float64, seed=3)
+    mine, theirs = problem.params(), problem.params()
+    o1 = getattr(lt, name)(mine, lr=torch.tensor(0.01), **options)
+    o2 = getattr(torch.optim, name)(theirs, lr=torch.tensor(0.01), **options)
+    run(problem, o1, mine, 60, torch.optim.lr_scheduler.StepLR(o1, 7, gamma=0.7))
+    run(problem, o2, theirs, 60, torch.optim.lr_scheduler.StepLR(o2, 7, gamma=0.7))
+    assert o1.param_groups[0]["lr"] is not None and float(o1.param_groups[0]["lr"]) < 0.01 * 0.7 ** 7
+    assert_close(mine, theirs, torch.float64)
+
+
+def test_tensor_lr_written_in_place_is_read_at_every_step():
+    for cls in (lt.SGD, lt.AdamW):
+        p = torch.nn.Parameter(torch.ones(3))
+        opt = cls([p], lr=torch.tensor(0.1), weight_decay=0.0)
+        p.grad = torch.ones(3)
+        opt.step()
+        before = p.detach().clone()
+        opt.param_groups[0]["lr"].fill_(0.0)
+        opt.step()
+        assert torch.equal(p.detach(), before), cls.__name__
+
+
+@pytest.mark.parametrize("bad,error,match", [
+    (dict(lr=torch.tensor([0.1, 0.2])), ValueError, r"lr as a tensor must have 1 element, got shape \(2,\)"),
+    (dict(lr=torch.tensor(0.1, dtype=torch.bfloat16)), TypeError, "lr must be a float, or a float32 or float64 tensor"),
+    (dict(lr=torch.tensor(1)), TypeError, "lr must be a float, or a float32 or float64 tensor, got a torch.int64"),
+    (dict(betas=(torch.tensor(0.9), 0.999)), ValueError, r"betas\[0\] as a torch.float32 tensor: .* float64 tensor"),
+    (dict(weight_decay=torch.tensor(0.1)), ValueError, "weight_decay as a torch.float32 tensor"),
+])
+def test_tensor_hyperparameters_torch_computes_otherwise_are_refused(bad, error, match):
+    p = torch.nn.Parameter(torch.ones(3))
+    with pytest.raises(error, match=match):
+        lt.AdamW([p], **bad)
+    opt = lt.AdamW([p], lr=0.1)          # the same, set in a group later: refused at the step
+    opt.param_groups[0].update(bad)
+    p.grad = torch.ones(3)
+    with pytest.raises(error, match=match):
+        opt.step()
+    assert torch.equal(p.detach(), torch.ones(3)) and not opt.state[p]
+
+
 def _sparse_adamw_case():
     emb = torch.nn.Embedding(4, 3, sparse=True)
     torch.nn.init.ones_(emb.weight)

@@ -43,6 +43,12 @@ cdef enum:
     R_STEP = 6
 
 
+cdef inline double _shrink32(double lr, double coef) noexcept:
+    """Decoupled's shrink as torch computes its factor from a float32 tensor lr: 1 - lr*wd in
+    float32 (1 - factor is then exact in double)."""
+    return 1.0 - <double><float>(1.0 - <float>(<float>lr * <float>coef))
+
+
 cdef class Settings:
     """One param group's hyperparameters (or one functional call's), compiled for step().  Made
     only by l2decay._validate, which checks every value first: this class trusts them."""
@@ -51,11 +57,14 @@ cdef class Settings:
     cdef int rounding                 # -1: by the param's dtype
     cdef unsigned long long seed
     cdef double coef                  # the rule's coefficient (Decoupled's shrink follows lr)
+    cdef bint lr32                    # lr is a float32 tensor's: its products rounded as torch's
 
     def __init__(self, bint adam, double lr, *, double momentum=0.0, double dampening=0.0,
                  bint nesterov=False, bint velocity=False, double beta1=0.0, double beta2=0.0,
                  double eps=0.0, bint amsgrad=False, bint keras=False, bint maximize=False,
-                 int rule=0, double coef=0.0, int rounding=-1, unsigned long long seed=0):
+                 int rule=0, double coef=0.0, int rounding=-1, unsigned long long seed=0,
+                 bint lr_float32=False):
+        self.lr32 = lr_float32 and not keras
         self.h.lr = lr
         self.h.sign = -1.0 if maximize else 1.0
         self.h.mu = 0.0 if adam else momentum
@@ -73,7 +82,7 @@ cdef class Settings:
             self.h.lam = coef
         elif rule == RULE_DECOUPLED:
             self.h.decoupled = True
-            self.h.shrink = lr * coef
+            self.h.shrink = _shrink32(lr, coef) if self.lr32 else lr * coef
         elif rule == RULE_DECAY:
             self.h.decay = True
             self.h.shrink = coef
@@ -94,6 +103,7 @@ cdef class Settings:
         if not (isfinite(x) and x >= 0.0 and (x > 0.0 or not low_open) and (x < high or (x == high and not high_open))):
             return False
         self.h.lr = x
+        self.lr32 = False
         if self.h.decoupled:
             self.h.shrink = x * self.coef
         return True
@@ -285,7 +295,7 @@ cdef int _fill(Op op, Task* t, Settings s, object w, object g, object s1, object
     if op == OP_ADAM:
         nstate = 3 if s.h.amsgrad else 2
         t.step = step
-        _bias_correction(t, &s.h, step, s.keras)
+        _bias_correction(t, &s.h, step, s.keras, s.lr32)
     elif s.h.mu != 0.0:
         nstate = 1
         t.first = first
@@ -396,11 +406,17 @@ cdef extern from "Python.h":
     PyObject* PyDict_GetItemWithError(object d, object key) except? NULL
 
 
+cdef inline bint _is_tensor(object v) noexcept:
+    return type(v) is _T_TENSOR or type(v) is _T_PARAM
+
+
 cdef Py_ssize_t _changed(object group, object snapshot) except -3:
     """-1 if param group `group` holds what `snapshot` (a list: its values in order, a list or
-    tuple value, "params" and "betas", as a tuple of its items) recorded, the very objects; the
-    place of the one value that differs when its key is "lr"; else -2."""
+    tuple value, "params" and "betas", as a tuple of its items) recorded, the very objects, and
+    none of them a tensor (its value may change in place); the place of the one value that
+    differs when its key is "lr"; else -2."""
     cdef Py_ssize_t pos = 0, i = 0, j, n, at = -1
+    cdef bint values
     cdef PyObject* key
     cdef PyObject* value
     if type(group) is not dict or type(snapshot) is not list or len(<dict>group) != len(<list>snapshot):
@@ -408,13 +424,16 @@ cdef Py_ssize_t _changed(object group, object snapshot) except -3:
     while PyDict_Next(group, &pos, &key, &value):
         old = (<list>snapshot)[i]
         i += 1
-        if value == <PyObject*>old:
-            continue
         v = <object>value
+        if value == <PyObject*>old and type(v) is not tuple:
+            if _is_tensor(v):          # (a scheduler writes a tensor lr in place)
+                return -2
+            continue
         if (type(v) is list or type(v) is tuple) and type(old) is tuple and len(v) == len(old):
             n = len(old)
+            values = <object>key != "params"     # (betas: its items may be tensors)
             for j in range(n):
-                if v[j] is not (<tuple>old)[j]:
+                if v[j] is not (<tuple>old)[j] or (values and _is_tensor(v[j])):
                     return -2
             continue
         if at >= 0 or type(<object>key) is not str or <object>key != "lr":

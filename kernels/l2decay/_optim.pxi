@@ -1,16 +1,18 @@
 # Part of _kernels.pyx: what the SGD and Adam steps share (bias correction, rounding, the
 # references a call holds) and their C API.
 
-cdef inline void _bias_correction(Task* t, const Hyper* h, long long step, bint keras) noexcept nogil:
+cdef inline void _bias_correction(Task* t, const Hyper* h, long long step, bint keras,
+                                  bint lr32=False) noexcept nogil:
     """Adam's step size and sqrt(1 - beta2**t) for this tensor's step t >= 1 (torch's formulas;
-    eps_form "keras" folds the second correction into the step size)."""
+    eps_form "keras" folds the second correction into the step size; `lr32`: lr is a float32
+    tensor's, and torch divides it in float32)."""
     cdef double bc1 = 1.0 - h.b1 ** <double>step
     cdef double bc2 = 1.0 - h.b2 ** <double>step
     if keras:
         t.step_size = h.lr * sqrt(bc2) / bc1
         t.bc2_sqrt = 1.0
     else:
-        t.step_size = h.lr / bc1
+        t.step_size = <float>(<float>h.lr / <float>bc1) if lr32 else h.lr / bc1
         t.bc2_sqrt = sqrt(bc2)
 
 

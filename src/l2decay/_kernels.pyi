@@ -22,7 +22,7 @@ class Settings:
         self, adam: bool, lr: float, *, momentum: float = 0.0, dampening: float = 0.0, nesterov: bool = False,
         velocity: bool = False, beta1: float = 0.0, beta2: float = 0.0, eps: float = 0.0, amsgrad: bool = False,
         keras: bool = False, maximize: bool = False, rule: int = 0, coef: float = 0.0, rounding: int = -1,
-        seed: int = 0,
+        seed: int = 0, lr_float32: bool = False,
     ) -> None: ...
     @property
     def uses_state(self) -> bool: ...

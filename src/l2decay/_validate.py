@@ -300,7 +300,8 @@ def settings(adam, h):
     rule = h["reg"]
     common = dict(maximize=h["maximize"], rule=_RULE_KINDS[rule.name] if rule is not None else 0,
                   coef=rule.coef if rule is not None else 0.0, seed=h["seed"],
-                  rounding=-1 if h["rounding"] is None else ROUNDINGS.index(h["rounding"]))
+                  rounding=-1 if h["rounding"] is None else ROUNDINGS.index(h["rounding"]),
+                  lr_float32=h.get("lr_float32", False))
     if adam:
         return _kernels.Settings(True, h["lr"], beta1=h["betas"][0], beta2=h["betas"][1], eps=h["eps"],
                                  amsgrad=h["amsgrad"], keras=h["eps_form"] == "keras", **common)

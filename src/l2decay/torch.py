@@ -79,9 +79,40 @@ def _local(t):
     return t
 
 
+def _shard(t, p, name, at):
+    """What the step updates for tensor `t` of param `p` (itself, its grad or a state; None as
+    it is): a DTensor's local shard when `t` is laid out as `p` is, on the same mesh with the same
+    placements, none of them Partial; then every rank steps the same elements of each, as
+    torch's step of the whole does.  Anything else is refused, naming it (`name(at[:2], at[2])`):
+    redistributing here would be a collective, which a refusal on one rank would leave the
+    others waiting in."""
+    if t is None:
+        return t
+    try:
+        from torch.distributed.tensor import DTensor
+    except ImportError:     # (torch built without distributed)
+        return t
+    what = name(at[:2], at[2])
+    if isinstance(p, DTensor):
+        if t is p:
+            if any(x.is_partial() for x in p.placements):
+                raise ValueError(f"{what} is a DTensor placed {tuple(p.placements)}: its local tensor is a partial "
+                                 f"sum, not the param; redistribute it to Shard or Replicate placements")
+        elif not isinstance(t, DTensor) or t.device_mesh != p.device_mesh or t.placements != p.placements:
+            got = f"a {type(t).__name__}" if not isinstance(t, DTensor) else \
+                f"placed {tuple(t.placements)} on {t.device_mesh}"
+            raise ValueError(f"{what} must be a DTensor laid out as its param ({tuple(p.placements)} on "
+                             f"{p.device_mesh}), got {got}: redistribute it to the param's placements first")
+    elif isinstance(t, DTensor):
+        raise ValueError(f"{what} is a DTensor but its param is a {type(p).__name__}: give both as DTensors "
+                         f"laid out alike, or neither")
+    return _local(t)
+
+
 def _count(name, t):
     """A state's step count as the plain int the step reads: torch keeps it as a float tensor."""
-    t = _number(t)
+    if isinstance(t, torch.Tensor) and t.numel() == 1:
+        t = t.item()
     if isinstance(t, float) and t.is_integer():
         t = int(t)
     return step_count(name, t, 0)
@@ -109,9 +140,24 @@ def _as_called(closure):
     return () if closure is None else (closure,)
 
 
-def _number(value):
-    """A 0-d tensor hyperparameter (torch allows them) as the float it holds."""
-    return value.item() if isinstance(value, torch.Tensor) and value.numel() == 1 else value
+def _number(value, name, lr=False):
+    """A hyperparameter given as a 1-element tensor (torch allows them) as the float it holds:
+    a float64 tensor's exactly; a float32 tensor's for `lr` (the step rounds its products in
+    float32 as torch's does: Settings(lr_float32=True)); any other tensor refused."""
+    if not isinstance(value, torch.Tensor):
+        return value
+    if value.numel() != 1:
+        raise ValueError(f"{name} as a tensor must have 1 element, got shape {tuple(value.shape)}")
+    if value.dtype == torch.float64 or (lr and value.dtype == torch.float32):
+        return value.item()
+    if value.dtype == torch.float32:
+        raise ValueError(f"{name} as a torch.float32 tensor: torch computes with it in float32, which l2decay.torch "
+                         f"reproduces only for the lr of SGD, Adam and AdamW; give {name} as a float or a float64 tensor")
+    raise TypeError(f"{name} must be a float, or a float32 or float64 tensor, got a {value.dtype} tensor")
+
+
+def _lr_float32(lr):
+    return isinstance(lr, torch.Tensor) and lr.dtype == torch.float32
 
 
 class _Base(torch.optim.Optimizer):
@@ -177,7 +223,7 @@ class _Base(torch.optim.Optimizer):
     def _group_rule(self, group, where=""):
         """The group's rule: "reg" if set, else the one its weight_decay means."""
         reg = _check_reg(f"{where}reg", group.get("reg"))
-        wd = real(f"{where}weight_decay", _number(group.get("weight_decay", 0)))
+        wd = real(f"{where}weight_decay", _number(group.get("weight_decay", 0), f"{where}weight_decay"))
         if reg is not None:
             if wd:
                 raise ValueError(f"{where[:-1] or 'a param group'} has both weight_decay and reg; set one of them")
@@ -226,8 +272,9 @@ class _Base(torch.optim.Optimizer):
             if group.get(flag):
                 raise ValueError(f"{where}{flag}=True is not supported by l2decay.torch")
         rule = self._group_rule(group, where)
-        hyper = self._check_group({k: _number(v) for k, v in group.items() if k != "params"}, rule, where)
+        hyper = self._check_group({k: v for k, v in group.items() if k != "params"}, rule, where)
         hyper["reg"] = rule
+        hyper["lr_float32"] = _lr_float32(group["lr"])
         hyper["rounding"], hyper["seed"] = rounding_args(group.get("rounding"), group.get("seed", 0), where)
         hyper["state_dtype"] = state_dtype_arg(f"{where}state_dtype", group.get("state_dtype"))
         hyper["eps_form"] = hyper["momentum_form"] = "torch"
@@ -273,10 +320,14 @@ class _Base(torch.optim.Optimizer):
                 if g is None:
                     continue
                 st = state[p]
-                local = p if type(p) in _PLAIN else _local(p)
+                plain = type(p) in _PLAIN
+                if plain and type(g) in _PLAIN:
+                    local, lg = p, g
+                else:
+                    local, lg = _shard(p, p, self._name, (i, j, 0)), _shard(g, p, self._name, (i, j, 1))
                 sets.append(s)
                 ps.append(local)
-                gs.append(g if type(g) in _PLAIN else _local(g))
+                gs.append(lg)
                 places.append(place - 1)
                 where.append((i, j))
                 owners.append(st)
@@ -290,15 +341,15 @@ class _Base(torch.optim.Optimizer):
                         births += [(st, "step", 0), (st, "exp_avg", m), (st, "exp_avg_sq", v)]
                     else:
                         m, v = st.get("exp_avg"), st.get("exp_avg_sq")
-                    s1.append(_local(m) if m is not None and type(m) not in _PLAIN else m)
-                    s2.append(_local(v) if v is not None and type(v) not in _PLAIN else v)
+                    s1.append(m if plain and type(m) in _PLAIN else _shard(m, p, self._name, (i, j, 2)))
+                    s2.append(v if plain and type(v) in _PLAIN else _shard(v, p, self._name, (i, j, 3)))
                     x = None
                     if s.uses_state:
                         x = st.get("max_exp_avg_sq")
                         if x is None:
                             x = _new_tensor(p, "param" if m is not None and m.dtype == p.dtype else None)
                             births.append((st, "max_exp_avg_sq", x))
-                        x = x if type(x) in _PLAIN else _local(x)
+                        x = x if plain and type(x) in _PLAIN else _shard(x, p, self._name, (i, j, 4))
                     s3.append(x)
                     steps.append(t + 1)
                 else:
@@ -308,7 +359,7 @@ class _Base(torch.optim.Optimizer):
                         if b is None:
                             b, first = _new_tensor(p, sdt, empty=True), True
                             births.append((st, "momentum_buffer", b))
-                        b = b if type(b) in _PLAIN else _local(b)
+                        b = b if plain and type(b) in _PLAIN else _shard(b, p, self._name, (i, j, 2))
                     s1.append(b)
                     firsts.append(first)
                     # SGD counts steps only for stochastic rounding's random bits
@@ -320,7 +371,7 @@ class _Base(torch.optim.Optimizer):
                     if c is None:
                         c = _new_tensor(p, "param")
                         births.append((st, "compensation", c))
-                    c = c if type(c) in _PLAIN else _local(c)
+                    c = c if plain and type(c) in _PLAIN else _shard(c, p, self._name, (i, j, 5))
                 comps.append(c)
         if not ps:
             return
@@ -430,11 +481,11 @@ class SGD(_Base):
 
     @staticmethod
     def _check_group(h, reg, where):
-        out = sgd_hyper({"lr": _number(h["lr"]), "momentum": h["momentum"], "dampening": h["dampening"],
+        out = sgd_hyper({"lr": _number(h["lr"], f"{where}lr", True), "momentum": h["momentum"], "dampening": h["dampening"],
                          "nesterov": h["nesterov"], "maximize": h["maximize"], "reg": reg,
                          "momentum_form": "torch"}, where)
         if reg is None:
-            real(f"{where}weight_decay", _number(h.get("weight_decay", 0)))
+            real(f"{where}weight_decay", _number(h.get("weight_decay", 0), f"{where}weight_decay"))
         return {k: out[k] for k in ("lr", "momentum", "dampening", "nesterov", "maximize")}
 
 
@@ -470,11 +521,11 @@ class Adam(_Base):
     def _check_group(h, reg, where):
         betas = h["betas"]
         if isinstance(betas, (tuple, list)):
-            betas = tuple(_number(b) for b in betas)
-        out = adam_hyper({"lr": _number(h["lr"]), "betas": betas, "eps": h["eps"], "amsgrad": h["amsgrad"],
+            betas = tuple(_number(b, f"{where}betas[{i}]") for i, b in enumerate(betas))
+        out = adam_hyper({"lr": _number(h["lr"], f"{where}lr", True), "betas": betas, "eps": h["eps"], "amsgrad": h["amsgrad"],
                           "maximize": h["maximize"], "reg": reg, "eps_form": "torch"}, where)
         if reg is None:
-            real(f"{where}weight_decay", _number(h.get("weight_decay", 0)))
+            real(f"{where}weight_decay", _number(h.get("weight_decay", 0), f"{where}weight_decay"))
         return {k: out[k] for k in ("lr", "betas", "eps", "amsgrad", "maximize")}
 
 
@@ -532,10 +583,11 @@ class SparseAdamW(torch.optim.Optimizer):
         if kept is not None and all(a is b for a, b in zip(kept[0], values)):
             return kept[1]
         lr, betas, eps, wd, maximize = values
-        wd = real(f"{where}weight_decay", _number(wd))
-        hyper = sparse_hyper(True, {"lr": _number(lr), "eps": _number(eps), "maximize": maximize,
-                                    "reg": Decoupled(wd) if wd else None,
-                                    "betas": tuple(_number(b) for b in betas) if isinstance(betas, (tuple, list))
+        wd = real(f"{where}weight_decay", _number(wd, f"{where}weight_decay"))
+        hyper = sparse_hyper(True, {"lr": _number(lr, f"{where}lr"), "eps": _number(eps, f"{where}eps"),
+                                    "maximize": maximize, "reg": Decoupled(wd) if wd else None,
+                                    "betas": tuple(_number(b, f"{where}betas[{i}]") for i, b in enumerate(betas))
+                                    if isinstance(betas, (tuple, list))
                                     else betas}, where)
         if all(type(x) in (float, int, bool) for x in values[:1] + values[2:]) and type(betas) is tuple \
                 and all(type(b) in (float, int) for b in betas):
@@ -743,7 +795,7 @@ class SparseAdamW(torch.optim.Optimizer):
                 if not st:
                     zero = torch.zeros((), dtype=p.dtype).expand(p.shape)
                     st.update(step=0, exp_avg=_rows_state(zero), exp_avg_sq=_rows_state(zero))
-                st["step"] = step_count(f"state of {name}: step", int(_number(st["step"])), 0)
+                st["step"] = _count(f"state of {name}: step", st["step"])
                 for key in ("exp_avg", "exp_avg_sq"):
                     self._check_tensor(f"state of {name}: {key}", st[key], like=p)
                 lazy = self._lazy.get(p)
