@@ -88,6 +88,30 @@ def test_fsdp2_shards_train_as_torch_adamw_and_one_process(tmp_path, single):
         torch.testing.assert_close(a, d, rtol=0, atol=1e-6)
 
 
+FSDP2_CASES = {"sgd": 1e-6, "adam-decay-f64": 1e-12, "bf16-compensated": 2e-2}
+
+
+@pytest.mark.parametrize("case", list(FSDP2_CASES))
+def test_fsdp2_shards_train_as_one_process_with_rules_dtypes_and_state_dtype(tmp_path, case):
+    dtype, _ = _dist_worker.CASES[case]
+    ranks = _launch(tmp_path, f"fsdp2:{case}")
+    one = _dist_worker.single(case)
+    for a, b, c in zip(ranks[0], ranks[1], one):
+        assert torch.equal(a, b) and a.dtype == dtype
+        torch.testing.assert_close(a.double(), c.double(), rtol=0, atol=FSDP2_CASES[case])
+    states = torch.load(tmp_path / f"fsdp2:{case}-0-states.pt")
+    if case == "bf16-compensated":     # state_dtype="param": moments in bfloat16, and the compensation
+        assert states["exp_avg"] == states["exp_avg_sq"] == states["compensation"] == ("DTensor", torch.bfloat16)
+    elif case == "sgd":
+        assert states["momentum_buffer"] == ("DTensor", torch.float32)
+    else:
+        assert states["max_exp_avg_sq"] == ("DTensor", torch.float64)
+
+
+def test_fsdp2_refuses_dtensors_it_cannot_step_on_every_rank_changing_nothing(tmp_path):
+    _launch(tmp_path, "fsdp2-bad")     # (each rank asserts each refusal and that nothing changed)
+
+
 def test_fsdp2_resumes_bit_identically_from_a_distributed_checkpoint(tmp_path):
     straight = _launch(tmp_path, "fsdp2")
     resumed = _launch(tmp_path, "dcp")
