@@ -54,7 +54,10 @@ SIMD_LEVELS = {
         "msvc": ["/arch:AVX512"],
     },
 }
-LOOP_FLAGS = ["--param=vect-max-version-for-alias-checks=64"]
+# -fno-trapping-math: a branch on a loop-invariant flag (the rule, the rounding's extras) may be
+# turned into arithmetic on both sides and a select, which vectorizes without AVX-512's masks;
+# it changes no result (no reassociation, no contraction), only which FP exceptions may be raised.
+LOOP_FLAGS = ["--param=vect-max-version-for-alias-checks=64", "-fno-trapping-math"]
 X86 = platform.machine().lower() in ("x86_64", "amd64", "x86", "i686")
 
 EXTENSIONS = [

@@ -148,3 +148,101 @@ class SparseAdam:
         step_size = self.lr * np.sqrt(1 - b2 ** self.t) / (1 - b1 ** self.t)
         w[touched] += c(-step_size) * (m_new / (np.sqrt(v_new) + c(self.eps)))
         regularize_after(w, self.rule, self.s)
+
+
+# ---- 8-bit optimizer state (state_dtype "8bit"), written from its definition in docs/low-precision.md:
+# a value is an 8-bit float code times its block's power-of-two scale; code 0 is zero, codes
+# 8*E + M (M < 8) are (1 + M/8) * 2**(E - bias), no subnormals
+Q8_BLOCK = 256
+_Q8 = {True: (15, 127), False: (31, 255)}     # signed: (exponent bias, largest code)
+
+
+def q8_decode(codes, scales, signed):
+    """float32 values of uint8 `codes` (flat) with per-block `scales`."""
+    bias, _ = _Q8[signed]
+    c = codes.astype(np.int64)
+    mag = c & 127 if signed else c
+    value = np.where(mag > 0, (1 + (mag & 7) / 8) * 2.0 ** ((mag >> 3) - bias), 0.0)
+    value = np.where((c & 128) > 0, -value, value) if signed else value
+    scale = np.repeat(scales.astype(np.float64), Q8_BLOCK)[:len(c)]
+    return (value * scale).astype(np.float32)
+
+
+def q8_scale(block):
+    """The least power of two >= 2**-126 with max|block| / scale <= 1.875; NaN if not finite."""
+    a = float(np.max(np.abs(block.astype(np.float64)))) if len(block) else 0.0
+    if not np.isfinite(a):
+        return np.float32(np.nan)
+    k = -126
+    while a / 2.0 ** k > 1.875:
+        k += 1
+    return np.float32(2.0 ** k)
+
+
+def q8_encode(x, signed):
+    """(codes, scales) of float32 values x (flat): each block's scale, then each value to the
+    nearest code (ties away from zero), 0 below the smallest; a positive unsigned value never to 0."""
+    bias, top = _Q8[signed]
+    n = len(x)
+    scales = np.array([q8_scale(x[i:i + Q8_BLOCK]) for i in range(0, n, Q8_BLOCK)], dtype=np.float32)
+    y = x.astype(np.float64) / np.repeat(scales.astype(np.float64), Q8_BLOCK)[:n]
+    codes = np.zeros(n, np.int64)
+    for i, v in enumerate(np.abs(y)):
+        code = 0
+        if v > 0:
+            e = int(np.floor(np.log2(v)))
+            m = v / 2.0 ** e * 8 - 8            # in [0, 8)
+            r = np.floor(m)
+            frac = m - r
+            r = r + 1 if frac >= 0.5 else r
+            code = max((e + bias) * 8 + int(r), 0)   # (r == 8 carries into the exponent)
+            if not signed and code == 0:
+                code = 1
+        codes[i] = min(code, top)
+    if signed:
+        codes = codes | np.where(np.signbit(y), 128, 0)
+    return codes.astype(np.uint8), scales
+
+
+def adam_8bit(w, g, codes_m, scales_m, codes_v, scales_v, t, lr, b1, b2, eps, rule=None, s=0.0, maximize=False):
+    """One Adam step with 8-bit moments in float32 arithmetic, rounding to nearest, in place on flat
+    arrays (w float32, or 16-bit: computed in float32, stored rounded to nearest): the moments
+    decoded, updated, the weight stepped (multiplying sqrt(v) by 1/sqrt(1 - beta2**t)), the
+    moments coded again."""
+    f = np.float32
+    w0 = w.astype(np.float32)
+    gi = g.astype(np.float32) * f(-1.0 if maximize else 1.0)
+    if rule == "l2":
+        gi = gi + f(s) * w0
+    m = f(b1) * q8_decode(codes_m, scales_m, True) + f(1.0 - b1) * gi
+    v = f(b2) * q8_decode(codes_v, scales_v, False) + f(1.0 - b2) * (gi * gi)
+    ss, ibc2s = f(lr / (1.0 - b1 ** t)), f(1.0 / np.sqrt(1.0 - b2 ** t))
+    x = w0
+    if rule == "decoupled":
+        x = x - f(lr * s) * x
+    x = x + -((ss * m) / (np.sqrt(v) * ibc2s + f(eps)))
+    if rule == "decay":
+        x = x - f(s) * x
+    w[...] = x.astype(w.dtype)
+    codes_m[...], scales_m[...] = q8_encode(m, True)
+    codes_v[...], scales_v[...] = q8_encode(v, False)
+
+
+def sgd_8bit(w, g, codes, scales, lr, momentum, first, dampening=0.0, nesterov=False, rule=None, s=0.0):
+    """One SGD step ("torch" form) with an 8-bit momentum buffer, float32 arithmetic, in place on
+    flat arrays: the buffer decoded (or born from g), updated, the weight stepped, the buffer coded."""
+    f = np.float32
+    w0 = w.astype(np.float32)
+    gi = g.astype(np.float32)
+    if rule == "l2":
+        gi = gi + f(s) * w0
+    b = gi if first else f(momentum) * q8_decode(codes, scales, True) + f(1.0 - dampening) * gi
+    change = -(f(lr) * ((gi + f(momentum) * b) if nesterov else b))
+    x = w0
+    if rule == "decoupled":
+        x = x - f(lr * s) * x
+    x = x + change
+    if rule == "decay":
+        x = x - f(s) * x
+    w[...] = x.astype(w.dtype)
+    codes[...], scales[...] = q8_encode(b, True)

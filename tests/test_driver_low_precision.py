@@ -67,7 +67,7 @@ def test_rounding_defaults_to_the_optimizers_and_is_named():
     (dict(rounding="up"), r"^rounding must be one of \('nearest', 'stochastic', 'compensated'\), got 'up'"),
     (dict(dtype="float32", rounding="stochastic"), r"^rounding 'stochastic' needs dtype bfloat16 or float16"),
     (dict(rounding="stochastic"), r"^rounding 'stochastic' needs dtype bfloat16 or float16 .* got dtype 'float64'"),
-    (dict(dtype="bfloat16", state_dtype="bfloat16"), r"^state_dtype must be None .* or 'param'"),
+    (dict(dtype="bfloat16", state_dtype="bfloat16"), r"^state_dtype must be None .* or '8bit'"),
 ])
 def test_bad_dtype_or_rounding_is_a_named_error(overrides, match):
     with pytest.raises(ValueError, match=match):

@@ -189,7 +189,7 @@ def test_bfloat16_second_moment_never_shrinks_rounded_to_nearest_and_follows_rou
 
 
 def test_state_dtype_is_checked_and_a_bad_state_changes_nothing():
-    with pytest.raises(ValueError, match=r"^state_dtype must be None .* or 'param'"):
+    with pytest.raises(ValueError, match=r"^state_dtype must be None .* or '8bit'"):
         Adam([np.ones(3, BF16)], state_dtype="bfloat16")
     with pytest.raises(TypeError, match=r"^param_groups\[1\]\.state_dtype must be None"):
         SGD([{"params": [np.ones(3, BF16)]}, {"params": [np.ones(2, BF16)], "state_dtype": float}])

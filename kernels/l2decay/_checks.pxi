@@ -172,16 +172,17 @@ cdef bint _no_overlap(const Task* tasks, Py_ssize_t m, bint writes_g, Py_ssize_t
                       Py_ssize_t* second=NULL) noexcept:
     """No array of `tasks` overlaps another one where either is written (w and the state
     arrays are; g is when `writes_g`).  Read-only arrays may be shared.  On an overlap, `first`
-    and `second` (if given) receive the two arrays as 6 * tensor + role, first the earlier."""
+    and `second` (if given) receive the two arrays as 9 * tensor + role (roles 7 and 8: the
+    8-bit state's scales), first the earlier."""
     cdef Range stack[32]
     cdef Range* r = stack
     cdef Py_ssize_t k, j, count = 0, a = -1, b = -1
     cdef Range* end_any = NULL
     cdef Range* end_written = NULL
-    cdef Py_ssize_t nb
-    cdef char* ptrs[6]
-    if m * 6 > 32:
-        r = <Range*>malloc(m * 6 * sizeof(Range))
+    cdef Py_ssize_t nb, size
+    cdef char* ptrs[9]
+    if m * 8 > 32:
+        r = <Range*>malloc(m * 8 * sizeof(Range))
         if r == NULL:
             return False
     for k in range(m):
@@ -194,15 +195,25 @@ cdef bint _no_overlap(const Task* tasks, Py_ssize_t m, bint writes_g, Py_ssize_t
         ptrs[3] = tasks[k].s2
         ptrs[4] = tasks[k].s3
         ptrs[5] = tasks[k].comp
-        for j in range(6):
+        ptrs[6] = NULL
+        ptrs[7] = <char*>tasks[k].sc1
+        ptrs[8] = <char*>tasks[k].sc2
+        for j in range(9):
             if ptrs[j] != NULL:
                 r[count].lo = ptrs[j]
                 # state arrays of 16-bit weights are float32, twice the weights' bytes (unless
-                # in the weights' dtype: state16)
-                r[count].hi = ptrs[j] + (nb * 2 if 2 <= j <= 4 and tasks[k].kind >= KIND_BF16
-                                         and not tasks[k].state16 else nb)
+                # in the weights' dtype: state16); 8-bit state a byte per element, its scales
+                # 4 bytes per block
+                size = nb
+                if j >= 7:
+                    size = 4 * ((tasks[k].n + Q8_BLOCK - 1) // Q8_BLOCK)
+                elif 2 <= j <= 4 and tasks[k].sc1 != NULL:
+                    size = tasks[k].n
+                elif 2 <= j <= 4 and tasks[k].kind >= KIND_BF16 and not tasks[k].state16:
+                    size = nb * 2
+                r[count].hi = ptrs[j] + size
                 r[count].written = j != 1 or writes_g
-                r[count].idx = 6 * k + j
+                r[count].idx = 9 * k + j
                 count += 1
     if count <= 32:
         for k in range(count):
@@ -240,6 +251,8 @@ cdef inline void _init_task(Task* t, void* w, void* g, Py_ssize_t n, int kind,
     t.n = n
     t.kind = kind
     t.comp = NULL
+    t.sc1 = NULL
+    t.sc2 = NULL
     t.state16 = False
     t.rounding = ROUND_NEAREST
     t.key = 0

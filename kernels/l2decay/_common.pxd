@@ -29,6 +29,10 @@ cdef enum Op:
     OP_STREAM_ADAM16 = 7  # bench only: an Adam step's traffic on 16-bit w, g and float32 (or 16-bit) m, v
     OP_STREAM_ROWS = 8    # bench only: a sparse Adam step's traffic on its rows (w += g, m += g, v += g*g)
 
+# 8-bit optimizer state: elements per block of codes sharing a scale (_q8.pxi).
+cdef enum:
+    Q8_BLOCK = 256
+
 # Storage of a tensor's weights and gradient.  The 16-bit formats compute in float32 and keep
 # their optimizer state in float32, or in their own dtype (Task.state16); float32 and float64
 # keep it in their own dtype.
@@ -58,6 +62,8 @@ cdef struct Task:
     char* s2          # Adam exp_avg_sq
     char* s3          # Adam max_exp_avg_sq (amsgrad)
     char* comp        # the compensation buffer (rounding "compensated"; w's dtype)
+    float* sc1        # state_dtype "8bit": s1 (and s2) hold uint8 codes, these their blocks'
+    float* sc2        # scales (_q8.pxi); NULL otherwise
     bint state16      # s1..s3 hold w's own 16-bit dtype (state_dtype "param"), not float32
     Py_ssize_t n
     int kind          # Kind of w and g

@@ -13,7 +13,7 @@ MAX_STEP = 1 << 53       # step counts stay exact as doubles
 RULE_NONE, RULE_L2, RULE_DECOUPLED, RULE_DECAY = 0, 1, 2, 3
 
 # What a tensor's entry in step()'s lists is: roles, and the codes step() returns for a refusal.
-ROLES = ("param", "grad", "state1", "state2", "state3", "compensation")
+ROLES = ("param", "grad", "state1", "state2", "state3", "compensation", "step", "scale1", "scale2")
 cdef enum:
     R_W = 0
     R_G = 1
@@ -21,14 +21,16 @@ cdef enum:
     R_S2 = 3
     R_S3 = 4
     R_COMP = 5
-    NROLES = 6
+    R_SC1 = 7           # 8-bit state: the scales of state1, state2
+    R_SC2 = 8
+    NROLES = 9
 # (code, k, role, k2, role2): the array at [k][role] is not a float array/plain tensor of a
 # supported dtype; not C-contiguous or not on the CPU; read-only; not of the dtype it must have;
 # not of its param's shape; missing (None where the step needs it); overlapping [k2][role2];
 # stochastic rounding of a float32/float64 param; stochastic rounding without a step count;
 # a step count that is no int in [0, MAX_STEP] (Adam: [1, MAX_STEP]).
 REFUSALS = ("type", "layout", "readonly", "dtype", "shape", "missing", "overlap", "stochastic_wide",
-            "stochastic_step", "step")
+            "stochastic_step", "step", "q8")
 cdef enum:
     E_TYPE = 0
     E_LAYOUT = 1
@@ -40,7 +42,11 @@ cdef enum:
     E_STOCHASTIC_WIDE = 7
     E_STOCHASTIC_STEP = 8
     E_STEP = 9          # steps[k] (role R_STEP) is no int in [0, MAX_STEP]
+    E_Q8 = 10           # 8-bit state (scales given) where the step has none: a float64 param,
+                        # amsgrad, SGD without momentum
     R_STEP = 6
+    V_U8 = 10           # View.kind of a uint8 array or tensor (8-bit state's codes)
+Q8_BLOCK_SIZE = Q8_BLOCK
 
 
 cdef inline double _shrink32(double lr, double coef) noexcept:
@@ -123,17 +129,19 @@ cdef class Settings:
 # through torch's own API before it calls step().
 cdef object _T_TENSOR = None, _T_PARAM = None, _T_F32 = None, _T_F64 = None, _T_BF16 = None, _T_F16 = None
 cdef object _T_DTYPE = None, _T_IS_CPU = None, _T_IS_CONTIGUOUS = None, _T_DATA_PTR = None, _T_NUMEL = None
-cdef object _T_GRAD = None, _T_SHAPE = None, _T_STRIDE = None
+cdef object _T_GRAD = None, _T_SHAPE = None, _T_STRIDE = None, _T_U8 = None
 
 
-def register_torch(tensor, parameter, float32, float64, bfloat16, float16):
-    """`tensor` and `parameter`: torch.Tensor and torch.nn.Parameter; then torch's float dtypes."""
-    global _T_TENSOR, _T_PARAM, _T_F32, _T_F64, _T_BF16, _T_F16
+def register_torch(tensor, parameter, float32, float64, bfloat16, float16, uint8):
+    """`tensor` and `parameter`: torch.Tensor and torch.nn.Parameter; then torch's float dtypes
+    and uint8 (8-bit state's codes)."""
+    global _T_TENSOR, _T_PARAM, _T_F32, _T_F64, _T_BF16, _T_F16, _T_U8
     global _T_DTYPE, _T_IS_CPU, _T_IS_CONTIGUOUS, _T_DATA_PTR, _T_NUMEL, _T_GRAD, _T_SHAPE, _T_STRIDE
     _T_TENSOR, _T_PARAM, _T_F32, _T_F64, _T_BF16, _T_F16 = tensor, parameter, float32, float64, bfloat16, float16
     _T_DTYPE, _T_IS_CPU, _T_GRAD, _T_SHAPE = tensor.dtype, tensor.is_cpu, tensor.grad, tensor.shape
     _T_IS_CONTIGUOUS, _T_DATA_PTR, _T_NUMEL = tensor.is_contiguous, tensor.data_ptr, tensor.numel
     _T_STRIDE = tensor.stride
+    _T_U8 = uint8
 
 
 cdef extern from "Python.h":
@@ -188,14 +196,14 @@ cdef inline bint _same_layout(object a, object b, const View* va, const View* vb
     return [st for sz, st in zip(shape, sa) if sz != 1] == [st for sz, st in zip(shape, sb) if sz != 1]
 
 
-cdef inline int _view(object a, View* v, bint writes) except -2:
+cdef inline int _view(object a, View* v, bint writes, bint codes=False) except -2:
     """Fill `v` for a C-contiguous native-order numpy float array (writeable if `writes`) or a
-    plain dense (contiguous, or its dims in another order) CPU float torch tensor; -1, or the
-    refusal code."""
+    plain dense (contiguous, or its dims in another order) CPU float torch tensor (`codes`: a
+    uint8 one, 8-bit state's, kind V_U8); -1, or the refusal code."""
     cdef cnp.ndarray arr
     if cnp.PyArray_Check(a):
         arr = <cnp.ndarray>a
-        v.kind = _kind(arr)
+        v.kind = _kind(arr) if not codes else (V_U8 if cnp.PyArray_TYPE(arr) == cnp.NPY_UINT8 else -1)
         if v.kind < 0:
             return E_TYPE
         if not (cnp.PyArray_ISNOTSWAPPED(arr) and cnp.PyArray_IS_C_CONTIGUOUS(arr)):
@@ -210,7 +218,11 @@ cdef inline int _view(object a, View* v, bint writes) except -2:
     if tp is not _T_TENSOR and tp is not _T_PARAM or _T_TENSOR is None:
         return E_TYPE
     dt = _attr(_T_DTYPE, a)
-    if dt is _T_F32:
+    if codes:
+        if dt is not _T_U8:
+            return E_TYPE
+        v.kind = V_U8
+    elif dt is _T_F32:
         v.kind = KIND_F32
     elif dt is _T_F64:
         v.kind = KIND_F64
@@ -267,13 +279,16 @@ cdef inline object _at(list xs, Py_ssize_t k):
 
 
 cdef int _fill(Op op, Task* t, Settings s, object w, object g, object s1, object s2, object s3,
-               object comp, long long step, bint first, Py_ssize_t place, Py_ssize_t k,
-               PyObject** hold, _Refusal* r) except -2:
-    """Check tensor k's entries and fill its task; -1, or the refusal code (in `r`)."""
+               object comp, object q1, object q2, long long step, bint first, Py_ssize_t place,
+               Py_ssize_t k, PyObject** hold, _Refusal* r) except -2:
+    """Check tensor k's entries and fill its task; -1, or the refusal code (in `r`).  q1, q2:
+    the scales of 8-bit state (s1, s2 then hold its codes), or None."""
     cdef View vw, vg, vs
     cdef int code, skind = -1
     cdef char** dst[3]
+    cdef float** sdst[2]
     cdef Py_ssize_t j, nstate = 0
+    cdef bint q8 = q1 is not None
     code = _view(w, &vw, True)
     if code < 0 and vw.perm and not _dense(w):
         code = E_LAYOUT
@@ -299,15 +314,40 @@ cdef int _fill(Op op, Task* t, Settings s, object w, object g, object s1, object
     elif s.h.mu != 0.0:
         nstate = 1
         t.first = first
+    if q8 and (vw.kind == KIND_F64 or nstate != (2 if op == OP_ADAM else 1)):
+        return _refuse(r, E_Q8, k, R_S1)
     # (reading a tensor's shape allocates a torch.Size: once per param)
     shape = _attr(_T_SHAPE, w) if vw.torch and (nstate or comp is not None) else None
+    sdst[0], sdst[1] = &t.sc1, &t.sc2
     for j in range(nstate):
         x = (<tuple>xs)[j]
         if x is None:
             return _refuse(r, E_MISSING, k, R_S1 + j)
-        code = _view(x, &vs, True)
+        code = _view(x, &vs, True, q8)
         if code >= 0:
             return _refuse(r, code, k, R_S1 + j)
+        if q8:       # codes of the param's shape and layout, and their blocks' float32 scales
+            if vs.torch != vw.torch:
+                return _refuse(r, E_DTYPE, k, R_S1 + j)
+            if not _same_state_shape(w, x, &vw, &vs, shape):
+                return _refuse(r, E_SHAPE, k, R_S1 + j)
+            dst[j][0] = vs.ptr
+            _hold(hold, 2 + j, x)
+            sc = q1 if j == 0 else q2
+            if sc is None:
+                return _refuse(r, E_MISSING, k, R_SC1 + j)
+            code = _view(sc, &vs, True)
+            if code < 0 and vs.perm:
+                code = E_LAYOUT
+            if code >= 0:
+                return _refuse(r, code, k, R_SC1 + j)
+            if vs.kind != KIND_F32 or vs.torch != vw.torch:
+                return _refuse(r, E_DTYPE, k, R_SC1 + j)
+            if vs.n != (vw.n + Q8_BLOCK - 1) // Q8_BLOCK:
+                return _refuse(r, E_SHAPE, k, R_SC1 + j)
+            sdst[j][0] = <float*>vs.ptr
+            _hold(hold, 7 + j, sc)
+            continue
         # float32 state for 16-bit params, or their own dtype (state_dtype "param"); else the
         # param's; one dtype for all of a param's state
         if vs.torch != vw.torch or not (vs.kind == vw.kind or (vs.kind == KIND_F32 and vw.kind >= KIND_BF16)) \
@@ -348,7 +388,7 @@ cdef inline bint _fits(list xs, Py_ssize_t m) noexcept:
 
 cpdef object step(bint adam, list settings, list params, list grads, list state1=None, list state2=None,
                   list state3=None, list compensations=None, list steps=None, list firsts=None,
-                  list places=None):
+                  list places=None, list scales1=None, list scales2=None):
     """One SGD (or, `adam`, Adam) step of every tensor k in place, with settings[k] (a Settings,
     typically one per group), from params[k], grads[k] (only read) and its state:
 
@@ -357,7 +397,10 @@ cpdef object step(bint adam, list settings, list params, list grads, list state1
     - Adam: state1[k], state2[k] exp_avg and exp_avg_sq, state3[k] max_exp_avg_sq with amsgrad,
       steps[k] the step being taken (>= 1);
     - compensations[k] with rounding "compensated"; steps[k] (the step being taken: SGD's too)
-      and places[k] (the param's place in its optimizer: default k) key stochastic rounding.
+      and places[k] (the param's place in its optimizer: default k) key stochastic rounding;
+    - 8-bit state (state_dtype "8bit", float32 and 16-bit params): scales1[k] (and Adam's
+      scales2[k]), the float32 scales of each Q8_BLOCK_SIZE elements' codes, which state1[k]
+      (state2[k]) then holds as uint8 of the param's shape.
 
     Entries are numpy arrays or plain torch tensors, never mixed within a tensor's entries;
     steps are ints in [0, MAX_STEP] (0: no step count; Adam's >= 1).  Returns None
@@ -375,7 +418,7 @@ cpdef object step(bint adam, list settings, list params, list grads, list state1
     cdef Py_ssize_t i1 = 0, i2 = 0
     if (len(settings) != m or len(grads) != m or not _fits(state1, m) or not _fits(state2, m)
             or not _fits(state3, m) or not _fits(compensations, m) or not _fits(steps, m) or not _fits(firsts, m)
-            or not _fits(places, m)):
+            or not _fits(places, m) or not _fits(scales1, m) or not _fits(scales2, m)):
         raise ValueError("step()'s lists must be one entry per param")
     try:
         tasks = _alloc_tasks(m, stack)
@@ -388,7 +431,8 @@ cpdef object step(bint adam, list settings, list params, list grads, list state1
             if t < 0 or (adam and steps is None):
                 return (E_STEP, k, R_STEP, -1, -1)
             if _fill(op, &tasks[k], <Settings>s, params[k], grads[k], _at(state1, k), _at(state2, k),
-                     _at(state3, k), _at(compensations, k), t, firsts is not None and firsts[k] is True,
+                     _at(state3, k), _at(compensations, k), _at(scales1, k), _at(scales2, k), t,
+                     firsts is not None and firsts[k] is True,
                      k if places is None else <Py_ssize_t>places[k], k, held + k * HOLD, &r) >= 0:
                 return (r.code, r.k, r.role, -1, -1)
         if m > 0 and not _no_overlap(tasks, m, False, &i1, &i2):

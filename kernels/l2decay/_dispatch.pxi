@@ -34,6 +34,7 @@ _SIMD_NEEDS = {
 }
 
 cdef chunk_fn _chunk = NULL
+cdef chunk_fn _q8_chunk = NULL        # tasks with 8-bit state (Task.sc1 set)
 cdef rows_fn _rows = NULL
 _simd = None
 
@@ -67,7 +68,7 @@ def simd_available():
 def set_simd(str level):
     """Use the loops compiled for `level` ("baseline", "avx2", "avx512", or "auto" for the
     widest this CPU supports).  Results are bit-identical at every level; only speed differs."""
-    global _chunk, _rows, _simd
+    global _chunk, _q8_chunk, _rows, _simd
     available = simd_available()
     if level == "auto":
         level = available[len(available) - 1]   # (wraparound is off in this module)
@@ -77,6 +78,7 @@ def set_simd(str level):
         )
     module = importlib.import_module(f"l2decay._simd_{level}")
     _chunk = <chunk_fn>PyCapsule_GetPointer(module.CHUNK, "l2decay._chunk")
+    _q8_chunk = <chunk_fn>PyCapsule_GetPointer(module.Q8, "l2decay._q8")
     _rows = <rows_fn>PyCapsule_GetPointer(module.ROWS, "l2decay._rows")
     _simd = level
 
@@ -119,16 +121,24 @@ cdef inline int _threads_for(Py_ssize_t nbytes) noexcept nogil:
     return l2d_default_threads()
 
 
+cdef inline void _piece(Op op, const Task* t, Py_ssize_t a, Py_ssize_t b) noexcept nogil:
+    """Elements [a, b) of task t, by the loops of its kind of state."""
+    if t.sc1 != NULL:
+        _q8_chunk(op, t, a, b)
+    else:
+        _chunk(op, t, a, b)
+
+
 cdef void _run(Op op, const Task* t) noexcept nogil:
     cdef int nt = _threads_for(_nbytes(t))
     cdef Py_ssize_t nchunks, k, start
     if nt <= 1:
-        _chunk(op, t, 0, t.n)
+        _piece(op, t, 0, t.n)
         return
     nchunks = (t.n + CHUNK_SIZE - 1) // CHUNK_SIZE
     for k in prange(nchunks, schedule="static", num_threads=nt):
         start = k * CHUNK_SIZE
-        _chunk(op, t, start, min(start + CHUNK_SIZE, t.n))
+        _piece(op, t, start, min(start + CHUNK_SIZE, t.n))
 
 
 cdef void _run_all(Op op, const Task* tasks, Py_ssize_t m) noexcept nogil:
@@ -189,9 +199,9 @@ cdef void _run_all(Op op, const Task* tasks, Py_ssize_t m) noexcept nogil:
         for u in range(bound[c], bound[c + 1]):
             k = unit_task[u]
             if unit_start[u] < 0:
-                _chunk(op, &tasks[k], 0, tasks[k].n)
+                _piece(op, &tasks[k], 0, tasks[k].n)
             else:
-                _chunk(op, &tasks[k], unit_start[u], min(unit_start[u] + CHUNK_SIZE, tasks[k].n))
+                _piece(op, &tasks[k], unit_start[u], min(unit_start[u] + CHUNK_SIZE, tasks[k].n))
     free(unit_task)
 
 

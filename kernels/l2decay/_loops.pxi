@@ -9,7 +9,7 @@
 # sqrt are exactly rounded at any vector width).
 from cpython.pycapsule cimport PyCapsule_New
 from cython cimport floating
-from libc.stdint cimport uint16_t, uint32_t, int64_t
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, int64_t
 from libc.math cimport sqrt, sqrtf
 
 cdef extern from *:
@@ -130,7 +130,7 @@ from l2decay._common cimport (Hyper, Op, Task, chunk_fn, rows_fn, OP_L2, OP_L2_K
                               OP_ADAM, OP_STREAM_SWAP, OP_STREAM_AXPY, OP_STREAM_ADAM16, OP_STREAM_ROWS,
                               KIND_F32, KIND_F64,
                               KIND_BF16, KIND_F16, ROUND_NEAREST, ROUND_STOCHASTIC,
-                              ROUND_COMPENSATED, bf16, f16)
+                              ROUND_COMPENSATED, Q8_BLOCK, bf16, f16)
 
 include "_catch_up.pxi"
 
@@ -748,6 +748,9 @@ cdef void _chunk(Op op, const Task* t, Py_ssize_t a, Py_ssize_t b) noexcept nogi
             _axpy_loop(<float*>t.w + a, <float*>t.g + a, b - a, <float>h.lr)
 
 
+include "_q8.pxi"
+
+
 # ---- the row loop of a sparse step (_sparse.pxi): here, not in _kernels, so that the rows'
 # catch-up and their steps are compiled for this instruction set, in one pass over the row
 
@@ -868,6 +871,9 @@ cdef void _rows(Op op, const Task* t0, char* table, char* m, char* v, double* ro
 # The module's exports: its `_chunk` and `_rows`, wrapped so that _kernels can call them
 # without the GIL.
 CHUNK = PyCapsule_New(<void*>_chunk, "l2decay._chunk", NULL)
+# (tasks with 8-bit state: their own entry, so that gcc's inlining budget of _chunk stays with
+# the float loops: inlined there, the 8-bit steps left the float32 Adam loop 6x slower)
+Q8 = PyCapsule_New(<void*>_q8, "l2decay._q8", NULL)
 ROWS = PyCapsule_New(<void*>_rows, "l2decay._rows", NULL)
 # The widest vector extension the C compiler was allowed to use for this module (a check that
 # the module's flags took effect).

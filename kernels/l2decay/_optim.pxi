@@ -64,7 +64,7 @@ cdef inline int _effective_rounding(int rounding, int kind) noexcept nogil:
 # while the GIL may be released: another thread could drop the last reference to one.  No
 # Python list: building and freeing one cost a tenth of a small step.
 cdef enum:
-    HOLD = 7                # per tensor: w, g, s1, s2, s3, comp, its Settings
+    HOLD = 9                # per tensor: w, g, s1, s2, s3, comp, its Settings, 8-bit scales 1, 2
 
 
 cdef inline PyObject** _alloc_held(Py_ssize_t m, PyObject** stack) except NULL:

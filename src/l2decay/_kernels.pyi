@@ -34,15 +34,17 @@ RULE_L2: int
 RULE_DECOUPLED: int
 RULE_DECAY: int
 ROLES: tuple[str, ...]
+Q8_BLOCK_SIZE: int
 REFUSALS: tuple[str, ...]
 
 def step(
     adam: bool, settings: list[Settings], params: list, grads: list, state1: list | None = None,
     state2: list | None = None, state3: list | None = None, compensations: list | None = None,
     steps: list[int] | None = None, firsts: list[bool] | None = None, places: list[int] | None = None,
+    scales1: list | None = None, scales2: list | None = None,
 ) -> tuple[int, int, int, int, int] | None: ...
 def register_torch(tensor: type, parameter: type, float32: object, float64: object, bfloat16: object,
-                   float16: object) -> None: ...
+                   float16: object, uint8: object) -> None: ...
 def refresh(groups: list[dict], snapshots: list[list], made: list[Settings], low_open: bool, high: float,
             high_open: bool) -> bool: ...
 def torch_lists(groups: list[dict], made: list[Settings]) -> tuple[list, list, list, list] | None: ...

@@ -161,7 +161,7 @@ def reg(name, value):
 FORMS = ("torch", "keras")
 ROUNDINGS = _kernels.ROUNDINGS
 MAX_STEP = _kernels.MAX_STEP
-STATE_DTYPES = (None, "param")
+STATE_DTYPES = (None, "param", "8bit")
 
 
 class Real(NamedTuple):
@@ -207,8 +207,8 @@ SPEC = {
     "eps_form": Choice(FORMS),
     "rounding": Choice((None,) + ROUNDINGS),
     "seed": Count(0, 2 ** 63 - 1),
-    "state_dtype": Choice(STATE_DTYPES, "None (float32 state for bfloat16/float16 params) or 'param' (state in "
-                                        "each param's own dtype)"),
+    "state_dtype": Choice(STATE_DTYPES, "None (float32 state for bfloat16/float16 params), 'param' (state in "
+                                        "each param's own dtype) or '8bit' (8-bit codes with block scales)"),
     "step": Count(1, MAX_STEP),            # a step being taken
     "step count": Count(0, MAX_STEP - 1),  # the steps a state has taken
 }
@@ -285,7 +285,21 @@ def adam_hyper(h, where):
         if key != "betas":
             out[key] = check(key, h.get(key, ADAM_DEFAULTS.get(key)), where + key)
     out["betas"] = (check("beta1", betas[0], f"{where}betas[0]"), check("beta2", betas[1], f"{where}betas[1]"))
+    if out["state_dtype"] == "8bit" and out["amsgrad"]:
+        raise ValueError(f"{where}state_dtype '8bit' has no amsgrad (its running maximum would be a third state); "
+                         f"set amsgrad=False or another state_dtype")
     return out
+
+
+def q8_params(name, params, state_dtype_value):
+    """With state_dtype "8bit": every param float32, bfloat16 or float16 (8-bit state is for
+    them; a float64 param's state would lose more than its arithmetic keeps)."""
+    if state_dtype_value != "8bit":
+        return
+    for k, p in enumerate(params):
+        if str(getattr(p, "dtype", "")).rpartition(".")[2] == "float64":
+            raise ValueError(f"{name}[{k}] is float64: state_dtype '8bit' is for float32, bfloat16 and float16 "
+                             f"params; give this group another state_dtype")
 
 
 SGD_DEFAULTS = {"momentum": 0.0, "dampening": 0.0, "nesterov": False, "maximize": False, "reg": None,
@@ -375,6 +389,11 @@ def refused(r, name, entry, *, torch=False, counts=False, rounding=None):
             raise ValueError("rounding 'stochastic' needs step= (its random bits are keyed by seed, step and index)")
         raise ValueError(f"{pname} is {p.dtype}, whose default rounding is 'stochastic', which needs step= (its "
                          f"random bits are keyed by seed, step and index); pass step= or a rounding")
+    if what == "q8":
+        raise ValueError(f"{n} is 8-bit state (state_dtype '8bit'), which the step keeps for float32, bfloat16 "
+                         f"and float16 params, Adam without amsgrad and SGD with momentum; {pname} is {p.dtype}")
+    if role >= 7 or (role in (2, 3) and entry(k, 7) is not None):
+        _q8_refusal(what, n, a, pname, p, role >= 7)
     if torch:
         _torch_refusal(what, n, a, p, (name(k, 2).rpartition(": ")[2], entry(k, 2)) if role > 2 else None)
     if what in ("type", "layout", "readonly"):
@@ -392,6 +411,22 @@ def refused(r, name, entry, *, torch=False, counts=False, rounding=None):
                             f"all its state")
         raise TypeError(f"{n} has dtype {a.dtype} but {pname} has dtype {p.dtype}; they must match")
     raise ValueError(f"{n} has shape {a.shape} but {pname} has shape {p.shape}; they must match")
+
+
+def _q8_refusal(what, n, a, pname, p, scales):
+    """The worded errors of refusals of 8-bit state: its codes (uint8, the param's shape) or
+    their scales (float32, one per Q8_BLOCK_SIZE elements)."""
+    size = int(np.prod(getattr(p, "shape", ()), dtype=np.int64))
+    blocks = -(-size // _kernels.Q8_BLOCK_SIZE)
+    got = f"a {type(a).__name__}" if not hasattr(a, "dtype") else f"{a.dtype} of shape {tuple(a.shape)}"
+    if scales:
+        what_is = (f"the float32 scales of 8-bit state, one per {_kernels.Q8_BLOCK_SIZE} elements of {pname} "
+                   f"({blocks}), in one block of memory{', writeable' if what == 'readonly' else ''}")
+    else:
+        what_is = (f"the uint8 codes of 8-bit state, of {pname}'s shape {tuple(p.shape)} and memory "
+                   f"layout{', writeable' if what == 'readonly' else ''}")
+    error = TypeError if what in ("type", "dtype") else ValueError
+    raise error(f"{n} must be {what_is}, got {got}")
 
 
 def _torch_refusal(what, n, t, p, first=None):

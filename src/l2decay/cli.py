@@ -141,10 +141,11 @@ def _data_options(parser):
                    help=f"how each new weight is stored (docs: Low precision); stochastic needs a 16-bit --dtype "
                         f"(default: the optimizers', {default_rounding(DTYPES['float32'])} for float32 and float64, "
                         f"{default_rounding(DTYPES['bfloat16'])} for bfloat16 and float16)")
-    g.add_argument("--state-dtype", choices=("param",),
+    g.add_argument("--state-dtype", choices=("param", "8bit"),
                    help="keep the optimizer state (momentum, Adam's moments) in the weights' dtype, 16-bit too: "
                         "rounded stochastically with --rounding stochastic, else to nearest (default: float32 "
-                        "for bfloat16/float16 weights)")
+                        "for bfloat16/float16 weights); 8bit: 8-bit codes with block scales (docs: Low precision; "
+                        "not for float64)")
     return g
 
 
@@ -289,7 +290,8 @@ def _precision(cfg):
     """The weights' dtype, the arithmetic's when it differs, and how new weights are stored."""
     arithmetic = compute_dtype(cfg.dtype).name
     weights = cfg.dtype if arithmetic == cfg.dtype else f"{cfg.dtype} weights, {arithmetic} arithmetic"
-    state = ", state in the weights' dtype" if cfg.state_dtype == "param" and cfg.dtype != arithmetic else ""
+    state = ", state in the weights' dtype" if cfg.state_dtype == "param" and cfg.dtype != arithmetic else \
+        ", 8-bit optimizer state" if cfg.state_dtype == "8bit" else ""
     return f"{weights}, rounding {cfg.rounding}{state}"
 
 

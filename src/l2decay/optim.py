@@ -12,14 +12,16 @@ gradient and state array before touching anything; a failed step modifies nothin
 
 import numpy as np
 
-from . import _kernels
+from . import _kernels, q8
 from ._kernels import REFUSALS
 from ._validate import (_LR, ADAM_KEYS, SGD_KEYS, SettingsCache, _array, adam_hyper, check, disjoint, is_half,
-                        refused, saved_bfloat16, settings, sgd_hyper, state_dtype, state_dtypes, step_count)
+                        q8_params, refused, saved_bfloat16, settings, sgd_hyper, state_dtype, state_dtypes,
+                        step_count)
 from .rules import RULES, Decay, Decoupled, L2
 
 _STEP_REFUSED = REFUSALS.index("step")
 _ADAM_STATE = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+_Q8_SCALES = ("exp_avg_scale", "exp_avg_sq_scale")    # 8-bit moments' scales, beside their codes
 _refresh = _kernels.refresh
 
 __all__ = ["L2", "Decoupled", "Decay", "SGD", "Adam", "exclude_1d", "ParamGroups"]
@@ -89,6 +91,7 @@ class _Optimizer:
         start = len(self._flat)
         disjoint([(f"params[{k}]", p, True) for k, p in enumerate(self._flat + params)])
         hyper = self._check_hyper({**self.defaults, **{k: v for k, v in group.items() if k != "params"}}, where)
+        q8_params(f"{where}params", params, hyper["state_dtype"])
         self.param_groups.append({"params": params, **hyper})
         self._flat.extend(params)
         self.state.extend(self._new_state(p, hyper) for p in params)
@@ -139,30 +142,33 @@ class _Optimizer:
         plan = self._plan
         if plan is not None and _kernels.state_step(adam, sets, flat, grads, state, *plan) is None:
             return    # (the common case; anything else, a refusal too, takes the general path)
-        births, comps, firsts, s2, s3, steps = (), None, None, None, None, None
+        births, comps, firsts, s2, s3, steps, sc1, sc2 = [], None, None, None, None, None, None, None
         if adam:
             s1, s2, s3, steps, absent = _kernels.state_columns(state, _ADAM_STATE, "step")
             if (self._uses_state and absent[2]) or self._compensates:
                 s3, comps, firsts, births = self._gather_state(sets, s1, steps)
             elif not self._uses_state:
                 s3 = None
-        elif self._uses_state or self._compensates or self._counts:
-            s1, comps, steps, firsts, births = self._gather_state(sets, None, None)
+            if self._q8:
+                sc1, sc2 = _kernels.state_columns(state, _Q8_SCALES)[:2]
+        elif self._uses_state or self._compensates or self._counts or self._q8:
+            s1, comps, steps, firsts, births, sc1 = self._gather_state(sets, None, None)
         else:
             s1 = None
-        r = _kernels.step(adam, sets, flat, grads, s1, s2, s3, comps, steps, firsts)
+        r = _kernels.step(adam, sets, flat, grads, s1, s2, s3, comps, steps, firsts, None, sc1, sc2)
         if r is not None:
             if r[0] == _STEP_REFUSED and steps is not None and any(type(t) is not int for t in steps):
                 self._normalize_counts()      # (numpy ints, say: the counts they are)
                 return self.step(grads)
-            self._refused(r, (flat, grads, s1, s2, s3, comps))
+            self._refused(r, (flat, grads, s1, s2, s3, comps, None, sc1, sc2))
         _kernels.publish(births)
         if steps is not None:
             _kernels.set_counts(state, "step", steps)
 
     def _refused(self, r, lists):
         state = self.state
-        entry = lambda k, role: lists[role][k] if role < 6 else state[k].get("step")   # noqa: E731
+        entry = lambda k, role: (state[k].get("step") if role == 6 else   # noqa: E731
+                                 lists[role][k] if lists[role] is not None else None)
         if r[2] == 1 or r[4] == 1:    # (a gradient: say the order gradients follow)
             try:
                 refused(r, self._name, entry)
@@ -188,6 +194,7 @@ class _Optimizer:
         births = []
         if not adam:
             s1 = [None] * m
+            sc1 = [None] * m
             steps = [0] * m if self._counts else None
         for group, slot in zip(self.param_groups, self._slots):
             if not slot:
@@ -199,12 +206,16 @@ class _Optimizer:
                 if not isinstance(st, dict):
                     raise TypeError(f"state[{k}] must be a dict, got {type(st).__name__}")
                 if not adam and s.uses_state:
-                    buf = st.get(key)
+                    buf, scale = st.get(key), st.get(key + "_scale")
                     if buf is None and isinstance(p, np.ndarray):
-                        buf = np.empty(p.shape, state_dtype(p, group["state_dtype"]))
+                        if group["state_dtype"] == "8bit":
+                            buf, scale = q8.zeros(p.shape)
+                            births.append((st, key + "_scale", scale))
+                        else:
+                            buf = np.empty(p.shape, state_dtype(p, group["state_dtype"]))
                         births.append((st, key, buf))
                         firsts[k] = True
-                    s1[k] = buf
+                    s1[k], sc1[k] = buf, scale
                 if adam and s.uses_state:
                     x = st.get("max_exp_avg_sq")
                     if x is None and isinstance(p, np.ndarray):
@@ -224,7 +235,7 @@ class _Optimizer:
                     steps[k] = t + 1 if type(t) is int else t
         if adam:
             return s3, comps, firsts, births
-        return s1, comps, steps, firsts, births
+        return s1, comps, steps, firsts, births, (sc1 if any(x is not None for x in sc1) else None)
 
     def _step_count(self, k, t):
         if t is None:
@@ -252,6 +263,9 @@ class _Optimizer:
         self._sets = sets
         self._uses_state = any(s.uses_state for s in kept.made)
         self._compensates = any(g["rounding"] == "compensated" for g in groups)
+        # 8-bit state, born so or loaded: the general path (the state's scales as lists)
+        self._q8 = any(g["state_dtype"] == "8bit" for g in groups) or any(
+            any(key.endswith("_scale") for key in st) for st in self.state)
         # SGD counts steps only for stochastic rounding's random bits
         self._counts = not self._adam and (any(g["rounding"] == "stochastic" for g in groups) or any(
             is_half(p.dtype) for p in self._flat))
@@ -260,7 +274,9 @@ class _Optimizer:
         self._buffer_key = None if (len(keys) != 1 or not self._uses_state or self._compensates or self._counts
                                     or self._adam) else "velocity" if "keras" in keys else "momentum_buffer"
         # the common case in one compiled call (state_step): the state keys it reads, the count
-        if self._adam:
+        if self._q8:
+            self._plan = None
+        elif self._adam:
             self._plan = None if self._compensates else (_ADAM_STATE if self._uses_state else _ADAM_STATE[:2], "step")
         elif self._compensates or self._counts or (self._uses_state and self._buffer_key is None):
             self._plan = None
@@ -287,6 +303,8 @@ class _Optimizer:
             return f"grads[{k}]"
         if role == 6:
             return f"state[{k}]['step']"
+        if role >= 7:
+            return self._name(k, role - 5).replace("']", "_scale']")
         key = self._state_keys[role - 2] if role < 5 else "compensation"
         if key == "momentum_buffer" and self._group_of(k)["momentum_form"] == "keras":
             key = "velocity"
@@ -371,6 +389,20 @@ class _Optimizer:
                         raise ValueError(f"state dict state.{k}.step must be an int, got {value!r}")
                     new[name] = step_count(f"state dict state.{k}.step", int(value), 0)
                     continue
+                if name.endswith("_scale"):
+                    if name[:-6] not in names[k]:
+                        raise ValueError(f"state dict has state.{k}.{name} but no state.{k}.{name[:-6]}")
+                    continue
+                if name + "_scale" in names[k] or (first is not None and first == np.uint8):
+                    if first is not None and first != np.uint8 or name + "_scale" not in names[k]:
+                        raise ValueError(f"state dict state.{k}: a param's state is all 8-bit (codes with "
+                                         f"their _scale) or none of it, but {name} is not like the rest")
+                    scale = np.asarray(d[f"state.{k}.{name}_scale"])
+                    q8.check(f"state dict state.{k}.{name}", value, scale, p.shape)
+                    first = np.dtype(np.uint8)
+                    new[name] = np.array(value, order="C", copy=True)
+                    new[name + "_scale"] = np.array(scale, copy=True)
+                    continue
                 # the state's dtype: float32 or the param's (state_dtype "param"), one for all
                 dtypes = (p.dtype,) if name == "compensation" else (first,) if first else state_dtypes(p)
                 value = saved_bfloat16(value, next((t for t in dtypes if t.name == "bfloat16"), None))
@@ -410,7 +442,7 @@ class SGD(_Optimizer):
     _defaults = {"lr": 0.01, "momentum": 0.0, "dampening": 0.0, "nesterov": False,
                  "maximize": False, "reg": None, "momentum_form": "torch", "rounding": None, "seed": 0,
                  "state_dtype": None}
-    _state_arrays = ("momentum_buffer", "velocity", "compensation")
+    _state_arrays = ("momentum_buffer", "velocity", "compensation", "momentum_buffer_scale", "velocity_scale")
     _state_keys = ("momentum_buffer",)
     _keys = SGD_KEYS
 
@@ -453,7 +485,7 @@ class Adam(_Optimizer):
                  "maximize": False, "reg": None, "eps_form": "torch", "rounding": None, "seed": 0,
                  "state_dtype": None}
     _adam = True
-    _state_arrays = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq", "compensation")
+    _state_arrays = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq", "compensation") + _Q8_SCALES
     _state_keys = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
     _keys = ADAM_KEYS
     _state_required = ("step", "exp_avg", "exp_avg_sq")
@@ -462,6 +494,9 @@ class Adam(_Optimizer):
         return adam_hyper(h, where)
 
     def _new_state(self, p, hyper):
+        if hyper["state_dtype"] == "8bit":
+            (m, ms), (v, vs) = q8.zeros(p.shape), q8.zeros(p.shape)
+            return {"step": 0, "exp_avg": m, "exp_avg_scale": ms, "exp_avg_sq": v, "exp_avg_sq_scale": vs}
         dt = state_dtype(p, hyper["state_dtype"])
         return {"step": 0, "exp_avg": np.zeros(p.shape, dt), "exp_avg_sq": np.zeros(p.shape, dt)}
 

@@ -6,14 +6,15 @@ the one compiled step (kernels/l2decay/_core.pxi) that l2decay.optim and l2decay
 """
 import numpy as np
 
-from . import _kernels
+from . import _kernels, q8
 from ._kernels import decay_step, l2_step
 from ._validate import SettingsCache, _sequence, adam_hyper, check, refused, settings, sgd_hyper, state_dtype
 
 __all__ = ["l2_step", "decay_step", "sgd_step", "adam_step"]
 
-_SGD_NAMES = ("params", "grads", "momentum_buffers", "", "", "compensations")
-_ADAM_NAMES = ("params", "grads", "exp_avgs", "exp_avg_sqs", "max_exp_avg_sqs", "compensations")
+_SGD_NAMES = ("params", "grads", "momentum_buffers", "", "", "compensations", "step", "momentum_scales", "")
+_ADAM_NAMES = ("params", "grads", "exp_avgs", "exp_avg_sqs", "max_exp_avg_sqs", "compensations", "step",
+               "exp_avg_scales", "exp_avg_sq_scales")
 _kept = SettingsCache()   # entry 0: sgd_step's last settings, 1: adam_step's
 _NO_COMPENSATIONS = "rounding 'compensated' needs compensations= (a list; None entries are born zero)"
 
@@ -52,18 +53,30 @@ def _born(name, given, m, make, needed, births):
     return entries, born
 
 
-def _call(adam, s, names, ps, gs, s1, s2, s3, comps, steps, firsts, births, rounding):
-    r = _kernels.step(adam, [s] * len(ps), ps, gs, s1, s2, s3, comps, steps, firsts)
+def _scales(name, given, codes, m, births):
+    """8-bit state's scales: `given` (one per param; None entries born with their codes), or None."""
+    if given is None:
+        return None
+    return _born(name, given, m, lambda k: q8.zeros(getattr(codes[k], "shape", ()))[1], "", births)[0]
+
+
+def _call(adam, s, names, ps, gs, s1, s2, s3, comps, steps, firsts, births, rounding, sc1=None, sc2=None):
+    r = _kernels.step(adam, [s] * len(ps), ps, gs, s1, s2, s3, comps, steps, firsts, None, sc1, sc2)
     if r is not None:
-        lists = (ps, gs, s1, s2, s3, comps)
-        refused(r, lambda k, role: f"{names[role]}[{k}]" if role < 6 else "step",
-                lambda k, role: lists[role][k] if role < 6 else steps[k], rounding=rounding)
+        lists = (ps, gs, s1, s2, s3, comps, steps, sc1, sc2)
+        refused(r, lambda k, role: f"{names[role]}[{k}]" if role != 6 else "step",
+                lambda k, role: lists[role][k] if lists[role] is not None else None, rounding=rounding)
     _kernels.publish(births)
+
+
+def _like8(p):
+    """New 8-bit codes of p's shape (their scales are born beside them)."""
+    return np.zeros(p.shape, np.uint8) if isinstance(p, np.ndarray) else None
 
 
 def sgd_step(params, grads, momentum_buffers=None, *, lr, momentum=0.0, dampening=0.0, nesterov=False,
              maximize=False, reg=None, momentum_form="torch", rounding=None, seed=0, step=None,
-             compensations=None):
+             compensations=None, momentum_scales=None):
     """One SGD step over a list of tensors, in place; ``grads`` are only read.
 
     Per tensor, with g its gradient (``-g`` when `maximize`) and b its momentum buffer:
@@ -92,6 +105,10 @@ def sgd_step(params, grads, momentum_buffers=None, *, lr, momentum=0.0, dampenin
     momentum_form : "torch" or "keras" (dampening must be 0 with "keras")
     rounding, seed, step, compensations : how new weights are stored, see :func:`adam_step`
         (`step`, an int >= 1 or one per tensor, is needed by "stochastic" only)
+    momentum_scales : list of numpy.ndarray or None, optional
+        8-bit momentum (float32, bfloat16 and float16 params): the buffers are uint8 codes of
+        the param's shape and these their float32 scales, one per :data:`l2decay.q8.BLOCK`
+        elements (:mod:`l2decay.q8`); None entries of both are born.
 
     No array may share memory with another one of the call (grads may repeat).  Returns None.
     On bad input raises TypeError/ValueError and modifies nothing.
@@ -102,22 +119,27 @@ def sgd_step(params, grads, momentum_buffers=None, *, lr, momentum=0.0, dampenin
     ps = list(_sequence("params", params))
     gs = list(_sequence("grads", grads, len(ps)))
     births, bufs, firsts, comps = [], None, None, None
+    sc1 = None
     if s.uses_state:
         bufs, born = _born("momentum_buffers", momentum_buffers, len(ps),
-                           lambda k: _like(ps[k], None, np.empty),
+                           lambda k: _like8(ps[k]) if momentum_scales is not None else _like(ps[k], None, np.empty),
                            "momentum_buffers is needed when momentum > 0 (None entries are born)", births)
         firsts = [False] * len(ps)
         for k in born:
             firsts[k] = True
+        sc1 = _scales("momentum_scales", momentum_scales, bufs, len(ps), births)
+    elif momentum_scales is not None:
+        raise ValueError("momentum_scales is for 8-bit momentum; this step has momentum 0 (no state)")
     if rounding == "compensated":
         comps, _ = _born("compensations", compensations, len(ps), lambda k: _like(ps[k], "param", np.zeros),
                          _NO_COMPENSATIONS, births)
-    _call(False, s, _SGD_NAMES, ps, gs, bufs, None, None, comps, _steps(step, len(ps)), firsts, births, rounding)
+    _call(False, s, _SGD_NAMES, ps, gs, bufs, None, None, comps, _steps(step, len(ps)), firsts, births, rounding,
+          sc1)
 
 
 def adam_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs=None, *, step, lr, betas=(0.9, 0.999),
               eps=1e-8, amsgrad=False, maximize=False, reg=None, eps_form="torch", rounding=None, seed=0,
-              compensations=None):
+              compensations=None, exp_avg_scales=None, exp_avg_sq_scales=None):
     """One Adam step over a list of tensors, in place; ``grads`` are only read.
 
     Per tensor, with g its gradient (``-g`` when `maximize`), t its step (the one being taken,
@@ -158,6 +180,13 @@ def adam_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs=None, *, ste
         One per param, its dtype and shape; an entry that is None is born zero (a new array
         is put in its place in the list).
 
+    exp_avg_scales, exp_avg_sq_scales : lists of numpy.ndarray or None
+        8-bit moments (float32, bfloat16 and float16 params, no amsgrad): exp_avgs and
+        exp_avg_sqs are then uint8 codes of each param's shape and these their float32
+        scales, one per :data:`l2decay.q8.BLOCK` elements (:mod:`l2decay.q8`, which also makes
+        them); both or neither.  The step is then
+        ``w = w - (lr/(1 - beta1**t)) * m / (sqrt(v) * (1/sqrt(1 - beta2**t)) + eps)``.
+
     Weights and gradients may also be bfloat16 (``ml_dtypes.bfloat16``) or float16: the
     arithmetic is float32, and a tensor's state arrays (moments) are all float32 or all its
     own 16-bit dtype (the optimizers' state_dtype "param"), stored like the weights: rounded
@@ -181,4 +210,9 @@ def adam_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs=None, *, ste
     if rounding == "compensated":
         comps, _ = _born("compensations", compensations, len(ps), lambda k: _like(ps[k], "param", np.zeros),
                          _NO_COMPENSATIONS, births)
-    _call(True, s, _ADAM_NAMES, ps, gs, ms, vs, xs, comps, _steps(step, len(ps), True), None, births, rounding)
+    if (exp_avg_scales is None) != (exp_avg_sq_scales is None):
+        raise ValueError("8-bit moments need both exp_avg_scales and exp_avg_sq_scales")
+    sc1 = None if exp_avg_scales is None else list(_sequence("exp_avg_scales", exp_avg_scales, len(ps)))
+    sc2 = None if exp_avg_sq_scales is None else list(_sequence("exp_avg_sq_scales", exp_avg_sq_scales, len(ps)))
+    _call(True, s, _ADAM_NAMES, ps, gs, ms, vs, xs, comps, _steps(step, len(ps), True), None, births, rounding,
+          sc1, sc2)

@@ -16,6 +16,7 @@ def sgd_step(
     maximize: bool = False, reg: _Reg = None, momentum_form: Literal["torch", "keras"] = "torch",
     rounding: _Rounding = None, seed: int = 0, step: int | Sequence[int] | None = None,
     compensations: list[np.ndarray | None] | None = None,
+    momentum_scales: list[np.ndarray | None] | None = None,
 ) -> None: ...
 def adam_step(
     params: Sequence[np.ndarray], grads: Sequence[np.ndarray], exp_avgs: Sequence[np.ndarray],
@@ -25,4 +26,5 @@ def adam_step(
     eps: float = 1e-8, amsgrad: bool = False, maximize: bool = False, reg: _Reg = None,
     eps_form: Literal["torch", "keras"] = "torch", rounding: _Rounding = None, seed: int = 0,
     compensations: list[np.ndarray | None] | None = None,
+    exp_avg_scales: Sequence[np.ndarray] | None = None, exp_avg_sq_scales: Sequence[np.ndarray] | None = None,
 ) -> None: ...

@@ -27,8 +27,8 @@ import threading
 import numpy as np
 import torch
 
-from . import _kernels
-from ._validate import (SettingsCache, adam_hyper, real, refused, reg as _check_reg, rounding_args, settings,
+from . import _kernels, q8
+from ._validate import (SettingsCache, adam_hyper, q8_params, real, refused, reg as _check_reg, rounding_args, settings,
                         sgd_hyper, sparse_hyper, sparse_settings, sparse_step as _check_sparse_step, state_dtype_arg,
                         step_count)
 from .rules import L2, Decay, Decoupled, from_repr
@@ -51,18 +51,26 @@ _increment_version = torch._C._increment_version
 _HALVES = (torch.bfloat16, torch.float16)
 _PLAIN = (torch.Tensor, torch.nn.Parameter)
 _ADAM_STATE = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
-_kernels.register_torch(torch.Tensor, torch.nn.Parameter, torch.float32, torch.float64, torch.bfloat16, torch.float16)
+_kernels.register_torch(torch.Tensor, torch.nn.Parameter, torch.float32, torch.float64, torch.bfloat16, torch.float16,
+                         torch.uint8)
 _UNSET = object()   # weight_decay not given: its torch default, or 0 when reg= is given
 
 
 def _new_tensor(p, state_dtype, empty=False):
     """Zeros (or, `empty`, uninitialized) like p: float32 for a 16-bit p (whose arithmetic is
     float32) unless `state_dtype` is "param" (a group's choice for its optimizer state; always for
-    a compensation buffer), else p's dtype.  A DTensor's is a DTensor, as torch.optim makes it."""
-    dtype = torch.float32 if state_dtype != "param" and p.dtype in _HALVES else p.dtype
+    a compensation buffer), else p's dtype; uint8 codes for "8bit" (their scales: _new_scales).
+    A DTensor's is a DTensor, as torch.optim makes it."""
+    dtype = torch.uint8 if state_dtype == "8bit" else \
+        torch.float32 if state_dtype != "param" and p.dtype in _HALVES else p.dtype
     with torch.no_grad():
         # (in p's memory format: a channels_last param's state is channels_last, as torch's)
         return (torch.empty_like if empty else torch.zeros_like)(p, dtype=dtype, memory_format=torch.preserve_format)
+
+
+def _new_scales(p):
+    """The scales of new 8-bit state of p (l2decay.q8): ones, float32, one per block."""
+    return torch.ones(q8.blocks(p.numel()), dtype=torch.float32)
 
 
 def _local(t):
@@ -277,6 +285,11 @@ class _Base(torch.optim.Optimizer):
         hyper["lr_float32"] = _lr_float32(group["lr"])
         hyper["rounding"], hyper["seed"] = rounding_args(group.get("rounding"), group.get("seed", 0), where)
         hyper["state_dtype"] = state_dtype_arg(f"{where}state_dtype", group.get("state_dtype"))
+        if hyper["state_dtype"] == "8bit":
+            if group.get("amsgrad"):
+                raise ValueError(f"{where}state_dtype '8bit' has no amsgrad (its running maximum would be a third "
+                                 f"state); set amsgrad=False or another state_dtype")
+            q8_params(f"{where}params", group["params"], "8bit")
         hyper["eps_form"] = hyper["momentum_form"] = "torch"
         return settings(self._adam, hyper)
 
@@ -309,6 +322,7 @@ class _Base(torch.optim.Optimizer):
         passes) and its group's Settings into flat lists; one compiled step; then publish."""
         adam, state = self._adam, self.state
         sets, ps, gs, s1, s2, s3, comps, steps, firsts, places, where = [], [], [], [], [], [], [], [], [], [], []
+        sc1, sc2 = [], []
         births, owners, owners_p = [], [], []
         place = 0
         for i, group in enumerate(self.param_groups):
@@ -335,12 +349,24 @@ class _Base(torch.optim.Optimizer):
                 t = st.get("step", 0)
                 if type(t) is not int:
                     t = st["step"] = _count(f"state of param_groups[{i}].params[{j}]: step", t)
+                if sdt == "8bit" and not plain:
+                    raise ValueError(f"param_groups[{i}].params[{j}] is a {type(p).__name__}: state_dtype '8bit' is "
+                                     f"for plain tensors (its scales follow the tensor's blocks, not its shards)")
                 if adam:
                     if not st:
                         m, v = _new_tensor(p, sdt), _new_tensor(p, sdt)
                         births += [(st, "step", 0), (st, "exp_avg", m), (st, "exp_avg_sq", v)]
+                        if sdt == "8bit":
+                            births += [(st, "exp_avg_scale", _new_scales(p)), (st, "exp_avg_sq_scale", _new_scales(p))]
+                            sc1.append(births[-2][2])
+                            sc2.append(births[-1][2])
+                        else:
+                            sc1.append(None)
+                            sc2.append(None)
                     else:
                         m, v = st.get("exp_avg"), st.get("exp_avg_sq")
+                        sc1.append(st.get("exp_avg_scale"))
+                        sc2.append(st.get("exp_avg_sq_scale"))
                     s1.append(m if plain and type(m) in _PLAIN else _shard(m, p, self._name, (i, j, 2)))
                     s2.append(v if plain and type(v) in _PLAIN else _shard(v, p, self._name, (i, j, 3)))
                     x = None
@@ -353,14 +379,18 @@ class _Base(torch.optim.Optimizer):
                     s3.append(x)
                     steps.append(t + 1)
                 else:
-                    b, first = None, False
+                    b, first, q = None, False, None
                     if s.uses_state:
-                        b = st.get("momentum_buffer")
+                        b, q = st.get("momentum_buffer"), st.get("momentum_buffer_scale")
                         if b is None:
                             b, first = _new_tensor(p, sdt, empty=True), True
                             births.append((st, "momentum_buffer", b))
+                            if sdt == "8bit":
+                                q = _new_scales(p)
+                                births.append((st, "momentum_buffer_scale", q))
                         b = b if plain and type(b) in _PLAIN else _shard(b, p, self._name, (i, j, 2))
                     s1.append(b)
+                    sc1.append(q)
                     firsts.append(first)
                     # SGD counts steps only for stochastic rounding's random bits
                     steps.append(t + 1 if rounding == "stochastic" or (rounding is None and p.dtype in _HALVES)
@@ -375,12 +405,15 @@ class _Base(torch.optim.Optimizer):
                 comps.append(c)
         if not ps:
             return
+        q8 = any(x is not None for x in sc1)
         r = _kernels.step(adam, sets, ps, gs, s1, s2 if adam else None, s3 if adam else None, comps, steps,
-                          None if adam else firsts, places)
+                          None if adam else firsts, places, sc1 if q8 else None, sc2 if q8 and adam else None)
         if r is not None:
-            lists = (ps, gs, s1, s2, s3, comps)
+            lists = (ps, gs, s1, s2, s3, comps, None, sc1, sc2 if adam else None)
             refused(r, lambda k, role: self._name(where[k], role),
-                    lambda k, role: lists[role][k] if role < 6 else self.state[owners_p[k]].get("step"), torch=True,
+                    lambda k, role: (self.state[owners_p[k]].get("step") if role == 6 else
+                                     lists[role][k] if lists[role] is not None and k < len(lists[role]) else None),
+                    torch=True,
                     counts=True, rounding=self.param_groups[where[r[1]][0]].get("rounding"))
         _kernels.publish(births)
         _kernels.set_counts(owners, "step", steps)
@@ -388,7 +421,7 @@ class _Base(torch.optim.Optimizer):
         _increment_version(ps)
         self._uses_state = any(s.uses_state for s in self._kept.made)
         # (the common case of _plain_step: plain params, no rounding that keeps more state)
-        self._plain_groups = all(g.get("rounding") in (None, "nearest") and all(
+        self._plain_groups = all(g.get("rounding") in (None, "nearest") and g.get("state_dtype") != "8bit" and all(
             type(p) in _PLAIN and p.dtype not in _HALVES for p in g["params"]) for g in self.param_groups)
 
     def _name(self, ij, role):
@@ -398,6 +431,8 @@ class _Base(torch.optim.Optimizer):
             return name
         if role == 1:
             return f"{name}.grad"
+        if role >= 7:
+            return self._name(ij, role - 5) + "_scale"
         key = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")[role - 2] if self._adam and role < 5 else \
             "momentum_buffer" if role < 5 else "compensation" if role == 5 else "step"
         return f"state of {name}: {key}"
@@ -445,10 +480,19 @@ class _Base(torch.optim.Optimizer):
                 group = dict(group, reg=rule, weight_decay=0.0)
             groups.append(group)
         state_dict = dict(state_dict, param_groups=groups)
+        ours = [p for g in self.param_groups for p in g["params"]]
+        saved = [i for g in groups if isinstance(g, dict) for i in g.get("params", ())]
+        param_of = dict(zip(saved, ours)) if len(saved) == len(ours) else {}
         for pid, st in state_dict.get("state", {}).items():
             for key in required if st else ():
                 if key not in st:
                     raise ValueError(f"state dict: state of param {pid} has no {key!r}")
+            for key in [k for k in st if k.endswith("_scale")] if pid in param_of else ():
+                codes, scales = st.get(key[:-6]), st[key]
+                if not (torch.is_tensor(codes) and torch.is_tensor(scales)):
+                    raise TypeError(f"state dict: state of param {pid}: {key[:-6]} and {key} must be tensors")
+                q8.check(f"state dict: state of param {pid}: {key[:-6]}", codes.detach().cpu().numpy(),
+                         scales.detach().cpu().numpy(), tuple(param_of[pid].shape))
             for key, value in st.items():
                 value = _local(value) if torch.is_tensor(value) and type(value) not in _PLAIN else value
                 if (key != "step" and torch.is_tensor(value) and value.is_floating_point()
@@ -458,6 +502,10 @@ class _Base(torch.optim.Optimizer):
         saved = [i for g in state_dict["param_groups"] for i in g["params"]]
         in_group = [(p, g) for g in self.param_groups for p in g["params"]]
         for pid, (p, group) in zip(saved, in_group):
+            for key, value in state_dict["state"].get(pid, {}).items():
+                # 8-bit state as saved: torch cast its codes and scales to the param's dtype
+                if key.endswith("_scale") or (key + "_scale") in state_dict["state"][pid]:
+                    self.state[p][key] = value.detach().to(device=p.device, copy=True)
             # (with state_dtype "param", torch's cast to the param's dtype is what is wanted)
             if p.dtype not in _HALVES or p not in self.state or group.get("state_dtype") == "param":
                 continue

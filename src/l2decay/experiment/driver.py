@@ -107,6 +107,9 @@ class Config:
             raise ValueError(f"rounding 'stochastic' needs dtype bfloat16 or float16 ({self.dtype} arithmetic has "
                              f"no wider precision to round from), got dtype {self.dtype!r}")
         state_dtype_arg("state_dtype", self.state_dtype)
+        if self.state_dtype == "8bit" and self.dtype == "float64":
+            raise ValueError("state_dtype '8bit' is for float32, bfloat16 and float16 weights; give dtype float32 "
+                             "(or 16-bit) with it")
 
     def replace(self, **changes):
         """A copy with `changes`; switching the optimizer without giving an lr also switches to

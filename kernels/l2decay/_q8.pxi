@@ -1,0 +1,203 @@
+# Part of _loops.pxi: the steps with 8-bit optimizer state (state_dtype "8bit").
+#
+# A state value is an 8-bit float code times the scale of its block (Q8_BLOCK elements of the
+# tensor, counted from its first): a power of two, the least at least 2^-126 that brings the
+# block's largest magnitude to at most the largest code, 1.875.  A code is 3 mantissa bits below
+# an exponent, no subnormals, and code 0 is zero.  Signed state (Adam's exp_avg, SGD's momentum)
+# has a sign bit and 4 exponent bits: 2^-15 * 1.125 to 1.875; exp_avg_sq, never negative, 5
+# exponent bits and no sign: 2^-31 * 1.125 to 1.875.  A value rounds to the nearest code (ties
+# away from zero: a tie is rare, and even costs three more instructions), below the smallest to zero, except that a positive exp_avg_sq is never coded 0 (its
+# square root divides the step).  A power-of-two scale makes decoding and scaling exact: a
+# code's rounding is the only one.  Both ways are integer arithmetic on the float's bits,
+# branch-free, so that they vectorize at every level and give the same bits everywhere.
+cdef extern from *:
+    """
+    static inline float l2d_q8_mag(uint32_t c, uint32_t off) {
+        /* magnitude code c: its bits moved into a float's place, the exponent rebiased by
+           off >> 3; 0 for c == 0 (masks, not a branch: gcc vectorizes them) */
+        return l2d_bits_f32(((c + off) << 20) & (0u - (uint32_t)(c != 0u)));
+    }
+    static inline float l2d_q8_dec_signed(uint8_t b) {
+        return l2d_bits_f32(l2d_f32_bits(l2d_q8_mag(b & 127u, 896u)) | ((uint32_t)(b & 128u) << 24));
+    }
+    static inline float l2d_q8_dec_unsigned(uint8_t b) { return l2d_q8_mag(b, 768u); }
+    static inline uint32_t l2d_q8_code(uint32_t u, uint32_t off, uint32_t top) {
+        /* u: the bits of a magnitude; its nearest code (ties up), 0 below the smallest, top above */
+        int32_t r = (int32_t)((u + 0x80000u) >> 20) - (int32_t)off;
+        uint32_t c = (uint32_t)(r < 0 ? 0 : r);
+        return c > top ? top : c;
+    }
+    static inline uint8_t l2d_q8_enc_signed(float x) {
+        uint32_t u = l2d_f32_bits(x);
+        return (uint8_t)(l2d_q8_code(u & 0x7FFFFFFFu, 896u, 127u) | ((u >> 24) & 128u));
+    }
+    static inline uint8_t l2d_q8_enc_unsigned(float x) {
+        uint32_t u = l2d_f32_bits(x) & 0x7FFFFFFFu, c = l2d_q8_code(u, 768u, 255u);
+        return (uint8_t)(c | (uint32_t)(u != 0u && c == 0u));
+    }
+    static inline uint32_t l2d_q8_abs_bits(float x) { return l2d_f32_bits(x) & 0x7FFFFFFFu; }
+    static inline float l2d_q8_scale(uint32_t a) {
+        /* a: the bits of a block's largest magnitude; NaN when it is not finite */
+        uint32_t k = (a >> 23) + ((a & 0x7FFFFFu) > 0x700000u);
+        if (a >= 0x7F800000u) return l2d_bits_f32(0x7FC00000u);
+        return l2d_bits_f32((k < 1u ? 1u : k) << 23);
+    }
+    """
+    float l2d_q8_dec_signed(uint8_t b) noexcept nogil
+    float l2d_q8_dec_unsigned(uint8_t b) noexcept nogil
+    uint8_t l2d_q8_enc_signed(float x) noexcept nogil
+    uint8_t l2d_q8_enc_unsigned(float x) noexcept nogil
+    float l2d_q8_scale(uint32_t a) noexcept nogil
+    uint32_t l2d_q8_abs_bits(float x) noexcept nogil
+
+
+cdef enum:
+    Q8_RUN = 8 * Q8_BLOCK        # elements decoded, stepped and coded at a time
+
+
+cdef inline void _q8_store(const float* x, uint8_t* q, float* scale, Py_ssize_t n, bint signed) noexcept nogil:
+    """Block x[0..n) coded into q with its new scale (`signed`: a constant)."""
+    cdef Py_ssize_t i
+    cdef uint32_t amax = 0, u
+    cdef float s, inv
+    for i in range(n):
+        u = l2d_q8_abs_bits(x[i])
+        amax = u if u > amax else amax
+    s = l2d_q8_scale(amax)
+    inv = 1.0 / s
+    if signed:
+        for i in range(n):
+            q[i] = l2d_q8_enc_signed(x[i] * inv)
+    else:
+        for i in range(n):
+            q[i] = l2d_q8_enc_unsigned(x[i] * inv)
+    scale[0] = s
+
+
+cdef inline void _q8_load(const uint8_t* q, float scale, float* x, Py_ssize_t n, bint signed) noexcept nogil:
+    """Block x[0..n) decoded from q with its scale (`signed`: a constant)."""
+    cdef Py_ssize_t i
+    if signed:
+        for i in range(n):
+            x[i] = l2d_q8_dec_signed(q[i]) * scale
+    else:
+        for i in range(n):
+            x[i] = l2d_q8_dec_unsigned(q[i]) * scale
+
+
+cdef inline void _q8_code_block(const float* x, uint8_t* q, float* scale, uint32_t amax, Py_ssize_t n,
+                                bint signed) noexcept nogil:
+    """Block x[0..n), whose largest magnitude has the bits amax, coded into q with its scale."""
+    cdef Py_ssize_t i
+    cdef float s = l2d_q8_scale(amax)
+    cdef float inv = 1.0 / s
+    if signed:
+        for i in range(n):
+            q[i] = l2d_q8_enc_signed(x[i] * inv)
+    else:
+        for i in range(n):
+            q[i] = l2d_q8_enc_unsigned(x[i] * inv)
+    scale[0] = s
+
+
+cdef inline void _adam_q8_block(store_t* w, const store_t* g, uint8_t* qm, uint8_t* qv, float* sm, float* sv,
+                                float* bm, float* bv, store_t* comp, Py_ssize_t n, const Hyper* h, float ss,
+                                float ibc2s, uint32_t key, Py_ssize_t i0, rounding_t* mode) noexcept nogil:
+    """Adam (no amsgrad) on one block of 8-bit moments, elements i0 + [0, n) of the tensor, in
+    one pass: the moments decoded, updated and their largest magnitudes found, the weights
+    stepped and stored by the rounding `mode` (_write); then the moments coded.  The step is
+    -lr_t * m / (sqrt(v) * (1/sqrt(1 - beta2**t)) + eps): a multiplication where float32
+    state's step divides by sqrt(1 - beta2**t) (a division costs several multiplications, and
+    this step is bound by arithmetic, not memory)."""
+    cdef Py_ssize_t i
+    cdef float lam = <float>h.lam, sign = <float>h.sign, b1 = <float>h.b1, b2 = <float>h.b2
+    cdef float a1 = <float>(1.0 - h.b1), a2 = <float>(1.0 - h.b2), eps = <float>h.eps
+    cdef float pre = <float>h.shrink if h.decoupled else 0, post = <float>h.shrink if h.decay else 0
+    cdef float m0 = sm[0], v0 = sv[0], gi, w0, mi, vi
+    cdef uint32_t am = 0, av = 0, u
+    cdef bint l2 = h.l2
+    cdef int rounding = _mode(mode)
+    cdef uint32_t lo = <uint32_t>i0, kw = l2d_key_at(key, i0), rw
+    for i in range(n):
+        rw = _bits(kw, lo, i) if rounding == ROUND_STOCHASTIC else 0
+        gi = sign * _ld(g, i, sign)
+        w0 = _ld(w, i, sign)
+        if l2:
+            gi = gi + lam * w0
+        mi = b1 * (l2d_q8_dec_signed(qm[i]) * m0) + a1 * gi
+        vi = b2 * (l2d_q8_dec_unsigned(qv[i]) * v0) + a2 * (gi * gi)
+        bm[i] = mi
+        bv[i] = vi
+        u = l2d_q8_abs_bits(mi)
+        am = u if u > am else am
+        u = l2d_q8_abs_bits(vi)
+        av = u if u > av else av
+        _write(w, comp, i, w0, -((ss * mi) / (sqrtf(vi) * ibc2s + eps)), pre, post, rounding, rw)
+    _q8_code_block(bm, qm, sm, am, n, True)
+    _q8_code_block(bv, qv, sv, av, n, False)
+
+
+cdef inline void _adam_q8(const Task* t, store_t* w, store_t* comp, Py_ssize_t a, Py_ssize_t b,
+                          rounding_t* mode) noexcept nogil:
+    cdef float buf1[Q8_BLOCK]
+    cdef float buf2[Q8_BLOCK]
+    cdef Py_ssize_t s = a, e
+    cdef uint8_t* q1 = <uint8_t*>t.s1
+    cdef uint8_t* q2 = <uint8_t*>t.s2
+    cdef float ss = <float>t.step_size, ibc2s = <float>(1.0 / t.bc2_sqrt)
+    while s < b:
+        e = min(b - s, Q8_BLOCK)
+        _adam_q8_block(w + s, <const store_t*>t.g + s, q1 + s, q2 + s, &t.sc1[s // Q8_BLOCK], &t.sc2[s // Q8_BLOCK],
+                       buf1, buf2, comp + s if comp != NULL else NULL, e, t.h, ss, ibc2s, t.key, s, mode)
+        s += e
+
+
+cdef inline void _adam_q8_typed(const Task* t, Py_ssize_t a, Py_ssize_t b, rounding_t* mode) noexcept nogil:
+    if t.kind == KIND_BF16:
+        _adam_q8(t, <bf16*>t.w, <bf16*>t.comp, a, b, mode)
+    elif t.kind == KIND_F16:
+        _adam_q8(t, <f16*>t.w, <f16*>t.comp, a, b, mode)
+    else:
+        _adam_q8(t, <float*>t.w, <float*>t.comp, a, b, mode)
+
+
+cdef void _q8(Op op, const Task* t, Py_ssize_t a, Py_ssize_t b) noexcept nogil:
+    """Run `op` (OP_ADAM, or OP_SGD with momentum) on elements [a, b) of a task whose state is
+    8-bit (t.sc1 set; a: a multiple of Q8_BLOCK, as every chunk's start is).  Adam: its own
+    one-pass loop.  SGD, Q8_RUN elements at a time: the buffer decoded into float32, the task's
+    step with float32 state on it (_chunk: the very loops and arithmetic of a float32 buffer),
+    coded again, block by block.  (_chunk is called, not inlined: inlined, copies of the float
+    steps used up gcc's inlining budget and left the float32 Adam loop scalar.)"""
+    cdef float buf[Q8_RUN]
+    cdef Task u = t[0]
+    cdef Py_ssize_t s = a, e, j, f
+    cdef uint8_t* q1 = <uint8_t*>t.s1
+    if op == OP_ADAM:
+        while s < b:      # (the random bits' blocks: see _generic)
+            e = min(b, ((s >> 32) + 1) << 32)
+            if t.rounding == ROUND_STOCHASTIC:
+                _adam_q8_typed(t, s, e, <Stochastic*>NULL)
+            elif t.rounding == ROUND_COMPENSATED:
+                _adam_q8_typed(t, s, e, <Compensated*>NULL)
+            else:
+                _adam_q8_typed(t, s, e, <Nearest*>NULL)
+            s = e
+        return
+    u.sc1 = u.sc2 = NULL
+    u.state16 = False
+    while s < b:
+        e = min(b - s, Q8_RUN)
+        j = 0
+        while j < e:
+            f = min(e - j, Q8_BLOCK)
+            _q8_load(q1 + s + j, t.sc1[(s + j) // Q8_BLOCK], buf + j, f, True)
+            j += f
+        # (the buffer stands where _chunk reads elements s..s+e of the state: at s)
+        u.s1 = <char*>(<size_t>buf - <size_t>s * sizeof(float))
+        _chunk(op, &u, s, s + e)
+        j = 0
+        while j < e:
+            f = min(e - j, Q8_BLOCK)
+            _q8_store(buf + j, q1 + s + j, &t.sc1[(s + j) // Q8_BLOCK], f, True)
+            j += f
+        s += e
