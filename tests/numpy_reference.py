@@ -151,8 +151,8 @@ class SparseAdam:
 
 
 # ---- 8-bit optimizer state (state_dtype "8bit"), written from its definition in docs/low-precision.md:
-# a value is an 8-bit float code times its block's power-of-two scale; code 0 is zero, codes
-# 8*E + M (M < 8) are (1 + M/8) * 2**(E - bias), no subnormals
+# a value is an 8-bit float code times its block's scale (largest magnitude / 1.875); code 0 is
+# zero, codes 8*E + M (M < 8) are (1 + M/8) * 2**(E - bias), no subnormals
 Q8_BLOCK = 256
 _Q8 = {True: (15, 127), False: (31, 255)}     # signed: (exponent bias, largest code)
 
@@ -169,14 +169,13 @@ def q8_decode(codes, scales, signed):
 
 
 def q8_scale(block):
-    """The least power of two >= 2**-126 with max|block| / scale <= 1.875; NaN if not finite."""
-    a = float(np.max(np.abs(block.astype(np.float64)))) if len(block) else 0.0
+    """float32(max|block|) / 1.875 in float32; 1 below float32's normal range; NaN if not finite."""
+    a = np.max(np.abs(block)) if len(block) else np.float32(0)
     if not np.isfinite(a):
         return np.float32(np.nan)
-    k = -126
-    while a / 2.0 ** k > 1.875:
-        k += 1
-    return np.float32(2.0 ** k)
+    if a < np.finfo(np.float32).tiny:
+        return np.float32(1)
+    return np.float32(a) / np.float32(1.875)
 
 
 def q8_encode(x, signed):
@@ -185,7 +184,10 @@ def q8_encode(x, signed):
     bias, top = _Q8[signed]
     n = len(x)
     scales = np.array([q8_scale(x[i:i + Q8_BLOCK]) for i in range(0, n, Q8_BLOCK)], dtype=np.float32)
-    y = x.astype(np.float64) / np.repeat(scales.astype(np.float64), Q8_BLOCK)[:n]
+    normal = np.array([len(x[i:i + Q8_BLOCK]) and np.max(np.abs(x[i:i + Q8_BLOCK])) >= np.finfo(np.float32).tiny
+                       for i in range(0, n, Q8_BLOCK)])
+    inv = np.where(normal, 1.0 / scales.astype(np.float64), 0.0).astype(np.float32)    # (float32 1/scale)
+    y = (x.astype(np.float32) * np.repeat(inv, Q8_BLOCK)[:n]).astype(np.float64)
     codes = np.zeros(n, np.int64)
     for i, v in enumerate(np.abs(y)):
         code = 0

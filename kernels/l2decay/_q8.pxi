@@ -1,15 +1,16 @@
 # Part of _loops.pxi: the steps with 8-bit optimizer state (state_dtype "8bit").
 #
 # A state value is an 8-bit float code times the scale of its block (Q8_BLOCK elements of the
-# tensor, counted from its first): a power of two, the least at least 2^-126 that brings the
-# block's largest magnitude to at most the largest code, 1.875.  A code is 3 mantissa bits below
-# an exponent, no subnormals, and code 0 is zero.  Signed state (Adam's exp_avg, SGD's momentum)
-# has a sign bit and 4 exponent bits: 2^-15 * 1.125 to 1.875; exp_avg_sq, never negative, 5
-# exponent bits and no sign: 2^-31 * 1.125 to 1.875.  A value rounds to the nearest code (ties
-# away from zero: a tie is rare, and even costs three more instructions), below the smallest to zero, except that a positive exp_avg_sq is never coded 0 (its
-# square root divides the step).  A power-of-two scale makes decoding and scaling exact: a
-# code's rounding is the only one.  Both ways are integer arithmetic on the float's bits,
-# branch-free, so that they vectorize at every level and give the same bits everywhere.
+# tensor, counted from its first): the block's largest magnitude over the largest code, 1.875
+# (float32 arithmetic), so that the largest value codes exactly and the block decays with it;
+# 1 for a block below float32's normal range (its codes are 0).  A code is 3 mantissa bits under
+# an exponent, no subnormals, code 0 zero.  Signed state (Adam's exp_avg, SGD's momentum) has a
+# sign bit and 4 exponent bits: 2^-15 * 1.125 to 1.875; exp_avg_sq, never negative, 5 exponent
+# bits and no sign: 2^-31 * 1.125 to 1.875.  A value rounds to the nearest code (ties away from
+# zero: a tie is rare, and even costs three more instructions), below the smallest to zero,
+# except that a positive exp_avg_sq is never coded 0 (its square root divides the step).  Both
+# ways are integer arithmetic on the float's bits, branch-free, so that they vectorize at every
+# level and give the same bits everywhere.
 cdef extern from *:
     """
     static inline float l2d_q8_mag(uint32_t c, uint32_t off) {
@@ -37,10 +38,12 @@ cdef extern from *:
     }
     static inline uint32_t l2d_q8_abs_bits(float x) { return l2d_f32_bits(x) & 0x7FFFFFFFu; }
     static inline float l2d_q8_scale(uint32_t a) {
-        /* a: the bits of a block's largest magnitude; NaN when it is not finite */
-        uint32_t k = (a >> 23) + ((a & 0x7FFFFFu) > 0x700000u);
+        /* a: the bits of a block's largest magnitude: the scale that takes it to the largest
+           code, 1.875; 1 for a block of zeros (and of float32 subnormals, which code as 0);
+           NaN when it is not finite */
         if (a >= 0x7F800000u) return l2d_bits_f32(0x7FC00000u);
-        return l2d_bits_f32((k < 1u ? 1u : k) << 23);
+        if (a < 0x00800000u) return 1.0f;
+        return l2d_bits_f32(a) / 1.875f;
     }
     """
     float l2d_q8_dec_signed(uint8_t b) noexcept nogil
@@ -64,7 +67,7 @@ cdef inline void _q8_store(const float* x, uint8_t* q, float* scale, Py_ssize_t 
         u = l2d_q8_abs_bits(x[i])
         amax = u if u > amax else amax
     s = l2d_q8_scale(amax)
-    inv = 1.0 / s
+    inv = 1.0 / s if amax >= 0x00800000 else 0.0
     if signed:
         for i in range(n):
             q[i] = l2d_q8_enc_signed(x[i] * inv)
@@ -90,7 +93,7 @@ cdef inline void _q8_code_block(const float* x, uint8_t* q, float* scale, uint32
     """Block x[0..n), whose largest magnitude has the bits amax, coded into q with its scale."""
     cdef Py_ssize_t i
     cdef float s = l2d_q8_scale(amax)
-    cdef float inv = 1.0 / s
+    cdef float inv = 1.0 / s if amax >= 0x00800000 else 0.0     # (a block below the normal range: 0)
     if signed:
         for i in range(n):
             q[i] = l2d_q8_enc_signed(x[i] * inv)

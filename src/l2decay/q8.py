@@ -2,9 +2,10 @@
 
 A state value is an 8-bit float code times its block's scale.  A block is :data:`BLOCK`
 consecutive elements of the tensor (in memory order; the last may be shorter), and its scale is
-a float32 power of two, the least (at least 2**-126) that brings the block's largest magnitude
-to at most the largest code, 1.875.  A code has 3 mantissa bits below an exponent, no
-subnormals, and code 0 is zero:
+the block's largest magnitude over the largest code, 1.875 (float32 division), so that the
+largest value codes exactly and the block's values decay with it; a block whose largest
+magnitude is below float32's normal range has scale 1 and codes 0.  A code has 3 mantissa bits
+under an exponent, no subnormals, and code 0 is zero:
 
 - signed state (Adam's ``exp_avg``, SGD's momentum): bit 7 the sign, bits 0-6 a magnitude
   ``8*E + M`` (E: 4 bits), ``(1 + M/8) * 2**(E - 15)``: 2**-15 * 1.125 to 1.875;
@@ -38,10 +39,12 @@ def zeros(shape):
 
 
 def _scales(absmax_bits):
-    k = (absmax_bits >> 23) + ((absmax_bits & 0x7FFFFF) > 0x700000)
-    bits = (np.maximum(k, 1) << 23).astype(np.uint32)
-    bits[absmax_bits >= 0x7F800000] = 0x7FC00000
-    return bits.view(np.float32)
+    absmax = absmax_bits.astype(np.uint32).view(np.float32)
+    with np.errstate(invalid="ignore"):
+        scales = absmax / np.float32(1.875)
+    scales[absmax_bits < 0x00800000] = 1
+    scales[absmax_bits >= 0x7F800000] = np.nan
+    return scales.astype(np.float32)
 
 
 def encode(x, signed):
@@ -53,8 +56,10 @@ def encode(x, signed):
     pad[:n] = flat
     u = pad.view(np.uint32).reshape(-1, BLOCK)
     scales = _scales((u & 0x7FFFFFFF).max(axis=1) if n else np.zeros(0, np.uint32))
+    absmax = (u & 0x7FFFFFFF).max(axis=1) if n else np.zeros(0, np.uint32)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        y = (pad.reshape(-1, BLOCK) * (np.float32(1) / scales)[:, None]).reshape(-1)[:n]
+        inv = np.where(absmax >= 0x00800000, (1.0 / scales.astype(np.float64)), 0).astype(np.float32)
+        y = (pad.reshape(-1, BLOCK) * inv[:, None]).reshape(-1)[:n]
     off, top = _OFFSET[signed]
     bits = y.view(np.uint32)
     mag = bits & 0x7FFFFFFF
@@ -82,7 +87,7 @@ def decode(codes, scales, signed):
 
 def check(name, codes, scales, shape):
     """Raise ValueError/TypeError naming `name` unless `codes` (uint8 of `shape`) and `scales`
-    (float32, one per block, each a finite power of two from 2**-126 to 2**127) are 8-bit state."""
+    (float32, one per block, each finite and positive) are 8-bit state."""
     codes, scales = np.asarray(codes), np.asarray(scales)
     if codes.dtype != np.uint8 or codes.shape != tuple(shape):
         raise TypeError(f"{name}: the codes of 8-bit state must be uint8 of shape {tuple(shape)}, got "
@@ -91,11 +96,10 @@ def check(name, codes, scales, shape):
     if scales.dtype != np.float32 or scales.shape != (need,):
         raise TypeError(f"{name}: the scales of 8-bit state must be float32 of shape ({need},) (one per {BLOCK} "
                         f"elements), got {scales.dtype} of shape {scales.shape}")
-    bits = scales.view(np.uint32)
-    bad = ~np.isfinite(scales) | (scales <= 0) | ((bits & 0x7FFFFF) != 0)
+    bad = ~np.isfinite(scales) | (scales <= 0)
     if bad.any():
         k = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"{name}: scale {k} is {float(scales[k])!r}; each scale must be a finite positive power of two")
+        raise ValueError(f"{name}: scale {k} is {float(scales[k])!r}; each scale must be finite and positive")
 
 
 # the state entries 8-bit state replaces, and whether they are signed

@@ -81,7 +81,8 @@ TORCH_MODELS = {
 TORCH_KINDS = ("adamw", "sgd-momentum")
 
 
-TORCH_IMPLS = ("l2decay", "torch fused", "torch foreach", "deepspeed")
+TORCH_IMPLS = ("l2decay", "l2decay 8bit", "torch fused", "torch foreach", "deepspeed", "bitsandbytes 8bit",
+               "torchao 8bit")
 
 
 def inputs(n, dtype, count=2, seed=0):
@@ -270,8 +271,10 @@ def optimizer_case(kind, impl, dtype, n):
 
 def torch_case(kind, impl, shapes):
     """One float32 step of a torch optimizer over params of `shapes` with set grads:
-    l2decay.torch's, torch's with fused=True or foreach=True, or DeepSpeed's CPU Adam (AdamW
-    mode); None if that implementation is not installed (or has no such optimizer)."""
+    l2decay.torch's (with float32 or 8-bit state), torch's with fused=True or foreach=True,
+    DeepSpeed's CPU Adam (AdamW mode), bitsandbytes' or torchao's 8-bit optimizers (block-wise
+    dynamic quantization); None if that implementation is not installed (or has no such
+    optimizer)."""
     torch = torch_module()
     if torch is None:
         return None
@@ -280,9 +283,24 @@ def torch_case(kind, impl, shapes):
     for p in params:
         p.grad = (torch.rand(p.shape, generator=gen) + 0.5) * 1e-3
     hyper = dict(lr=1e-3, weight_decay=1e-2) if kind == "adamw" else dict(lr=1e-3, momentum=0.9, weight_decay=1e-4)
-    if impl == "l2decay":
+    if impl in ("l2decay", "l2decay 8bit"):
         from .. import torch as l2t
-        opt = (l2t.AdamW if kind == "adamw" else l2t.SGD)(params, **hyper)
+        opt = (l2t.AdamW if kind == "adamw" else l2t.SGD)(params, **hyper,
+                                                          state_dtype="8bit" if impl == "l2decay 8bit" else None)
+    elif impl == "bitsandbytes 8bit":
+        try:
+            import bitsandbytes as bnb
+        except Exception:
+            return None
+        opt = (bnb.optim.AdamW8bit if kind == "adamw" else bnb.optim.SGD8bit)(params, **hyper)
+    elif impl == "torchao 8bit":
+        try:
+            from torchao.optim import AdamW8bit
+        except Exception:
+            return None
+        if kind != "adamw":
+            return None
+        opt = AdamW8bit(params, **hyper)
     elif impl in ("torch fused", "torch foreach"):
         flag = {"fused": True} if impl == "torch fused" else {"foreach": True}
         opt = (torch.optim.AdamW if kind == "adamw" else torch.optim.SGD)(params, **hyper, **flag)

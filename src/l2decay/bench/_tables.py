@@ -124,6 +124,18 @@ def tables(results):
          for f, fe, ds in [[_find(tor, impl=i, model=r["model"], rule=r["rule"])
                             for i in ("torch fused", "torch foreach", "deepspeed")]]],
     )
+    out += _section(
+        "8-bit optimizer state, float32 params (us per step; moments 2.03 bytes per element against 8; x fp32 "
+        "= l2decay.torch's float32-state step / its 8-bit one, x bnb, x torchao: their 8-bit step / l2decay's)",
+        f"{'model':<18} {'params':>10} {'step':<12} {'fp32':>9} {'8bit':>9} {'bnb':>9} {'torchao':>9} "
+        f"{'x fp32':>7} {'x bnb':>7} {'x torchao':>9}",
+        [f"{r['model']:<18} {r['n']:>10,} {r['rule']:<12} {us(f):>9} {us(r):>9} {us(b):>9} {us(a):>9} "
+         f"{_ratio(r, f):>7} {_ratio(r, b):>7} {_ratio(r, a):>9}"
+         for r in tor if r["impl"] == "l2decay 8bit"
+         for us in [lambda x: f"{x['seconds'] * 1e6:.2f}" if x else "-"]
+         for f, b, a in [[_find(tor, impl=i, model=r["model"], rule=r["rule"])
+                          for i in ("l2decay", "bitsandbytes 8bit", "torchao 8bit")]]],
+    )
     half = [r for r in results if r["kind"] == "half"]
     get = lambda kind, impl: _find(half, rule=kind, impl=impl)  # noqa: E731
     out += _section(
