@@ -95,6 +95,9 @@ def get_simd():
 #
 # The threshold is in bytes per array: one thread wins while a tensor's arrays fit one core's
 # L2, more win once they do not (`l2decay bench --crossover`; figures in docs/performance.md).
+# That holds for the memory-bound loops; an Adam element costs several times as much arithmetic
+# (a square root and a division), so its steps split at a third of it, and with 8-bit state
+# (decoding and coding too) at a sixth (crossovers measured: docs/performance.md).
 cdef Py_ssize_t CHUNK_SIZE = 1 << 13
 cdef int _num_threads = 0                           # 0: OpenMP's default (all cores)
 cdef Py_ssize_t _parallel_threshold = 384 * 1024    # bytes per array; smaller tensors stay serial
@@ -113,8 +116,15 @@ cdef inline Py_ssize_t _nbytes(const Task* t) noexcept nogil:
     return t.n * (8 if t.kind == KIND_F64 else (4 if t.kind == KIND_F32 else 2))
 
 
-cdef inline int _threads_for(Py_ssize_t nbytes) noexcept nogil:
-    if not L2D_HAVE_OPENMP or _forked or nbytes < _parallel_threshold:
+cdef inline Py_ssize_t _threshold(Op op, const Task* t) noexcept nogil:
+    """The bytes per array from which op on task t is split over threads."""
+    if op == OP_ADAM:
+        return _parallel_threshold // (6 if t.sc1 != NULL else 3)
+    return _parallel_threshold
+
+
+cdef inline int _threads_for(Py_ssize_t nbytes, Py_ssize_t threshold=-1) noexcept nogil:
+    if not L2D_HAVE_OPENMP or _forked or nbytes < (_parallel_threshold if threshold < 0 else threshold):
         return 1
     if _num_threads > 0:
         return _num_threads
@@ -130,7 +140,7 @@ cdef inline void _piece(Op op, const Task* t, Py_ssize_t a, Py_ssize_t b) noexce
 
 
 cdef void _run(Op op, const Task* t) noexcept nogil:
-    cdef int nt = _threads_for(_nbytes(t))
+    cdef int nt = _threads_for(_nbytes(t), _threshold(op, t))
     cdef Py_ssize_t nchunks, k, start
     if nt <= 1:
         _piece(op, t, 0, t.n)
@@ -148,7 +158,7 @@ cdef void _run_all(Op op, const Task* tasks, Py_ssize_t m) noexcept nogil:
     equal in elements: one region has no joins where a thread idles, and contiguous runs keep
     each core's prefetcher streaming and its pieces in its own cache from step to step (docs:
     Design)."""
-    cdef Py_ssize_t k, c, u, units = 0, total = 0, nb, elems = 0, done
+    cdef Py_ssize_t k, c, u, units = 0, total = 0, nb, elems = 0, done, thr, low = _parallel_threshold
     cdef Py_ssize_t* unit_task
     cdef Py_ssize_t* unit_start
     cdef Py_ssize_t* bound
@@ -157,8 +167,10 @@ cdef void _run_all(Op op, const Task* tasks, Py_ssize_t m) noexcept nogil:
         nb = _nbytes(&tasks[k])
         total += nb
         elems += tasks[k].n
-        units += (tasks[k].n + CHUNK_SIZE - 1) // CHUNK_SIZE if nb >= _parallel_threshold else 1
-    nt = _threads_for(total)
+        thr = _threshold(op, &tasks[k])
+        low = min(low, thr)
+        units += (tasks[k].n + CHUNK_SIZE - 1) // CHUNK_SIZE if nb >= thr else 1
+    nt = _threads_for(total, low)
     if nt > 1 and m == 1:
         _run(op, &tasks[0])
         return
@@ -171,7 +183,7 @@ cdef void _run_all(Op op, const Task* tasks, Py_ssize_t m) noexcept nogil:
     bound = unit_start + units
     u = 0
     for k in range(m):
-        if _nbytes(&tasks[k]) >= _parallel_threshold:
+        if _nbytes(&tasks[k]) >= _threshold(op, &tasks[k]):
             c = 0
             while c < tasks[k].n:
                 unit_task[u] = k
