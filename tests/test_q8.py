@@ -181,9 +181,7 @@ def test_float32_state_converts_to_8bit_and_back():
     st = opt.state[0]
     assert st["exp_avg"].dtype == np.uint8 and st["exp_avg_sq_scale"].dtype == np.float32
     assert np.array_equal(q8.decode(st["exp_avg"], st["exp_avg_scale"], True), q8.decode(*q8.encode(m, True), True))
-    opt._sets = None     # (the optimizer reads its state kind afresh when its groups are compiled)
-    opt.param_groups[0]["state_dtype"] = "8bit"
-    opt.step([_grads(rng, 5000)])          # the step continues on 8-bit state
+    opt.step([_grads(rng, 5000)])          # the step continues on 8-bit state (the state decides)
     codes = (st["exp_avg"].copy(), st["exp_avg_scale"].copy())
     q8.to_float(st)
     assert st["exp_avg"].dtype == np.float32 and "exp_avg_scale" not in st

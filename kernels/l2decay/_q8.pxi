@@ -58,36 +58,6 @@ cdef enum:
     Q8_RUN = 8 * Q8_BLOCK        # elements decoded, stepped and coded at a time
 
 
-cdef inline void _q8_store(const float* x, uint8_t* q, float* scale, Py_ssize_t n, bint signed) noexcept nogil:
-    """Block x[0..n) coded into q with its new scale (`signed`: a constant)."""
-    cdef Py_ssize_t i
-    cdef uint32_t amax = 0, u
-    cdef float s, inv
-    for i in range(n):
-        u = l2d_q8_abs_bits(x[i])
-        amax = u if u > amax else amax
-    s = l2d_q8_scale(amax)
-    inv = 1.0 / s if amax >= 0x00800000 else 0.0
-    if signed:
-        for i in range(n):
-            q[i] = l2d_q8_enc_signed(x[i] * inv)
-    else:
-        for i in range(n):
-            q[i] = l2d_q8_enc_unsigned(x[i] * inv)
-    scale[0] = s
-
-
-cdef inline void _q8_load(const uint8_t* q, float scale, float* x, Py_ssize_t n, bint signed) noexcept nogil:
-    """Block x[0..n) decoded from q with its scale (`signed`: a constant)."""
-    cdef Py_ssize_t i
-    if signed:
-        for i in range(n):
-            x[i] = l2d_q8_dec_signed(q[i]) * scale
-    else:
-        for i in range(n):
-            x[i] = l2d_q8_dec_unsigned(q[i]) * scale
-
-
 cdef inline void _q8_code_block(const float* x, uint8_t* q, float* scale, uint32_t amax, Py_ssize_t n,
                                 bint signed) noexcept nogil:
     """Block x[0..n), whose largest magnitude has the bits amax, coded into q with its scale."""
@@ -101,6 +71,27 @@ cdef inline void _q8_code_block(const float* x, uint8_t* q, float* scale, uint32
         for i in range(n):
             q[i] = l2d_q8_enc_unsigned(x[i] * inv)
     scale[0] = s
+
+
+cdef inline void _q8_store(const float* x, uint8_t* q, float* scale, Py_ssize_t n, bint signed) noexcept nogil:
+    """Block x[0..n) coded into q with its new scale (`signed`: a constant)."""
+    cdef Py_ssize_t i
+    cdef uint32_t amax = 0, u
+    for i in range(n):
+        u = l2d_q8_abs_bits(x[i])
+        amax = u if u > amax else amax
+    _q8_code_block(x, q, scale, amax, n, signed)
+
+
+cdef inline void _q8_load(const uint8_t* q, float scale, float* x, Py_ssize_t n, bint signed) noexcept nogil:
+    """Block x[0..n) decoded from q with its scale (`signed`: a constant)."""
+    cdef Py_ssize_t i
+    if signed:
+        for i in range(n):
+            x[i] = l2d_q8_dec_signed(q[i]) * scale
+    else:
+        for i in range(n):
+            x[i] = l2d_q8_dec_unsigned(q[i]) * scale
 
 
 cdef inline void _adam_q8_block(store_t* w, const store_t* g, uint8_t* qm, uint8_t* qv, float* sm, float* sv,

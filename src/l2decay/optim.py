@@ -144,14 +144,15 @@ class _Optimizer:
             return    # (the common case; anything else, a refusal too, takes the general path)
         births, comps, firsts, s2, s3, steps, sc1, sc2 = [], None, None, None, None, None, None, None
         if adam:
-            s1, s2, s3, steps, absent = _kernels.state_columns(state, _ADAM_STATE, "step")
+            # (8-bit moments are read beside the others: the state decides, loaded or converted too)
+            s1, s2, s3, sc1, sc2, steps, absent = _kernels.state_columns(state, _ADAM_STATE + _Q8_SCALES, "step")
             if (self._uses_state and absent[2]) or self._compensates:
                 s3, comps, firsts, births = self._gather_state(sets, s1, steps)
             elif not self._uses_state:
                 s3 = None
-            if self._q8:
-                sc1, sc2 = _kernels.state_columns(state, _Q8_SCALES)[:2]
-        elif self._uses_state or self._compensates or self._counts or self._q8:
+            if absent[3] == len(flat):
+                sc1 = sc2 = None
+        elif self._uses_state or self._compensates or self._counts:
             s1, comps, steps, firsts, births, sc1 = self._gather_state(sets, None, None)
         else:
             s1 = None
@@ -263,9 +264,9 @@ class _Optimizer:
         self._sets = sets
         self._uses_state = any(s.uses_state for s in kept.made)
         self._compensates = any(g["rounding"] == "compensated" for g in groups)
-        # 8-bit state, born so or loaded: the general path (the state's scales as lists)
-        self._q8 = any(g["state_dtype"] == "8bit" for g in groups) or any(
-            any(key.endswith("_scale") for key in st) for st in self.state)
+        # 8-bit state born: the general path, which reads the scales (8-bit state loaded into
+        # another group: state_step refuses its codes, and the general path takes it)
+        self._q8 = any(g["state_dtype"] == "8bit" for g in groups)
         # SGD counts steps only for stochastic rounding's random bits
         self._counts = not self._adam and (any(g["rounding"] == "stochastic" for g in groups) or any(
             is_half(p.dtype) for p in self._flat))

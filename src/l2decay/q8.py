@@ -55,8 +55,8 @@ def encode(x, signed):
     pad = np.zeros(blocks(n) * BLOCK, np.float32)
     pad[:n] = flat
     u = pad.view(np.uint32).reshape(-1, BLOCK)
-    scales = _scales((u & 0x7FFFFFFF).max(axis=1) if n else np.zeros(0, np.uint32))
     absmax = (u & 0x7FFFFFFF).max(axis=1) if n else np.zeros(0, np.uint32)
+    scales = _scales(absmax)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         inv = np.where(absmax >= 0x00800000, (1.0 / scales.astype(np.float64)), 0).astype(np.float32)
         y = (pad.reshape(-1, BLOCK) * inv[:, None]).reshape(-1)[:n]

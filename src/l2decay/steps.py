@@ -69,10 +69,6 @@ def _call(adam, s, names, ps, gs, s1, s2, s3, comps, steps, firsts, births, roun
     _kernels.publish(births)
 
 
-def _like8(p):
-    """New 8-bit codes of p's shape (their scales are born beside them)."""
-    return np.zeros(p.shape, np.uint8) if isinstance(p, np.ndarray) else None
-
 
 def sgd_step(params, grads, momentum_buffers=None, *, lr, momentum=0.0, dampening=0.0, nesterov=False,
              maximize=False, reg=None, momentum_form="torch", rounding=None, seed=0, step=None,
@@ -122,7 +118,8 @@ def sgd_step(params, grads, momentum_buffers=None, *, lr, momentum=0.0, dampenin
     sc1 = None
     if s.uses_state:
         bufs, born = _born("momentum_buffers", momentum_buffers, len(ps),
-                           lambda k: _like8(ps[k]) if momentum_scales is not None else _like(ps[k], None, np.empty),
+                           lambda k: _like(ps[k], np.uint8, np.zeros) if momentum_scales is not None
+                           else _like(ps[k], None, np.empty),
                            "momentum_buffers is needed when momentum > 0 (None entries are born)", births)
         firsts = [False] * len(ps)
         for k in born:

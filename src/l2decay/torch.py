@@ -100,19 +100,18 @@ def _shard(t, p, name, at):
         from torch.distributed.tensor import DTensor
     except ImportError:     # (torch built without distributed)
         return t
-    what = name(at[:2], at[2])
     if isinstance(p, DTensor):
         if t is p:
             if any(x.is_partial() for x in p.placements):
-                raise ValueError(f"{what} is a DTensor placed {tuple(p.placements)}: its local tensor is a partial "
+                raise ValueError(f"{name(at[:2], at[2])} is a DTensor placed {tuple(p.placements)}: its local tensor is a partial "
                                  f"sum, not the param; redistribute it to Shard or Replicate placements")
         elif not isinstance(t, DTensor) or t.device_mesh != p.device_mesh or t.placements != p.placements:
             got = f"a {type(t).__name__}" if not isinstance(t, DTensor) else \
                 f"placed {tuple(t.placements)} on {t.device_mesh}"
-            raise ValueError(f"{what} must be a DTensor laid out as its param ({tuple(p.placements)} on "
+            raise ValueError(f"{name(at[:2], at[2])} must be a DTensor laid out as its param ({tuple(p.placements)} on "
                              f"{p.device_mesh}), got {got}: redistribute it to the param's placements first")
     elif isinstance(t, DTensor):
-        raise ValueError(f"{what} is a DTensor but its param is a {type(p).__name__}: give both as DTensors "
+        raise ValueError(f"{name(at[:2], at[2])} is a DTensor but its param is a {type(p).__name__}: give both as DTensors "
                          f"laid out alike, or neither")
     return _local(t)
 
