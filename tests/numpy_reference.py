@@ -24,14 +24,28 @@ def decay_step(w, grad, lr, decay):
 
 
 def regularize_before(w, g, rule, s, lr):
-    """The part of each rule that runs before the optimizer's step (L2, Decoupled); returns the
-    gradient to use (a new array: the caller's is never written).  `s` is the rule's coef
-    (for Decoupled(lam, lr_max): lam/lr_max)."""
+    """The part of each rule that runs before the optimizer's step and needs no update (L2,
+    Decoupled, Corrected); returns the gradient to use (a new array: the caller's is never
+    written).  `s` is the rule's coef (for Decoupled(lam, lr_max) and Corrected: lam/lr_max)."""
     if rule == "l2":
         g = g + _c(s, w.dtype) * w
     if rule == "decoupled":
         w -= _c(lr * s, w.dtype) * w
+    if rule == "corrected":         # lam * lr**2 / lr_max
+        w -= _c(lr * (lr * s), w.dtype) * w
     return g
+
+
+def opposite(u, w):
+    """Where u*w < 0 (by the signs: a product could round to 0)."""
+    return ((u > 0) & (w < 0)) | ((u < 0) & (w > 0))
+
+
+def cautious(w, u, rule, s, lr):
+    """Cautious(lam), with the update u of the step w -= lr*u: Decoupled's shrink where
+    u*w >= 0 (Chen et al. 2025), before the step."""
+    if rule == "cautious":
+        w -= np.where(opposite(u, w), _c(0, w.dtype), _c(lr * s, w.dtype)) * w
 
 
 def regularize_after(w, rule, s):
@@ -58,22 +72,23 @@ class SGD:
             g = -g if self.maximize else g
             g = regularize_before(w, g, self.rule, self.s, self.lr)
             if self.mu == 0:
+                cautious(w, g, self.rule, self.s, self.lr)
                 w -= c(self.lr) * g
             elif self.form == "keras":
                 if self.bufs[k] is None:
                     self.bufs[k] = -(c(self.lr) * g)
                 else:
                     self.bufs[k] = c(self.mu) * self.bufs[k] - c(self.lr) * g
-                if self.nesterov:
-                    w += c(self.mu) * self.bufs[k] - c(self.lr) * g
-                else:
-                    w += self.bufs[k]
+                change = c(self.mu) * self.bufs[k] - c(self.lr) * g if self.nesterov else self.bufs[k]
+                cautious(w, -change, self.rule, self.s, self.lr)
+                w += change
             else:
                 if self.bufs[k] is None:
                     self.bufs[k] = g.copy()
                 else:
                     self.bufs[k] = c(self.mu) * self.bufs[k] + c(1.0 - self.damp) * g
                 d = g + c(self.mu) * self.bufs[k] if self.nesterov else self.bufs[k]
+                cautious(w, d, self.rule, self.s, self.lr)
                 w -= c(self.lr) * d
             regularize_after(w, self.rule, self.s)
 
@@ -107,6 +122,7 @@ class Adam:
             if self.amsgrad:
                 self.vmax[k] = np.maximum(self.vmax[k], v)
                 v = self.vmax[k]
+            cautious(w, self.m[k], self.rule, self.s, self.lr)     # (u = m_hat/(sqrt(v_hat)+eps): m's sign)
             if self.form == "keras":
                 w -= (c(self.lr * np.sqrt(bc2) / bc1) * self.m[k]) / (np.sqrt(v) + c(self.eps))
             else:
@@ -206,6 +222,18 @@ def q8_encode(x, signed):
     return codes.astype(np.uint8), scales
 
 
+def _shrink_8bit(x, u, rule, s, lr):
+    """The decoupled rules' shrink before the step, float32 (u: the update, for Cautious)."""
+    f = np.float32
+    if rule == "decoupled":
+        return x - f(lr * s) * x
+    if rule == "corrected":
+        return x - f(lr * (lr * s)) * x
+    if rule == "cautious":
+        return x - np.where(opposite(u, x), f(0), f(lr * s)) * x
+    return x
+
+
 def adam_8bit(w, g, codes_m, scales_m, codes_v, scales_v, t, lr, b1, b2, eps, rule=None, s=0.0, maximize=False):
     """One Adam step with 8-bit moments in float32 arithmetic, rounding to nearest, in place on flat
     arrays (w float32, or 16-bit: computed in float32, stored rounded to nearest): the moments
@@ -220,8 +248,7 @@ def adam_8bit(w, g, codes_m, scales_m, codes_v, scales_v, t, lr, b1, b2, eps, ru
     v = f(b2) * q8_decode(codes_v, scales_v, False) + f(1.0 - b2) * (gi * gi)
     ss, ibc2s = f(lr / (1.0 - b1 ** t)), f(1.0 / np.sqrt(1.0 - b2 ** t))
     x = w0
-    if rule == "decoupled":
-        x = x - f(lr * s) * x
+    x = _shrink_8bit(x, m, rule, s, lr)
     x = x + -((ss * m) / (np.sqrt(v) * ibc2s + f(eps)))
     if rule == "decay":
         x = x - f(s) * x
@@ -239,10 +266,9 @@ def sgd_8bit(w, g, codes, scales, lr, momentum, first, dampening=0.0, nesterov=F
     if rule == "l2":
         gi = gi + f(s) * w0
     b = gi if first else f(momentum) * q8_decode(codes, scales, True) + f(1.0 - dampening) * gi
-    change = -(f(lr) * ((gi + f(momentum) * b) if nesterov else b))
-    x = w0
-    if rule == "decoupled":
-        x = x - f(lr * s) * x
+    u = (gi + f(momentum) * b) if nesterov else b
+    change = -(f(lr) * u)
+    x = _shrink_8bit(w0, u, rule, s, lr)
     x = x + change
     if rule == "decay":
         x = x - f(s) * x

@@ -105,7 +105,7 @@ def _sgd_args():
     (None, dict(lr=0.1, momentum=1.0), ValueError, r"^momentum must be in \[0, 1\)"),
     (None, dict(lr=0.1, momentum=0.9, nesterov=1), TypeError, r"^nesterov must be True or False"),
     (None, dict(lr=0.1, maximize="no"), TypeError, r"^maximize must be True or False"),
-    (None, dict(lr=0.1, reg=0.1), TypeError, r"^reg must be None, L2"),
+    (None, dict(lr=0.1, reg=0.1), TypeError, r"^reg must be None or a rule \(L2, Decoupled, Decay, Cautious or Corrected\)"),
     (None, dict(lr=0.1, momentum_form="sgd"), ValueError, r"^momentum_form must be one of"),
     (lambda w, g, b: g.pop(), dict(lr=0.1), ValueError, r"^grads has 1 entries but params has 2"),
     (lambda w, g, b: g.__setitem__(1, np.ones(3)), dict(lr=0.1), ValueError, r"^grads\[1\] has shape \(3,\) but params\[1\]"),

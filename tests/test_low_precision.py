@@ -9,7 +9,7 @@ ml_dtypes = pytest.importorskip("ml_dtypes")
 import l2decay  # noqa: E402
 import numpy_reference as ref  # noqa: E402
 from kernel_config import configured  # noqa: E402
-from l2decay import SGD, Adam, Decay, Decoupled, L2, _kernels  # noqa: E402
+from l2decay import SGD, Adam, Cautious, Corrected, Decay, Decoupled, L2, _kernels  # noqa: E402
 
 BF16 = np.dtype(ml_dtypes.bfloat16)
 F16 = np.dtype(np.float16)
@@ -29,7 +29,7 @@ def reg_tuple(reg):
 
 
 SHAPES = [(7, 5), (5,), (0,), (333,)]
-REGS = [None, L2(0.05), Decoupled(0.05), Decay(0.01)]
+REGS = [None, L2(0.05), Decoupled(0.05), Decay(0.01), Cautious(0.5), Corrected(0.5, lr_max=0.1)]
 
 
 def _rounded(arrays, dtype):

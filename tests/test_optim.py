@@ -6,11 +6,12 @@ import pytest
 
 import l2decay
 import numpy_reference as ref
-from l2decay import SGD, Adam, Decay, Decoupled, L2
+from l2decay import SGD, Adam, Cautious, Corrected, Decay, Decoupled, L2
 
 SHAPES = [(7, 5), (5,), (1,), (0,), (300,)]
 RULES = {"none": None, "l2": L2(0.05), "decoupled": Decoupled(0.05), "decay": Decay(0.01),
-         "decoupled-lr_max": Decoupled(0.05, lr_max=0.2)}
+         "decoupled-lr_max": Decoupled(0.05, lr_max=0.2), "cautious": Cautious(0.5),
+         "corrected": Corrected(0.5, lr_max=0.2)}
 RTOL = {np.float32: 1e-4, np.float64: 1e-11}
 
 

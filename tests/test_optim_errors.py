@@ -26,7 +26,7 @@ def params():
         (SGD, dict(momentum_form=None), TypeError, r"^momentum_form must be one of"),
         (SGD, dict(momentum=0.9, dampening=0.1, momentum_form="keras"), ValueError, r"has no dampening"),
         (SGD, dict(lr=10 ** 400), ValueError, r"^lr must be finite"),
-        (SGD, dict(reg=0.01), TypeError, r"^reg must be None, L2"),
+        (SGD, dict(reg=0.01), TypeError, r"^reg must be None or a rule \(L2, Decoupled, Decay, Cautious or Corrected\)"),
         (SGD, dict(reg="l2"), TypeError, r"^reg must be"),
         (Adam, dict(betas=(1.0, 0.9)), ValueError, r"^betas\[0\] must be in \[0, 1\)"),
         (Adam, dict(betas=(0.9, -0.1)), ValueError, r"^betas\[1\]"),

@@ -8,10 +8,12 @@ import pytest
 
 import l2decay
 import numpy_reference as ref
-from l2decay import Decay, Decoupled, L2, _kernels, q8
+from l2decay import Cautious, Corrected, Decay, Decoupled, L2, _kernels, q8
 
-RULES = [(None, 0.0), ("l2", 1e-2), ("decoupled", 0.1), ("decay", 1e-3)]
-_RULE = {None: None, "l2": L2, "decoupled": Decoupled, "decay": Decay}
+RULES = [(None, 0.0), ("l2", 1e-2), ("decoupled", 0.1), ("decay", 1e-3), ("cautious", 2.0), ("corrected", 4.0)]
+# (Corrected's coef, the reference's s, is lam/lr_max, exact here: Corrected(0.125, lr_max=1/32))
+_RULE = {None: None, "l2": L2, "decoupled": Decoupled, "decay": Decay, "cautious": Cautious,
+         "corrected": lambda s: Corrected(s / 32, lr_max=1 / 32)}
 
 
 def _reg(rule, s):

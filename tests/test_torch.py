@@ -10,7 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 import l2decay.torch as lt  # noqa: E402
-from l2decay import Decay, Decoupled, L2  # noqa: E402
+from l2decay import Cautious, Corrected, Decay, Decoupled, L2  # noqa: E402
 
 SHAPES = [(7, 5), (5,), (1,), (300,)]
 TOL = {torch.float64: dict(rtol=1e-12, atol=1e-13), torch.float32: dict(rtol=1e-6, atol=1e-6)}
@@ -202,7 +202,8 @@ def test_state_dict_saves_with_torch_save(tmp_path):
 
 @pytest.mark.parametrize("name,reg", [("AdamW", Decoupled(0.1)), ("AdamW", Decoupled(0.1, lr_max=1e-2)),
                                       ("Adam", L2(0.05)), ("SGD", L2(0.05)), ("SGD", Decay(1e-3)),
-                                      ("AdamW", Decay(1e-3))], ids=str)
+                                      ("AdamW", Decay(1e-3)), ("AdamW", Cautious(0.1)), ("SGD", Cautious(0.1)),
+                                      ("Adam", Corrected(0.1, lr_max=2e-2))], ids=str)
 def test_checkpoints_with_a_rule_load_with_weights_only_and_resume_exactly(tmp_path, name, reg):
     problem = Problem(torch.float32)
     kw = {"momentum": 0.9} if name == "SGD" else {}

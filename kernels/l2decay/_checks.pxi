@@ -260,6 +260,7 @@ cdef inline void _init_task(Task* t, void* w, void* g, Py_ssize_t n, int kind,
     t.step = 0
     t.step_size = 0.0
     t.bc2_sqrt = 1.0
+    t.stats = NULL
     t.h = h
 
 

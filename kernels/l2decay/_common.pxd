@@ -10,6 +10,7 @@ cdef struct Hyper:
     double shrink                 # w - shrink*w: Decoupled lr*lam before the step; Decay d after
                                   # (never w*(1 - shrink): float32(1 - 1e-7) is 1 - 1.19e-7)
     bint l2, decoupled, decay     # the regularization: at most one is set
+    bint cautious                 # with decoupled: the shrink only where the update u (w -= lr*u) has u*w >= 0
     double sign                   # -1.0 with maximize (the gradient is negated), else +1.0
     double mu, damp1              # SGD: momentum, 1 - dampening
     bint nesterov
@@ -32,6 +33,11 @@ cdef enum Op:
 # 8-bit optimizer state: elements per block of codes sharing a scale (_q8.pxi).
 cdef enum:
     Q8_BLOCK = 256
+
+# Weight statistics (Task.stats): elements per block of sums (_stats.pxi); a divisor of the
+# pieces' size (CHUNK_SIZE) and a multiple of Q8_BLOCK.
+cdef enum:
+    STATS_BLOCK = 1024
 
 # Storage of a tensor's weights and gradient.  The 16-bit formats compute in float32 and keep
 # their optimizer state in float32, or in their own dtype (Task.state16); float32 and float64
@@ -73,6 +79,7 @@ cdef struct Task:
     long long step    # Adam: the step t being taken, ...
     double step_size  # lr / (1 - beta1**t) ...
     double bc2_sqrt   # ... and sqrt(1 - beta2**t), for this tensor's step t
+    double* stats     # 3 sums per STATS_BLOCK elements the step writes (_stats.pxi); NULL: none
     const Hyper* h
 
 # Runs `op` on elements [a, b) of a task; one such function per instruction set.

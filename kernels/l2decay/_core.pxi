@@ -10,7 +10,7 @@ ROUNDINGS = ("nearest", "stochastic", "compensated")
 MAX_STEP = 1 << 53       # step counts stay exact as doubles
 
 # Rule kinds of Settings (l2decay.rules: L2, Decoupled, Decay).
-RULE_NONE, RULE_L2, RULE_DECOUPLED, RULE_DECAY = 0, 1, 2, 3
+RULE_NONE, RULE_L2, RULE_DECOUPLED, RULE_DECAY, RULE_CAUTIOUS, RULE_CORRECTED = 0, 1, 2, 3, 4, 5
 
 # What a tensor's entry in step()'s lists is: roles, and the codes step() returns for a refusal.
 ROLES = ("param", "grad", "state1", "state2", "state3", "compensation", "step", "scale1", "scale2")
@@ -63,12 +63,13 @@ cdef class Settings:
     cdef int rounding                 # -1: by the param's dtype
     cdef unsigned long long seed
     cdef double coef                  # the rule's coefficient (Decoupled's shrink follows lr)
+    cdef double lr_max                # Corrected's (its shrink is lr*(lr*coef)), else 0
     cdef bint lr32                    # lr is a float32 tensor's: its products rounded as torch's
 
     def __init__(self, bint adam, double lr, *, double momentum=0.0, double dampening=0.0,
                  bint nesterov=False, bint velocity=False, double beta1=0.0, double beta2=0.0,
                  double eps=0.0, bint amsgrad=False, bint keras=False, bint maximize=False,
-                 int rule=0, double coef=0.0, int rounding=-1, unsigned long long seed=0,
+                 int rule=0, double coef=0.0, double lr_max=0.0, int rounding=-1, unsigned long long seed=0,
                  bint lr_float32=False):
         self.lr32 = lr_float32 and not keras
         self.h.lr = lr
@@ -81,21 +82,33 @@ cdef class Settings:
         self.h.b2 = beta2
         self.h.eps = eps
         self.h.amsgrad = adam and amsgrad
-        self.h.l2 = self.h.decoupled = self.h.decay = False
+        self.h.l2 = self.h.decoupled = self.h.decay = self.h.cautious = False
         self.h.lam = self.h.shrink = 0.0
+        self.coef = coef
+        self.lr_max = lr_max if rule == RULE_CORRECTED else 0.0
         if rule == RULE_L2:
             self.h.l2 = True
             self.h.lam = coef
-        elif rule == RULE_DECOUPLED:
+        elif rule == RULE_DECOUPLED or rule == RULE_CAUTIOUS or rule == RULE_CORRECTED:
             self.h.decoupled = True
-            self.h.shrink = _shrink32(lr, coef) if self.lr32 else lr * coef
+            self.h.cautious = rule == RULE_CAUTIOUS
+            self._shrink_at(lr)
         elif rule == RULE_DECAY:
             self.h.decay = True
             self.h.shrink = coef
         self.keras = keras
         self.rounding = rounding
         self.seed = seed
-        self.coef = coef
+
+    cdef void _shrink_at(self, double lr):
+        """A decoupled rule's shrink at lr: lr*coef (as torch's float32 arithmetic for a float32
+        tensor lr); Corrected's lr*(lr*coef), coef its lam/lr_max."""
+        if self.lr_max != 0.0:
+            self.h.shrink = lr * (lr * self.coef)
+        elif self.lr32:
+            self.h.shrink = _shrink32(lr, self.coef)
+        else:
+            self.h.shrink = lr * self.coef
 
     cdef bint _set_lr(self, object value, bint low_open, double high, bint high_open) except -1:
         """lr = value if it is a plain number the spec's rule for lr (its bounds given) accepts."""
@@ -108,10 +121,12 @@ cdef class Settings:
             return False
         if not (isfinite(x) and x >= 0.0 and (x > 0.0 or not low_open) and (x < high or (x == high and not high_open))):
             return False
+        if self.lr_max != 0.0 and x > self.lr_max:
+            return False        # (made afresh, the group's check words the refusal)
         self.h.lr = x
         self.lr32 = False
         if self.h.decoupled:
-            self.h.shrink = x * self.coef
+            self._shrink_at(x)
         return True
 
     @property
@@ -388,7 +403,7 @@ cdef inline bint _fits(list xs, Py_ssize_t m) noexcept:
 
 cpdef object step(bint adam, list settings, list params, list grads, list state1=None, list state2=None,
                   list state3=None, list compensations=None, list steps=None, list firsts=None,
-                  list places=None, list scales1=None, list scales2=None):
+                  list places=None, list scales1=None, list scales2=None, object stats=None):
     """One SGD (or, `adam`, Adam) step of every tensor k in place, with settings[k] (a Settings,
     typically one per group), from params[k], grads[k] (only read) and its state:
 
@@ -400,7 +415,13 @@ cpdef object step(bint adam, list settings, list params, list grads, list state1
       and places[k] (the param's place in its optimizer: default k) key stochastic rounding;
     - 8-bit state (state_dtype "8bit", float32 and 16-bit params): scales1[k] (and Adam's
       scales2[k]), the float32 scales of each Q8_BLOCK_SIZE elements' codes, which state1[k]
-      (state2[k]) then holds as uint8 of the param's shape.
+      (state2[k]) then holds as uint8 of the param's shape;
+    - stats: None, or a float64 C-contiguous array of shape (len(params), 3) whose row k the
+      step sets, in its own pass, to tensor k's sum of w**2 (the new weights), sum of dw**2
+      (new minus old) and the squared norm of the rule's part of the step: Decoupled's (and
+      Corrected's, Cautious' where it decayed) shrink*w_old, Decay's d/(1 - d)*w_new, L2's
+      lr*lam*w_old (the pull it adds to the gradient, before the optimizer scales it), 0 without
+      a rule.  The same bits for any thread count and instruction set.
 
     Entries are numpy arrays or plain torch tensors, never mixed within a tensor's entries;
     steps are ints in [0, MAX_STEP] (0: no step count; Adam's >= 1).  Returns None
@@ -416,6 +437,7 @@ cpdef object step(bint adam, list settings, list params, list grads, list state1
     cdef _Refusal r
     cdef long long t
     cdef Py_ssize_t i1 = 0, i2 = 0
+    cdef double* partials = NULL
     if (len(settings) != m or len(grads) != m or not _fits(state1, m) or not _fits(state2, m)
             or not _fits(state3, m) or not _fits(compensations, m) or not _fits(steps, m) or not _fits(firsts, m)
             or not _fits(places, m) or not _fits(scales1, m) or not _fits(scales2, m)):
@@ -437,11 +459,64 @@ cpdef object step(bint adam, list settings, list params, list grads, list state1
                 return (r.code, r.k, r.role, -1, -1)
         if m > 0 and not _no_overlap(tasks, m, False, &i1, &i2):
             return (E_OVERLAP, i1 // NROLES, i1 % NROLES, i2 // NROLES, i2 % NROLES)
+        if stats is not None:
+            partials = _stats_partials(tasks, m, stats)
         _run_tasks(op, tasks, m)
+        if stats is not None:
+            _stats_sums(tasks, m, partials, <double*>cnp.PyArray_DATA(<cnp.ndarray>stats))
         return None
     finally:
+        free(partials)
         _release_held(held, m, held_stack)
         _free_tasks(tasks, stack)
+
+
+cdef double* _stats_partials(Task* tasks, Py_ssize_t m, object stats) except NULL:
+    """Room for the sums of every task's blocks (Task.stats pointed into it), for `stats`, a
+    float64 C-contiguous writeable array of shape (m, 3) (the front ends checked it)."""
+    cdef Py_ssize_t k, total = 0
+    cdef double* p
+    if (not isinstance(stats, cnp.ndarray) or cnp.PyArray_TYPE(<cnp.ndarray>stats) != cnp.NPY_FLOAT64
+            or not cnp.PyArray_ISCARRAY(<cnp.ndarray>stats) or stats.shape != (m, 3)):
+        raise ValueError("stats must be a writeable C-contiguous float64 array of shape (len(params), 3)")
+    for k in range(m):
+        total += 3 * ((tasks[k].n + STATS_BLOCK - 1) // STATS_BLOCK)
+    p = <double*>malloc((total + 1) * sizeof(double))
+    if p == NULL:
+        raise MemoryError()
+    total = 0
+    for k in range(m):
+        tasks[k].stats = p + total
+        total += 3 * ((tasks[k].n + STATS_BLOCK - 1) // STATS_BLOCK)
+    return p
+
+
+cdef void _stats_sums(const Task* tasks, Py_ssize_t m, const double* partials, double* out) noexcept:
+    """out[k] = task k's sums over its blocks, added in block order, the third turned into the
+    squared norm of its rule's part of the step (see step)."""
+    cdef Py_ssize_t k, j, nb
+    cdef double sw, sd, so, f
+    cdef const Hyper* h
+    for k in range(m):
+        sw = sd = so = 0.0
+        nb = (tasks[k].n + STATS_BLOCK - 1) // STATS_BLOCK
+        for j in range(nb):
+            sw += tasks[k].stats[3 * j]
+            sd += tasks[k].stats[3 * j + 1]
+            so += tasks[k].stats[3 * j + 2]
+        h = tasks[k].h
+        if h.decoupled:
+            f = h.shrink
+        elif h.decay:
+            f = h.shrink / (1.0 - h.shrink)
+            so = sw
+        elif h.l2:
+            f = h.lr * h.lam
+        else:
+            f = 0.0
+        out[3 * k] = sw
+        out[3 * k + 1] = sd
+        out[3 * k + 2] = f * f * so
 
 
 # -- helpers of the front ends' gathering (the step above reads none of this) -----------------
@@ -568,9 +643,9 @@ cpdef list state_columns(list states, tuple keys, object count=None, object mapp
 
 
 def state_step(bint adam, list settings, list params, list grads, list states, tuple keys, object count,
-               object mapping=None, list places=None):
+               object mapping=None, list places=None, object stats=None):
     """The front ends' common case in one call: state_columns(states, keys, count, mapping),
-    then, if no state dict lacked a key, step() on those columns and set_counts().  Returns
+    then, if no state dict lacked a key, step() on those columns (and `stats`) and set_counts().  Returns
     step()'s result (None: done), or False, having done nothing, if a dict lacked a key."""
     cdef Py_ssize_t nk = len(keys)
     cdef list cols = state_columns(states, keys, count, mapping)
@@ -579,7 +654,7 @@ def state_step(bint adam, list settings, list params, list grads, list states, t
             return False
     steps = cols[nk]
     r = step(adam, settings, params, grads, cols[0] if nk > 0 else None, cols[1] if nk > 1 else None,
-             cols[2] if nk > 2 else None, None, steps, None, places)
+             cols[2] if nk > 2 else None, None, steps, None, places, None, None, stats)
     if r is None and steps is not None:
         set_counts(states, count, steps, mapping)
     return r

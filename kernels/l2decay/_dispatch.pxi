@@ -35,6 +35,7 @@ _SIMD_NEEDS = {
 
 cdef chunk_fn _chunk = NULL
 cdef chunk_fn _q8_chunk = NULL        # tasks with 8-bit state (Task.sc1 set)
+cdef chunk_fn _stats_chunk = NULL     # tasks that record weight statistics (Task.stats set)
 cdef rows_fn _rows = NULL
 _simd = None
 
@@ -68,7 +69,7 @@ def simd_available():
 def set_simd(str level):
     """Use the loops compiled for `level` ("baseline", "avx2", "avx512", or "auto" for the
     widest this CPU supports).  Results are bit-identical at every level; only speed differs."""
-    global _chunk, _q8_chunk, _rows, _simd
+    global _chunk, _q8_chunk, _stats_chunk, _rows, _simd
     available = simd_available()
     if level == "auto":
         level = available[len(available) - 1]   # (wraparound is off in this module)
@@ -79,6 +80,7 @@ def set_simd(str level):
     module = importlib.import_module(f"l2decay._simd_{level}")
     _chunk = <chunk_fn>PyCapsule_GetPointer(module.CHUNK, "l2decay._chunk")
     _q8_chunk = <chunk_fn>PyCapsule_GetPointer(module.Q8, "l2decay._q8")
+    _stats_chunk = <chunk_fn>PyCapsule_GetPointer(module.STATS, "l2decay._stats")
     _rows = <rows_fn>PyCapsule_GetPointer(module.ROWS, "l2decay._rows")
     _simd = level
 
@@ -132,8 +134,10 @@ cdef inline int _threads_for(Py_ssize_t nbytes, Py_ssize_t threshold=-1) noexcep
 
 
 cdef inline void _piece(Op op, const Task* t, Py_ssize_t a, Py_ssize_t b) noexcept nogil:
-    """Elements [a, b) of task t, by the loops of its kind of state."""
-    if t.sc1 != NULL:
+    """Elements [a, b) of task t, by the loops of its kind of state (and statistics)."""
+    if t.stats != NULL:
+        _stats_chunk(op, t, a, b)
+    elif t.sc1 != NULL:
         _q8_chunk(op, t, a, b)
     else:
         _chunk(op, t, a, b)

@@ -10,6 +10,7 @@
 from cpython.pycapsule cimport PyCapsule_New
 from cython cimport floating
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, int64_t
+from libc.string cimport memcpy
 from libc.math cimport sqrt, sqrtf
 
 cdef extern from *:
@@ -130,7 +131,7 @@ from l2decay._common cimport (Hyper, Op, Task, chunk_fn, rows_fn, OP_L2, OP_L2_K
                               OP_ADAM, OP_STREAM_SWAP, OP_STREAM_AXPY, OP_STREAM_ADAM16, OP_STREAM_ROWS,
                               KIND_F32, KIND_F64,
                               KIND_BF16, KIND_F16, ROUND_NEAREST, ROUND_STOCHASTIC,
-                              ROUND_COMPENSATED, Q8_BLOCK, bf16, f16)
+                              ROUND_COMPENSATED, Q8_BLOCK, STATS_BLOCK, bf16, f16)
 
 include "_catch_up.pxi"
 
@@ -344,6 +345,21 @@ ctypedef fused extra_t:
     Without
 
 
+cdef struct Plain:      # every rule but Cautious
+    char unused
+cdef struct Careful:    # Cautious: Decoupled's shrink only where the update u (w -= lr*u) has u*w >= 0
+    char unused
+ctypedef fused caution_t:
+    Plain
+    Careful
+
+
+cdef inline bint _opposite(work_t u, work_t w) noexcept nogil:
+    """Whether u*w < 0 exactly (by the signs, not a product that could round to 0): where
+    Cautious leaves the weight undecayed."""
+    return ((u > 0) & (w < 0)) | ((u < 0) & (w > 0))
+
+
 cdef inline int _mode(rounding_t* mode) noexcept nogil:
     """The Rounding a mode type stands for."""
     if rounding_t is Stochastic:
@@ -443,9 +459,9 @@ cdef inline void _write(store_t* w, store_t* comp, Py_ssize_t i, work_t w0, work
 
 cdef inline void _sgd_gen(store_t* w, const store_t* g, state_t* buf, store_t* comp, Py_ssize_t n,
                           const Hyper* h, bint first, uint32_t key, Py_ssize_t i0, work_t zero,
-                          rounding_t* mode, extra_t* extra) noexcept nogil:
-    """_sgd_loop for any storage and rounding; elements i0 + [0, n) of the tensor.  Only
-    the rounding `mode` and the `extra` state (momentum) are constants (types); `first` and
+                          rounding_t* mode, extra_t* extra, caution_t* caution) noexcept nogil:
+    """_sgd_loop for any storage and rounding, and Cautious; elements i0 + [0, n) of the tensor.
+    Only the rounding `mode`, the `extra` state (momentum) and the `caution` are constants (types); `first` and
     nesterov select between values computed either way, never between memory accesses, so gcc
     if-converts and vectorizes the loop (a born buffer's garbage is read and not used).  With
     `velocity` a run-time flag too, gcc 12 gives up on the loop.  The buffer is float32 (or
@@ -454,9 +470,9 @@ cdef inline void _sgd_gen(store_t* w, const store_t* g, state_t* buf, store_t* c
     cdef Py_ssize_t i
     cdef work_t lr = <work_t>h.lr, lam = <work_t>h.lam, sign = <work_t>h.sign
     cdef work_t mu = <work_t>h.mu, damp1 = <work_t>h.damp1
-    cdef work_t gi, w0, bi, bprev, change
+    cdef work_t gi, w0, bi, bprev, change, u
     cdef work_t pre = <work_t>h.shrink if h.decoupled else 0, post = <work_t>h.shrink if h.decay else 0
-    cdef bint l2 = h.l2, nesterov = h.nesterov
+    cdef bint l2 = h.l2, nesterov = h.nesterov, cautious = caution_t is Careful
     cdef bint use_momentum = extra_t is not Without, velocity = extra_t is Velocity
     cdef int rounding = _mode(mode)
     cdef int srnd = ROUND_STOCHASTIC if rounding == ROUND_STOCHASTIC else ROUND_NEAREST
@@ -468,27 +484,32 @@ cdef inline void _sgd_gen(store_t* w, const store_t* g, state_t* buf, store_t* c
         w0 = _ld(w, i, sign)
         if l2:
             gi = gi + lam * w0
+        # u: the update of w -= lr*u, whose sign Cautious reads (velocity: w += change)
         if not use_momentum:
+            u = gi
             change = -(lr * gi)
         else:
             bprev = _ld(buf, i, sign)
             if velocity:
                 bi = -(lr * gi) if first else mu * bprev - lr * gi
                 change = (mu * bi - lr * gi) if nesterov else bi
+                u = -change
             else:
                 bi = gi if first else mu * bprev + damp1 * gi
-                change = -(lr * ((gi + mu * bi) if nesterov else bi))
+                u = (gi + mu * bi) if nesterov else bi
+                change = -(lr * u)
             # (bfloat16: the high half of the weight's random bits, which uses the low half)
             _st_state(buf, i, bi, srnd, rw >> 16, _own_bits(buf, kb, lo, i, srnd))
-        _write(w, comp, i, w0, change, pre, post, rounding, rw)
+        _write(w, comp, i, w0, change, 0 if cautious and _opposite(u, w0) else pre, post, rounding, rw)
 
 
 cdef inline void _adam_gen(store_t* w, const store_t* g, state_t* m, state_t* v, state_t* vmax,
                            store_t* comp, Py_ssize_t n, const Hyper* h, double step_size,
                            double bc2_sqrt, uint32_t key, Py_ssize_t i0, work_t zero,
-                           rounding_t* mode, extra_t* extra) noexcept nogil:
-    """_adam_loop for any storage and rounding; elements i0 + [0, n) of the tensor (the
-    rounding `mode` and `extra`, With: amsgrad, constants, see _sgd_gen).  The moments are float32 (float64) or,
+                           rounding_t* mode, extra_t* extra, caution_t* caution) noexcept nogil:
+    """_adam_loop for any storage and rounding, and Cautious (whose u has m's sign); elements
+    i0 + [0, n) of the tensor (the rounding `mode`, `extra`, With: amsgrad, and `caution`
+    constants, see _sgd_gen).  The moments are float32 (float64) or,
     state_dtype "param", w's 16-bit dtype: then each is stored as the weight is, rounded to
     nearest or, with "stochastic", stochastically from random bits of its own (the element's
     bits of the keys hashed from the weight's)."""
@@ -499,7 +520,7 @@ cdef inline void _adam_gen(store_t* w, const store_t* g, state_t* m, state_t* v,
     cdef work_t gi, w0, mi, vi, xi, root
     cdef uint32_t r2
     cdef work_t pre = <work_t>h.shrink if h.decoupled else 0, post = <work_t>h.shrink if h.decay else 0
-    cdef bint l2 = h.l2, amsgrad = extra_t is With
+    cdef bint l2 = h.l2, amsgrad = extra_t is With, cautious = caution_t is Careful
     cdef int rounding = _mode(mode)
     cdef int srnd = ROUND_STOCHASTIC if rounding == ROUND_STOCHASTIC else ROUND_NEAREST
     cdef uint32_t lo = <uint32_t>i0, kw = l2d_key_at(key, i0), km = l2d_key_at(l2d_random(key, -1), i0)
@@ -526,7 +547,8 @@ cdef inline void _adam_gen(store_t* w, const store_t* g, state_t* m, state_t* v,
             root = sqrtf(vi)
         else:
             root = sqrt(vi)
-        _write(w, comp, i, w0, -((ss * mi) / (root / bc2s + eps)), pre, post, rounding, rw)
+        _write(w, comp, i, w0, -((ss * mi) / (root / bc2s + eps)), 0 if cautious and _opposite(mi, w0) else pre,
+               post, rounding, rw)
 
 
 cdef inline void _rule_gen(Op op, store_t* w, store_t* g, Py_ssize_t n, const Hyper* h) noexcept nogil:
@@ -561,52 +583,52 @@ ctypedef fused width_t:
 
 
 cdef void _generic_r(Op op, const Task* t, Py_ssize_t a, Py_ssize_t b, rounding_t* mode,
-                     extra_t* extra, width_t* width) noexcept nogil:
+                     extra_t* extra, width_t* width, caution_t* caution) noexcept nogil:
     """Run `op` on elements [a, b) of task `t` with the generic loops, the rounding `mode`, the
-    `extra` state (momentum for SGD, amsgrad for Adam) and the state's `width` fixed at compile
-    time: only the types of the (NULL) pointers matter."""
+    `extra` state (momentum for SGD, amsgrad for Adam), the state's `width` and the `caution`
+    fixed at compile time: only the types of the (NULL) pointers matter."""
     cdef const Hyper* h = t.h
     if t.kind == KIND_BF16:
         if op == OP_SGD:
             if width_t is Narrow:
                 _sgd_gen(<bf16*>t.w + a, <bf16*>t.g + a, <bf16*>t.s1 + a if t.s1 != NULL else NULL,
                          <bf16*>t.comp + a if t.comp != NULL else NULL, b - a, h, t.first, t.key, a, <float>0,
-                         mode, extra)
+                         mode, extra, caution)
             else:
                 _sgd_gen(<bf16*>t.w + a, <bf16*>t.g + a, <float*>t.s1 + a if t.s1 != NULL else NULL,
                          <bf16*>t.comp + a if t.comp != NULL else NULL, b - a, h, t.first, t.key, a, <float>0,
-                         mode, extra)
+                         mode, extra, caution)
         elif op == OP_ADAM:
             if width_t is Narrow:
                 _adam_gen(<bf16*>t.w + a, <bf16*>t.g + a, <bf16*>t.s1 + a, <bf16*>t.s2 + a,
                           <bf16*>t.s3 + a if t.s3 != NULL else NULL, <bf16*>t.comp + a if t.comp != NULL else NULL,
-                          b - a, h, t.step_size, t.bc2_sqrt, t.key, a, <float>0, mode, extra)
+                          b - a, h, t.step_size, t.bc2_sqrt, t.key, a, <float>0, mode, extra, caution)
             else:
                 _adam_gen(<bf16*>t.w + a, <bf16*>t.g + a, <float*>t.s1 + a, <float*>t.s2 + a,
                           <float*>t.s3 + a if t.s3 != NULL else NULL, <bf16*>t.comp + a if t.comp != NULL else NULL,
-                          b - a, h, t.step_size, t.bc2_sqrt, t.key, a, <float>0, mode, extra)
-        elif rounding_t is Nearest and extra_t is Without and width_t is Wide:   # (l2_step, decay_step)
+                          b - a, h, t.step_size, t.bc2_sqrt, t.key, a, <float>0, mode, extra, caution)
+        elif rounding_t is Nearest and extra_t is Without and width_t is Wide and caution_t is Plain:   # (l2_step, decay_step)
             _rule_gen(op, <bf16*>t.w + a, <bf16*>t.g + a, b - a, h)
     elif t.kind == KIND_F16:
         if op == OP_SGD:
             if width_t is Narrow:
                 _sgd_gen(<f16*>t.w + a, <f16*>t.g + a, <f16*>t.s1 + a if t.s1 != NULL else NULL,
                          <f16*>t.comp + a if t.comp != NULL else NULL, b - a, h, t.first, t.key, a, <float>0,
-                         mode, extra)
+                         mode, extra, caution)
             else:
                 _sgd_gen(<f16*>t.w + a, <f16*>t.g + a, <float*>t.s1 + a if t.s1 != NULL else NULL,
                          <f16*>t.comp + a if t.comp != NULL else NULL, b - a, h, t.first, t.key, a, <float>0,
-                         mode, extra)
+                         mode, extra, caution)
         elif op == OP_ADAM:
             if width_t is Narrow:
                 _adam_gen(<f16*>t.w + a, <f16*>t.g + a, <f16*>t.s1 + a, <f16*>t.s2 + a,
                           <f16*>t.s3 + a if t.s3 != NULL else NULL, <f16*>t.comp + a if t.comp != NULL else NULL,
-                          b - a, h, t.step_size, t.bc2_sqrt, t.key, a, <float>0, mode, extra)
+                          b - a, h, t.step_size, t.bc2_sqrt, t.key, a, <float>0, mode, extra, caution)
             else:
                 _adam_gen(<f16*>t.w + a, <f16*>t.g + a, <float*>t.s1 + a, <float*>t.s2 + a,
                           <float*>t.s3 + a if t.s3 != NULL else NULL, <f16*>t.comp + a if t.comp != NULL else NULL,
-                          b - a, h, t.step_size, t.bc2_sqrt, t.key, a, <float>0, mode, extra)
-        elif rounding_t is Nearest and extra_t is Without and width_t is Wide:   # (l2_step, decay_step)
+                          b - a, h, t.step_size, t.bc2_sqrt, t.key, a, <float>0, mode, extra, caution)
+        elif rounding_t is Nearest and extra_t is Without and width_t is Wide and caution_t is Plain:   # (l2_step, decay_step)
             _rule_gen(op, <f16*>t.w + a, <f16*>t.g + a, b - a, h)
     elif width_t is Narrow:
         pass                      # (wider weights keep their state in their own dtype: Wide)
@@ -614,30 +636,38 @@ cdef void _generic_r(Op op, const Task* t, Py_ssize_t a, Py_ssize_t b, rounding_
         if op == OP_SGD:
             _sgd_gen(<float*>t.w + a, <float*>t.g + a, <float*>t.s1 + a if t.s1 != NULL else NULL,
                      <float*>t.comp + a if t.comp != NULL else NULL, b - a, h, t.first, t.key, a, <float>0,
-                     mode, extra)
+                     mode, extra, caution)
         else:
             _adam_gen(<float*>t.w + a, <float*>t.g + a, <float*>t.s1 + a, <float*>t.s2 + a,
                       <float*>t.s3 + a if t.s3 != NULL else NULL, <float*>t.comp + a if t.comp != NULL else NULL,
-                      b - a, h, t.step_size, t.bc2_sqrt, t.key, a, <float>0, mode, extra)
+                      b - a, h, t.step_size, t.bc2_sqrt, t.key, a, <float>0, mode, extra, caution)
     else:
         if op == OP_SGD:
             _sgd_gen(<double*>t.w + a, <double*>t.g + a, <double*>t.s1 + a if t.s1 != NULL else NULL,
                      <double*>t.comp + a if t.comp != NULL else NULL, b - a, h, t.first, t.key, a, <double>0,
-                     mode, extra)
+                     mode, extra, caution)
         else:
             _adam_gen(<double*>t.w + a, <double*>t.g + a, <double*>t.s1 + a, <double*>t.s2 + a,
                       <double*>t.s3 + a if t.s3 != NULL else NULL, <double*>t.comp + a if t.comp != NULL else NULL,
-                      b - a, h, t.step_size, t.bc2_sqrt, t.key, a, <double>0, mode, extra)
+                      b - a, h, t.step_size, t.bc2_sqrt, t.key, a, <double>0, mode, extra, caution)
+
+
+cdef inline void _generic_c(Op op, const Task* t, Py_ssize_t a, Py_ssize_t b, rounding_t* mode,
+                            width_t* width, caution_t* caution) noexcept nogil:
+    if op == OP_SGD and t.h.mu != 0.0 and t.h.velocity:
+        _generic_r(op, t, a, b, mode, <Velocity*>NULL, width, caution)
+    elif (op == OP_SGD and t.h.mu != 0.0) or (op == OP_ADAM and t.h.amsgrad):
+        _generic_r(op, t, a, b, mode, <With*>NULL, width, caution)
+    else:
+        _generic_r(op, t, a, b, mode, <Without*>NULL, width, caution)
 
 
 cdef inline void _generic_m(Op op, const Task* t, Py_ssize_t a, Py_ssize_t b, rounding_t* mode,
                             width_t* width) noexcept nogil:
-    if op == OP_SGD and t.h.mu != 0.0 and t.h.velocity:
-        _generic_r(op, t, a, b, mode, <Velocity*>NULL, width)
-    elif (op == OP_SGD and t.h.mu != 0.0) or (op == OP_ADAM and t.h.amsgrad):
-        _generic_r(op, t, a, b, mode, <With*>NULL, width)
+    if t.h.cautious and (op == OP_SGD or op == OP_ADAM):
+        _generic_c(op, t, a, b, mode, width, <Careful*>NULL)
     else:
-        _generic_r(op, t, a, b, mode, <Without*>NULL, width)
+        _generic_c(op, t, a, b, mode, width, <Plain*>NULL)
 
 
 cdef inline void _generic_w(Op op, const Task* t, Py_ssize_t a, Py_ssize_t b, rounding_t* mode) noexcept nogil:
@@ -710,7 +740,8 @@ cdef void _chunk(Op op, const Task* t, Py_ssize_t a, Py_ssize_t b) noexcept nogi
         _stream16n_loop(<uint16_t*>t.w + a, <const uint16_t*>t.g + a, <uint16_t*>t.s1 + a, <uint16_t*>t.s2 + a, b - a)
     elif op == OP_STREAM_ADAM16:
         _stream16_loop(<uint16_t*>t.w + a, <const uint16_t*>t.g + a, <float*>t.s1 + a, <float*>t.s2 + a, b - a)
-    elif t.kind == KIND_BF16 or t.kind == KIND_F16 or t.rounding != ROUND_NEAREST:
+    elif (t.kind == KIND_BF16 or t.kind == KIND_F16 or t.rounding != ROUND_NEAREST
+          or (h.cautious and (op == OP_SGD or op == OP_ADAM))):     # (Cautious: the generic loops only)
         _generic(op, t, a, b)
     elif t.kind == KIND_F64:
         if op == OP_SGD:
@@ -749,6 +780,7 @@ cdef void _chunk(Op op, const Task* t, Py_ssize_t a, Py_ssize_t b) noexcept nogi
 
 
 include "_q8.pxi"
+include "_stats.pxi"
 
 
 # ---- the row loop of a sparse step (_sparse.pxi): here, not in _kernels, so that the rows'
@@ -874,6 +906,7 @@ CHUNK = PyCapsule_New(<void*>_chunk, "l2decay._chunk", NULL)
 # (tasks with 8-bit state: their own entry, so that gcc's inlining budget of _chunk stays with
 # the float loops: inlined there, the 8-bit steps left the float32 Adam loop 6x slower)
 Q8 = PyCapsule_New(<void*>_q8, "l2decay._q8", NULL)
+STATS = PyCapsule_New(<void*>_stats, "l2decay._stats", NULL)     # (tasks with Task.stats)
 ROWS = PyCapsule_New(<void*>_rows, "l2decay._rows", NULL)
 # The widest vector extension the C compiler was allowed to use for this module (a check that
 # the module's flags took effect).

@@ -100,6 +100,7 @@ cdef inline void _c_reg(Hyper* h, int reg, double strength) noexcept nogil:
     h.l2 = reg == REG_L2
     h.decoupled = reg == REG_DECOUPLED
     h.decay = reg == REG_DECAY
+    h.cautious = False
     h.lam = strength if h.l2 else 0.0
     h.shrink = h.lr * strength if h.decoupled else (strength if h.decay else 0.0)
 

@@ -96,7 +96,8 @@ cdef inline void _q8_load(const uint8_t* q, float scale, float* x, Py_ssize_t n,
 
 cdef inline void _adam_q8_block(store_t* w, const store_t* g, uint8_t* qm, uint8_t* qv, float* sm, float* sv,
                                 float* bm, float* bv, store_t* comp, Py_ssize_t n, const Hyper* h, float ss,
-                                float ibc2s, uint32_t key, Py_ssize_t i0, rounding_t* mode) noexcept nogil:
+                                float ibc2s, uint32_t key, Py_ssize_t i0, rounding_t* mode,
+                                caution_t* caution) noexcept nogil:
     """Adam (no amsgrad) on one block of 8-bit moments, elements i0 + [0, n) of the tensor, in
     one pass: the moments decoded, updated and their largest magnitudes found, the weights
     stepped and stored by the rounding `mode` (_write); then the moments coded.  The step is
@@ -109,7 +110,7 @@ cdef inline void _adam_q8_block(store_t* w, const store_t* g, uint8_t* qm, uint8
     cdef float pre = <float>h.shrink if h.decoupled else 0, post = <float>h.shrink if h.decay else 0
     cdef float m0 = sm[0], v0 = sv[0], gi, w0, mi, vi
     cdef uint32_t am = 0, av = 0, u
-    cdef bint l2 = h.l2
+    cdef bint l2 = h.l2, cautious = caution_t is Careful
     cdef int rounding = _mode(mode)
     cdef uint32_t lo = <uint32_t>i0, kw = l2d_key_at(key, i0), rw
     for i in range(n):
@@ -126,13 +127,14 @@ cdef inline void _adam_q8_block(store_t* w, const store_t* g, uint8_t* qm, uint8
         am = u if u > am else am
         u = l2d_q8_abs_bits(vi)
         av = u if u > av else av
-        _write(w, comp, i, w0, -((ss * mi) / (sqrtf(vi) * ibc2s + eps)), pre, post, rounding, rw)
+        _write(w, comp, i, w0, -((ss * mi) / (sqrtf(vi) * ibc2s + eps)), 0 if cautious and _opposite(mi, w0) else pre,
+               post, rounding, rw)
     _q8_code_block(bm, qm, sm, am, n, True)
     _q8_code_block(bv, qv, sv, av, n, False)
 
 
 cdef inline void _adam_q8(const Task* t, store_t* w, store_t* comp, Py_ssize_t a, Py_ssize_t b,
-                          rounding_t* mode) noexcept nogil:
+                          rounding_t* mode, caution_t* caution) noexcept nogil:
     cdef float buf1[Q8_BLOCK]
     cdef float buf2[Q8_BLOCK]
     cdef Py_ssize_t s = a, e
@@ -142,17 +144,25 @@ cdef inline void _adam_q8(const Task* t, store_t* w, store_t* comp, Py_ssize_t a
     while s < b:
         e = min(b - s, Q8_BLOCK)
         _adam_q8_block(w + s, <const store_t*>t.g + s, q1 + s, q2 + s, &t.sc1[s // Q8_BLOCK], &t.sc2[s // Q8_BLOCK],
-                       buf1, buf2, comp + s if comp != NULL else NULL, e, t.h, ss, ibc2s, t.key, s, mode)
+                       buf1, buf2, comp + s if comp != NULL else NULL, e, t.h, ss, ibc2s, t.key, s, mode, caution)
         s += e
 
 
-cdef inline void _adam_q8_typed(const Task* t, Py_ssize_t a, Py_ssize_t b, rounding_t* mode) noexcept nogil:
+cdef inline void _adam_q8_typed(const Task* t, Py_ssize_t a, Py_ssize_t b, rounding_t* mode,
+                                caution_t* caution) noexcept nogil:
     if t.kind == KIND_BF16:
-        _adam_q8(t, <bf16*>t.w, <bf16*>t.comp, a, b, mode)
+        _adam_q8(t, <bf16*>t.w, <bf16*>t.comp, a, b, mode, caution)
     elif t.kind == KIND_F16:
-        _adam_q8(t, <f16*>t.w, <f16*>t.comp, a, b, mode)
+        _adam_q8(t, <f16*>t.w, <f16*>t.comp, a, b, mode, caution)
     else:
-        _adam_q8(t, <float*>t.w, <float*>t.comp, a, b, mode)
+        _adam_q8(t, <float*>t.w, <float*>t.comp, a, b, mode, caution)
+
+
+cdef inline void _adam_q8_c(const Task* t, Py_ssize_t a, Py_ssize_t b, rounding_t* mode) noexcept nogil:
+    if t.h.cautious:
+        _adam_q8_typed(t, a, b, mode, <Careful*>NULL)
+    else:
+        _adam_q8_typed(t, a, b, mode, <Plain*>NULL)
 
 
 cdef void _q8(Op op, const Task* t, Py_ssize_t a, Py_ssize_t b) noexcept nogil:
@@ -170,11 +180,11 @@ cdef void _q8(Op op, const Task* t, Py_ssize_t a, Py_ssize_t b) noexcept nogil:
         while s < b:      # (the random bits' blocks: see _generic)
             e = min(b, ((s >> 32) + 1) << 32)
             if t.rounding == ROUND_STOCHASTIC:
-                _adam_q8_typed(t, s, e, <Stochastic*>NULL)
+                _adam_q8_c(t, s, e, <Stochastic*>NULL)
             elif t.rounding == ROUND_COMPENSATED:
-                _adam_q8_typed(t, s, e, <Compensated*>NULL)
+                _adam_q8_c(t, s, e, <Compensated*>NULL)
             else:
-                _adam_q8_typed(t, s, e, <Nearest*>NULL)
+                _adam_q8_c(t, s, e, <Nearest*>NULL)
             s = e
         return
     u.sc1 = u.sc2 = NULL

@@ -2,18 +2,19 @@
 __version__ = "0.1.0"
 __all__ = [
     "l2_step", "decay_step", "sgd_step", "adam_step",
-    "SGD", "Adam", "L2", "Decoupled", "Decay", "exclude_1d", "ParamGroups", "convert",
+    "SGD", "Adam", "L2", "Decoupled", "Decay", "Cautious", "Corrected", "exclude_1d", "ParamGroups", "convert",
     "SparseSGD", "SparseAdam",
     "MLP", "train", "compare", "Config",
-    "build_info", "get_include", "get_num_threads", "set_num_threads",
+    "build_info", "get_include", "get_num_threads", "set_num_threads", "STATS",
 ]
 
 try:
     from ._config import build_info, get_include, get_num_threads, set_num_threads, _apply_environment
     from .optim import SGD, Adam, ParamGroups, exclude_1d
-    from .rules import L2, Decay, Decoupled
+    from .rules import L2, Cautious, Corrected, Decay, Decoupled
     from .sparse import SparseAdam, SparseSGD
     from .steps import adam_step, decay_step, l2_step, sgd_step
+    from ._validate import STATS
 
     _apply_environment()
 except (ImportError, ValueError) as _exc:

@@ -21,8 +21,8 @@ class Settings:
     def __init__(
         self, adam: bool, lr: float, *, momentum: float = 0.0, dampening: float = 0.0, nesterov: bool = False,
         velocity: bool = False, beta1: float = 0.0, beta2: float = 0.0, eps: float = 0.0, amsgrad: bool = False,
-        keras: bool = False, maximize: bool = False, rule: int = 0, coef: float = 0.0, rounding: int = -1,
-        seed: int = 0, lr_float32: bool = False,
+        keras: bool = False, maximize: bool = False, rule: int = 0, coef: float = 0.0, lr_max: float = 0.0,
+        rounding: int = -1, seed: int = 0, lr_float32: bool = False,
     ) -> None: ...
     @property
     def uses_state(self) -> bool: ...
@@ -33,6 +33,8 @@ RULE_NONE: int
 RULE_L2: int
 RULE_DECOUPLED: int
 RULE_DECAY: int
+RULE_CAUTIOUS: int
+RULE_CORRECTED: int
 ROLES: tuple[str, ...]
 Q8_BLOCK_SIZE: int
 REFUSALS: tuple[str, ...]
@@ -41,7 +43,7 @@ def step(
     adam: bool, settings: list[Settings], params: list, grads: list, state1: list | None = None,
     state2: list | None = None, state3: list | None = None, compensations: list | None = None,
     steps: list[int] | None = None, firsts: list[bool] | None = None, places: list[int] | None = None,
-    scales1: list | None = None, scales2: list | None = None,
+    scales1: list | None = None, scales2: list | None = None, stats: np.ndarray | None = None,
 ) -> tuple[int, int, int, int, int] | None: ...
 def register_torch(tensor: type, parameter: type, float32: object, float64: object, bfloat16: object,
                    float16: object, uint8: object) -> None: ...
@@ -52,7 +54,7 @@ def state_columns(states: list, keys: tuple[str, ...], count: str | None = None,
 def set_counts(states: list, count: str, steps: list[int], mapping: object = None) -> None: ...
 def state_step(
     adam: bool, settings: list[Settings], params: list, grads: list, states: list, keys: tuple[str, ...],
-    count: str | None, mapping: object = None, places: list[int] | None = None,
+    count: str | None, mapping: object = None, places: list[int] | None = None, stats: np.ndarray | None = None,
 ) -> tuple[int, int, int, int, int] | None | bool: ...  # False: a state dict lacked a key
 def publish(births: list[tuple[object, object, object]]) -> None: ...  # container[key] = value
 def default_rounding(dtype: np.dtype) -> str: ...

@@ -148,10 +148,11 @@ def choice(name, value, options):
 
 
 def reg(name, value):
-    from .rules import L2, Decay, Decoupled
+    from .rules import RULES
 
-    if value is not None and type(value) not in (L2, Decoupled, Decay):
-        raise TypeError(f"{name} must be None, L2(...), Decoupled(...) or Decay(...), got {value!r}")
+    if value is not None and type(value) not in RULES.values():
+        raise TypeError(f"{name} must be None or a rule (L2, Decoupled, Decay, Cautious or Corrected), "
+                        f"got {value!r}")
     return value
 
 
@@ -306,14 +307,40 @@ SGD_DEFAULTS = {"momentum": 0.0, "dampening": 0.0, "nesterov": False, "maximize"
                 "momentum_form": "torch", "rounding": None, "seed": 0, "state_dtype": None}
 ADAM_DEFAULTS = {"amsgrad": False, "maximize": False, "reg": None, "eps_form": "torch", "rounding": None,
                  "seed": 0, "state_dtype": None}
-_RULE_KINDS = {"l2": _kernels.RULE_L2, "decoupled": _kernels.RULE_DECOUPLED, "decay": _kernels.RULE_DECAY}
+_RULE_KINDS = {"l2": _kernels.RULE_L2, "decoupled": _kernels.RULE_DECOUPLED, "decay": _kernels.RULE_DECAY,
+               "cautious": _kernels.RULE_CAUTIOUS, "corrected": _kernels.RULE_CORRECTED}
 
 
-def settings(adam, h):
-    """The compiled Settings of hyperparameters `h` that sgd_hyper/adam_hyper normalized."""
+def lr_max(rule, lr, initial_lr, where=""):
+    """Corrected's lr_max: its own, else the group's "initial_lr"; never below `lr` (the
+    correction lam*lr/lr_max would exceed 1).  0.0 for the other rules."""
+    if rule is None or rule.name != "corrected":
+        return 0.0
+    top = rule.lr_max
+    if top is None:
+        if initial_lr is None:
+            raise ValueError(f"{where}reg {rule!r} needs lr_max: give Corrected(lam, lr_max=...) or a group "
+                             f"with 'initial_lr' (torch's lr schedulers set it)")
+        top = real(f"{where}initial_lr", _plain(initial_lr), low_open=True)
+    if lr > top:
+        raise ValueError(f"{where}lr {lr!r} is above {rule!r}'s lr_max {top!r}: lr_max is the largest lr of the "
+                         f"schedule (the decay lam*lr**2/lr_max assumes lr <= lr_max)")
+    return top
+
+
+def _plain(value):
+    """A 0-d tensor or array (an lr kept as a tensor) as a float; anything else as it is."""
+    return value.item() if getattr(value, "ndim", None) == 0 and hasattr(value, "item") else value
+
+
+def settings(adam, h, where=""):
+    """The compiled Settings of hyperparameters `h` that sgd_hyper/adam_hyper normalized (its
+    "initial_lr", if any, the group's: Corrected's lr_max by default)."""
     rule = h["reg"]
+    top = lr_max(rule, h["lr"], h.get("initial_lr"), where)
     common = dict(maximize=h["maximize"], rule=_RULE_KINDS[rule.name] if rule is not None else 0,
-                  coef=rule.coef if rule is not None else 0.0, seed=h["seed"],
+                  coef=(rule.strength / top if top else rule.coef) if rule is not None else 0.0,
+                  lr_max=top, seed=h["seed"],
                   rounding=-1 if h["rounding"] is None else ROUNDINGS.index(h["rounding"]),
                   lr_float32=h.get("lr_float32", False))
     if adam:
@@ -473,6 +500,26 @@ def _sequence(name, seq, n=None):
     return tuple(seq)
 
 
+STATS = ("w_sq", "dw_sq", "decay_sq")   # the columns of a step's weight statistics
+
+
+def stats_array(name, stats, m, lists):
+    """`stats`, the array a step writes its weight statistics to: float64, C-contiguous,
+    writeable, shape (m, 3), sharing no memory with an array of `lists` (lists of the step's
+    arrays, or None)."""
+    if not isinstance(stats, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray of float64, got {type(stats).__name__}")
+    if stats.dtype != np.float64:
+        raise TypeError(f"{name} must have dtype float64, got {stats.dtype}")
+    if stats.shape != (m, 3) or not stats.flags.c_contiguous or not stats.flags.writeable:
+        raise ValueError(f"{name} must be a writeable C-contiguous array of shape ({m}, 3) (one row per param: "
+                         f"{', '.join(STATS)}), got shape {stats.shape}")
+    for arrays in lists:
+        for a in arrays or ():
+            if isinstance(a, np.ndarray) and np.may_share_memory(stats, a):
+                raise ValueError(f"{name} shares memory with an array of the step; give it its own")
+
+
 def state_dtype(p, chosen=None):
     """The dtype of new optimizer state of param `p`: float32 for 16-bit params (their
     arithmetic is float32) unless the optimizer's state_dtype, `chosen`, is "param", else p's own."""
@@ -522,6 +569,9 @@ def sparse_hyper(adam, h, where=""):
         keys = ("lr", "maximize", "reg")
     rule = out["reg"]
     name = type(rule).__name__
+    if name in ("Cautious", "Corrected"):
+        raise ValueError(f"{where}reg {name} has no lazy form for the untouched rows: the sparse steps take "
+                         f"L2, Decoupled and Decay; use a dense optimizer for {name}")
     if adam and name == "L2":
         raise ValueError(f"{where}reg L2 cannot be lazy under Adam: lam*w joins the gradient of every row, so "
                          f"every row's moments and weights change at every step, touched or not; use "

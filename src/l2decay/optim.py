@@ -14,7 +14,7 @@ import numpy as np
 
 from . import _kernels, q8
 from ._kernels import REFUSALS
-from ._validate import (_LR, ADAM_KEYS, SGD_KEYS, SettingsCache, _array, adam_hyper, check, disjoint, is_half,
+from ._validate import (_LR, ADAM_KEYS, SGD_KEYS, SettingsCache, _array, adam_hyper, check, disjoint, flag, is_half,
                         q8_params, refused, saved_bfloat16, settings, sgd_hyper, state_dtype, state_dtypes,
                         step_count)
 from .rules import RULES, Decay, Decoupled, L2
@@ -43,10 +43,10 @@ class _Optimizer:
     _defaults = {}     # hyperparameter name -> default
     _adam = False      # which compiled step
 
-    def __init__(self, params, **hyper):
+    def __init__(self, params, *, stats=False, **hyper):
         unknown = sorted(set(hyper) - set(self._defaults))
         if unknown:
-            hint = " (use reg=L2(...), Decoupled(...) or Decay(...))" if "weight_decay" in unknown else ""
+            hint = " (use reg=L2(...), Decoupled(...), Decay(...) or another rule)" if "weight_decay" in unknown else ""
             raise TypeError(f"{type(self).__name__} got unexpected keyword arguments {unknown}{hint}")
         self.defaults = self._check_hyper(dict(self._defaults, **hyper), "")
         self.param_groups = []
@@ -58,6 +58,8 @@ class _Optimizer:
         self._sets = None   # per param in _flat, its group's Settings, as the last step made them
         self._uses_state = self._compensates = self._counts = False
         self._buffer_key = self._plan = None
+        self._stats = flag("stats", stats)
+        self.stats = None   # with stats=True, the last step's weight statistics (see step)
         if isinstance(params, np.ndarray):
             raise TypeError("params must be a list of arrays or of parameter-group dicts, not one array")
         order = getattr(params, "order", None)
@@ -126,7 +128,10 @@ class _Optimizer:
     def step(self, grads):
         """Update every parameter in place from `grads`, one array per param, in the order of
         :attr:`params` (the order the params were given in, also through exclude_1d).  The
-        gradient arrays are only read.  Checks everything before touching anything."""
+        gradient arrays are only read.  Checks everything before touching anything.  With
+        ``stats=True`` the step also sets :attr:`stats`, a new float64 array with a row per
+        param (in the order of :attr:`params`): ``sum(w**2)``, ``sum(dw**2)`` and the squared
+        norm of the rule's part of the step (``l2decay.STATS``), computed in the step's pass."""
         flat, state, adam = self._flat, self.state, self._adam
         if type(grads) is not list:
             if not isinstance(grads, (list, tuple)):
@@ -140,7 +145,10 @@ class _Optimizer:
         if sets is None or not _refresh(self.param_groups, kept.snapshots, kept.made, *_LR):
             sets = self._settings()
         plan = self._plan
-        if plan is not None and _kernels.state_step(adam, sets, flat, grads, state, *plan) is None:
+        out = np.empty((len(flat), 3)) if self._stats else None
+        if plan is not None and _kernels.state_step(adam, sets, flat, grads, state, *plan, stats=out) is None:
+            if out is not None:
+                self.stats = out
             return    # (the common case; anything else, a refusal too, takes the general path)
         births, comps, firsts, s2, s3, steps, sc1, sc2 = [], None, None, None, None, None, None, None
         if adam:
@@ -156,7 +164,7 @@ class _Optimizer:
             s1, comps, steps, firsts, births, sc1 = self._gather_state(sets, None, None)
         else:
             s1 = None
-        r = _kernels.step(adam, sets, flat, grads, s1, s2, s3, comps, steps, firsts, None, sc1, sc2)
+        r = _kernels.step(adam, sets, flat, grads, s1, s2, s3, comps, steps, firsts, None, sc1, sc2, out)
         if r is not None:
             if r[0] == _STEP_REFUSED and steps is not None and any(type(t) is not int for t in steps):
                 self._normalize_counts()      # (numpy ints, say: the counts they are)
@@ -165,6 +173,8 @@ class _Optimizer:
         _kernels.publish(births)
         if steps is not None:
             _kernels.set_counts(state, "step", steps)
+        if out is not None:
+            self.stats = out
 
     def _refused(self, r, lists):
         state = self.state
@@ -294,7 +304,7 @@ class _Optimizer:
         missing = sorted(set(self._defaults) - set(group))
         if missing:
             raise ValueError(f"param_groups[{i}] is missing {missing}")
-        return settings(self._adam, self._check_hyper(group, f"param_groups[{i}]."))
+        return settings(self._adam, self._check_hyper(group, f"param_groups[{i}]."), f"param_groups[{i}].")
 
     def _name(self, k, role):
         """The name of step()'s entry (k, role) as a user of this optimizer knows it."""
@@ -431,7 +441,7 @@ class SGD(_Optimizer):
     dampening : float in [0, 1]
     nesterov : bool (needs momentum > 0 and dampening == 0)
     maximize : bool (step along +g, as torch's)
-    reg : None, L2(lam), Decoupled(lam) or Decay(d)
+    reg : None or a rule: L2(lam), Decoupled(lam), Decay(d), Cautious(lam), Corrected(lam, lr_max)
     momentum_form : "torch" (the buffer holds averaged gradients) or "keras" (it holds the
         velocity -lr*g, as Keras and scikit-learn; differs from "torch" under an lr schedule)
     rounding, seed, state_dtype : 16-bit weights, see :class:`Adam`
@@ -465,7 +475,7 @@ class Adam(_Optimizer):
     eps : float, > 0
     amsgrad : bool (torch's: the running maximum of v is used)
     maximize : bool
-    reg : None, L2(lam), Decoupled(lam) or Decay(d)
+    reg : None or a rule: L2(lam), Decoupled(lam), Decay(d), Cautious(lam), Corrected(lam, lr_max)
     eps_form : "torch" (eps added to the bias-corrected sqrt(v)) or "keras" (eps added to
         sqrt(v), the bias correction folded into the step size: Keras, scikit-learn, thinc)
     rounding : None, "nearest", "stochastic" or "compensated"; seed : int >= 0
@@ -530,9 +540,9 @@ def parse_hyper(d, keys, pre, where):
                 hyper["reg"] = None
             elif name not in RULES:
                 raise ValueError(f"{where} has unknown reg {name!r}")
-            elif name == "decoupled" and float(np.asarray(d[pre + "reg_lr_max"])) != 0.0:
-                hyper["reg"] = Decoupled(float(np.asarray(d[pre + "reg_strength"])),
-                                         float(np.asarray(d[pre + "reg_lr_max"])))
+            elif name in ("decoupled", "corrected") and float(np.asarray(d[pre + "reg_lr_max"])) != 0.0:
+                hyper["reg"] = RULES[name](float(np.asarray(d[pre + "reg_strength"])),
+                                           float(np.asarray(d[pre + "reg_lr_max"])))
             else:
                 hyper["reg"] = RULES[name](float(np.asarray(d[pre + "reg_strength"])))
         elif key in ("rounding", "state_dtype"):

@@ -1,4 +1,4 @@
-"""The three regularization rules, as immutable values a param group holds under ``"reg"``.
+"""The regularization rules, as immutable values a param group holds under ``"reg"``.
 
 Per step t, gradient g, weights w, learning rate lr (the optimizers' formulas are in
 :func:`l2decay.sgd_step` and :func:`l2decay.adam_step`):
@@ -12,6 +12,17 @@ Per step t, gradient g, weights w, learning rate lr (the optimizers' formulas ar
                       ``decouple_lr``, Composer's DecoupledAdamW with L the initial lr).
 - ``Decay(d)``:       the step with the raw g, then ``w *= 1 - d``; d is a per-step fraction,
                       not scaled by lr (the article's rule).
+- ``Cautious(lam)``:  Decoupled's ``w *= 1 - lr*lam`` only where the optimizer's update u
+                      (the step is ``w -= lr*u``) and w agree in sign, ``u*w >= 0`` (Chen et
+                      al., "Cautious Weight Decay", 2025).
+- ``Corrected(lam, lr_max)``: ``w *= 1 - lam * lr**2 / lr_max``, decoupled decay corrected
+                      for the lr schedule (Defazio, "Why Gradients Rapidly Increase Near the
+                      End of Training", 2025: AdamC).
+
+A rule's ``timescale(lr)`` is the number of steps over which it shrinks the weights by a
+factor e, ``1 / (shrink per step)`` (Wang & Aitchison, "How to set AdamW's weight decay as you
+scale model and dataset size", 2024: AdamW's weights are an average over that many steps), and
+``Rule.from_timescale(tau, lr)`` the rule of a given one.
 
 A decay schedule replaces the rule between steps (``group["reg"] = Decoupled(lam_t)``); the
 optimizers read it afresh at every step, at no extra cost.
@@ -20,7 +31,7 @@ import re
 
 from . import _validate
 
-__all__ = ["L2", "Decoupled", "Decay", "RULES", "from_repr"]
+__all__ = ["L2", "Decoupled", "Decay", "Cautious", "Corrected", "RULES", "from_repr"]
 
 
 class _Rule:
@@ -56,28 +67,53 @@ class _Rule:
     def __reduce__(self):
         return (type(self), (self.strength,))
 
+    def _per_strength(self, lr):
+        """The fraction of every weight the rule removes per step at `lr`, per unit of strength."""
+        return lr
+
+    def timescale(self, lr, *, iterations_per_epoch=None):
+        """The steps (epochs, given `iterations_per_epoch`) over which the rule at learning rate
+        `lr` shrinks the weights by a factor e: 1 / (the fraction it removes per step), infinite
+        for strength 0.  Wang & Aitchison hold it fixed, in epochs, as model and data grow."""
+        lr = _validate.real("lr", lr, low_open=True)
+        per = self.strength * self._per_strength(lr)
+        tau = 1.0 / per if per else float("inf")
+        return tau if iterations_per_epoch is None else tau / _iterations(iterations_per_epoch)
+
+    @classmethod
+    def from_timescale(cls, tau, lr, *, iterations_per_epoch=None, **options):
+        """The rule whose timescale at learning rate `lr` is `tau` steps (or `tau` epochs of
+        `iterations_per_epoch` steps); `options`: the rule's others (lr_max)."""
+        tau = _validate.real("tau", tau, low_open=True)
+        lr = _validate.real("lr", lr, low_open=True)
+        if iterations_per_epoch is not None:
+            tau = tau * _iterations(iterations_per_epoch)
+        return cls(1.0 / (tau * cls(0.0, **options)._per_strength(lr)), **options)
+
+
+def _iterations(value):
+    return _validate.count("iterations_per_epoch", value, 1, 2 ** 62)
+
 
 class L2(_Rule):
-    """L2 regularization: ``g + lam*w`` replaces g before the optimizer uses it (lam >= 0)."""
+    """L2 regularization: ``g + lam*w`` replaces g before the optimizer uses it (lam >= 0).
+
+    Its timescale is plain SGD's (where L2 and decoupled decay are one update): under Adam,
+    L2's pull is divided by sqrt(v) and has no single timescale."""
 
     __slots__ = ()
     name = "l2"
 
 
-class Decoupled(_Rule):
-    """Decoupled weight decay: ``w *= 1 - lr*lam`` before the step (torch AdamW; lam >= 0).
-
-    With ``lr_max`` (> 0) the decay follows the lr schedule but not the base lr:
-    ``w *= 1 - lam * lr / lr_max`` (the paper's schedule multiplier; optimi, Composer).
-    """
+class _Scheduled(_Rule):
+    """A decoupled rule with an optional lr_max (> 0)."""
 
     __slots__ = ("lr_max",)
-    name = "decoupled"
 
     def __init__(self, strength, lr_max=None):
         super().__init__(strength)
         if lr_max is not None:
-            lr_max = _validate.real("Decoupled lr_max", lr_max, low_open=True)
+            lr_max = _validate.real(f"{type(self).__name__} lr_max", lr_max, low_open=True)
             object.__setattr__(self, "coef", self.strength / lr_max)
         object.__setattr__(self, "lr_max", lr_max)
 
@@ -86,14 +122,60 @@ class Decoupled(_Rule):
 
     def __repr__(self):
         extra = f", lr_max={self.lr_max!r}" if self.lr_max is not None else ""
-        return f"Decoupled({self.strength!r}{extra})"
+        return f"{type(self).__name__}({self.strength!r}{extra})"
 
     def __reduce__(self):
-        return (Decoupled, (self.strength, self.lr_max))
+        return (type(self), (self.strength, self.lr_max))
+
+
+class Decoupled(_Scheduled):
+    """Decoupled weight decay: ``w *= 1 - lr*lam`` before the step (torch AdamW; lam >= 0).
+
+    With ``lr_max`` (> 0) the decay follows the lr schedule but not the base lr:
+    ``w *= 1 - lam * lr / lr_max`` (the paper's schedule multiplier; optimi, Composer).
+    """
+
+    __slots__ = ()
+    name = "decoupled"
+
+    def _per_strength(self, lr):
+        return lr / self.lr_max if self.lr_max is not None else lr
+
+
+class Corrected(_Scheduled):
+    """Schedule-corrected decoupled decay: ``w *= 1 - lam * lr**2 / lr_max`` before the step.
+
+    Defazio (2025, AdamC) for layers followed by a normalization: with ``lam * lr`` the
+    weights' equilibrium norm, and so the gradient-to-weight ratio, drifts as the schedule
+    lowers lr; ``lam * lr**2 / lr_max`` holds it.  ``lr_max`` (>= every lr the rule steps
+    with): given, or the group's ``"initial_lr"`` (which torch's lr schedulers set), the
+    schedule's peak for decaying schedules.  At ``lr == lr_max`` it is ``Decoupled(lam)``.
+    """
+
+    __slots__ = ()
+    name = "corrected"
+
+    def _per_strength(self, lr):
+        return lr * lr / self.lr_max if self.lr_max is not None else lr
+
+
+class Cautious(_Rule):
+    """Cautious weight decay: ``w *= 1 - lr*lam`` before the step, only on the coordinates where
+    the optimizer's update u (the step is ``w -= lr*u``: Adam's ``m_hat / (sqrt(v_hat) + eps)``,
+    SGD's gradient or momentum direction) and w agree in sign, ``u*w >= 0`` (lam >= 0).
+
+    Chen et al. (2025): the decay never fights the update, so the optimizer keeps the loss's
+    own stationary points.  Its timescale is Decoupled's: an upper bound on the coordinates
+    the mask leaves out.
+    """
+
+    __slots__ = ()
+    name = "cautious"
 
 
 class Decay(_Rule):
-    """Multiplicative weight decay after the step: ``w *= 1 - d``, d in [0, 1), not scaled by lr."""
+    """Multiplicative weight decay after the step: ``w *= 1 - d``, d in [0, 1), not scaled by lr
+    (its timescale, 1/d steps, is the same at any lr)."""
 
     __slots__ = ()
     name = "decay"
@@ -102,14 +184,17 @@ class Decay(_Rule):
     def _check(cls, strength):
         return _validate.real("Decay strength", strength, high=1.0, high_open=True)
 
+    def _per_strength(self, lr):
+        return 1.0      # (a fraction per step whatever the lr)
 
-RULES = {cls.name: cls for cls in (L2, Decoupled, Decay)}
+
+RULES = {cls.name: cls for cls in (L2, Decoupled, Decay, Cautious, Corrected)}
 
 _REPR = re.compile(r"(\w+)\(([^,()]+)(?:, lr_max=([^,()]+))?\)")
 
 
 def from_repr(text):
-    """The rule whose repr is `text` ("L2(0.01)", "Decoupled(0.01, lr_max=0.001)": exact, a
+    """The rule whose repr is `text` ("L2(0.01)", "Corrected(0.01, lr_max=0.001)": exact, a
     float's repr reads back as the same float), or None when `text` reads like no rule's repr.
     A rule's repr with a value the rule refuses raises its ValueError."""
     m = _REPR.fullmatch(text) if isinstance(text, str) else None
@@ -117,7 +202,7 @@ def from_repr(text):
     if cls is None:
         return None
     if m.group(3) is not None:
-        if cls is not Decoupled:
+        if not issubclass(cls, _Scheduled):
             raise ValueError(f"{cls.__name__} has no lr_max, got {text!r}")
         return cls(float(m.group(2)), lr_max=float(m.group(3)))
     return cls(float(m.group(2)))

@@ -8,7 +8,8 @@ import numpy as np
 
 from . import _kernels, q8
 from ._kernels import decay_step, l2_step
-from ._validate import SettingsCache, _sequence, adam_hyper, check, refused, settings, sgd_hyper, state_dtype
+from ._validate import (SettingsCache, _sequence, adam_hyper, check, refused, settings, sgd_hyper, state_dtype,
+                        stats_array)
 
 __all__ = ["l2_step", "decay_step", "sgd_step", "adam_step"]
 
@@ -60,8 +61,11 @@ def _scales(name, given, codes, m, births):
     return _born(name, given, m, lambda k: q8.zeros(getattr(codes[k], "shape", ()))[1], "", births)[0]
 
 
-def _call(adam, s, names, ps, gs, s1, s2, s3, comps, steps, firsts, births, rounding, sc1=None, sc2=None):
-    r = _kernels.step(adam, [s] * len(ps), ps, gs, s1, s2, s3, comps, steps, firsts, None, sc1, sc2)
+def _call(adam, s, names, ps, gs, s1, s2, s3, comps, steps, firsts, births, rounding, sc1=None, sc2=None,
+          stats=None):
+    if stats is not None:
+        stats_array("stats", stats, len(ps), [ps, gs, s1, s2, s3, comps, sc1, sc2])
+    r = _kernels.step(adam, [s] * len(ps), ps, gs, s1, s2, s3, comps, steps, firsts, None, sc1, sc2, stats)
     if r is not None:
         lists = (ps, gs, s1, s2, s3, comps, steps, sc1, sc2)
         refused(r, lambda k, role: f"{names[role]}[{k}]" if role != 6 else "step",
@@ -72,7 +76,7 @@ def _call(adam, s, names, ps, gs, s1, s2, s3, comps, steps, firsts, births, roun
 
 def sgd_step(params, grads, momentum_buffers=None, *, lr, momentum=0.0, dampening=0.0, nesterov=False,
              maximize=False, reg=None, momentum_form="torch", rounding=None, seed=0, step=None,
-             compensations=None, momentum_scales=None):
+             compensations=None, momentum_scales=None, stats=None):
     """One SGD step over a list of tensors, in place; ``grads`` are only read.
 
     Per tensor, with g its gradient (``-g`` when `maximize`) and b its momentum buffer:
@@ -97,7 +101,7 @@ def sgd_step(params, grads, momentum_buffers=None, *, lr, momentum=0.0, dampenin
         float32 for a 16-bit param, is put in its place in the list).
     lr : float >= 0;  momentum : float in [0, 1);  dampening : float in [0, 1]
     nesterov, maximize : bool
-    reg : None, L2, Decoupled or Decay
+    reg : None or a rule: L2, Decoupled, Decay, Cautious, Corrected (with its lr_max)
     momentum_form : "torch" or "keras" (dampening must be 0 with "keras")
     rounding, seed, step, compensations : how new weights are stored, see :func:`adam_step`
         (`step`, an int >= 1 or one per tensor, is needed by "stochastic" only)
@@ -105,6 +109,11 @@ def sgd_step(params, grads, momentum_buffers=None, *, lr, momentum=0.0, dampenin
         8-bit momentum (float32, bfloat16 and float16 params): the buffers are uint8 codes of
         the param's shape and these their float32 scales, one per :data:`l2decay.q8.BLOCK`
         elements (:mod:`l2decay.q8`); None entries of both are born.
+
+    stats : numpy.ndarray or None, optional
+        float64 of shape (len(params), 3): the step sets row k, in its own pass over tensor k,
+        to ``sum(w**2)`` of the new weights, ``sum(dw**2)`` of the step and the squared norm of
+        the rule's part of it (``l2decay.STATS`` names the columns; docs: Optimizers).
 
     No array may share memory with another one of the call (grads may repeat).  Returns None.
     On bad input raises TypeError/ValueError and modifies nothing.
@@ -131,12 +140,12 @@ def sgd_step(params, grads, momentum_buffers=None, *, lr, momentum=0.0, dampenin
         comps, _ = _born("compensations", compensations, len(ps), lambda k: _like(ps[k], "param", np.zeros),
                          _NO_COMPENSATIONS, births)
     _call(False, s, _SGD_NAMES, ps, gs, bufs, None, None, comps, _steps(step, len(ps)), firsts, births, rounding,
-          sc1)
+          sc1, None, stats)
 
 
 def adam_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs=None, *, step, lr, betas=(0.9, 0.999),
               eps=1e-8, amsgrad=False, maximize=False, reg=None, eps_form="torch", rounding=None, seed=0,
-              compensations=None, exp_avg_scales=None, exp_avg_sq_scales=None):
+              compensations=None, exp_avg_scales=None, exp_avg_sq_scales=None, stats=None):
     """One Adam step over a list of tensors, in place; ``grads`` are only read.
 
     Per tensor, with g its gradient (``-g`` when `maximize`), t its step (the one being taken,
@@ -163,7 +172,7 @@ def adam_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs=None, *, ste
     step : int >= 1, or a list/tuple of them (one per tensor)
     lr : float >= 0;  betas : pair of floats in [0, 1);  eps : float > 0
     amsgrad, maximize : bool
-    reg : None, L2, Decoupled or Decay
+    reg : None or a rule: L2, Decoupled, Decay, Cautious, Corrected (with its lr_max)
     eps_form : "torch" or "keras"
     rounding : None, "nearest", "stochastic" or "compensated"
         How each new weight is stored.  "nearest": round to nearest (torch).  "stochastic":
@@ -189,6 +198,11 @@ def adam_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs=None, *, ste
     own 16-bit dtype (the optimizers' state_dtype "param"), stored like the weights: rounded
     stochastically with "stochastic" (random bits of their own), else to nearest.
 
+    stats : numpy.ndarray or None, optional
+        float64 of shape (len(params), 3): the step sets row k, in its own pass over tensor k,
+        to ``sum(w**2)`` of the new weights, ``sum(dw**2)`` of the step and the squared norm of
+        the rule's part of it (``l2decay.STATS`` names the columns; docs: Optimizers).
+
     No array may share memory with another one of the call (grads may repeat).  Returns None.
     On bad input raises TypeError/ValueError and modifies nothing.
     """
@@ -212,4 +226,4 @@ def adam_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs=None, *, ste
     sc1 = None if exp_avg_scales is None else list(_sequence("exp_avg_scales", exp_avg_scales, len(ps)))
     sc2 = None if exp_avg_sq_scales is None else list(_sequence("exp_avg_sq_scales", exp_avg_sq_scales, len(ps)))
     _call(True, s, _ADAM_NAMES, ps, gs, ms, vs, xs, comps, _steps(step, len(ps), True), None, births, rounding,
-          sc1, sc2)
+          sc1, sc2, stats)

@@ -4,9 +4,9 @@ from typing import Literal
 import numpy as np
 
 from ._kernels import decay_step as decay_step, l2_step as l2_step
-from .rules import L2, Decay, Decoupled
+from .rules import L2, Cautious, Corrected, Decay, Decoupled
 
-_Reg = L2 | Decoupled | Decay | None
+_Reg = L2 | Decoupled | Decay | Cautious | Corrected | None
 _Rounding = Literal["nearest", "stochastic", "compensated"] | None
 
 def sgd_step(
@@ -16,7 +16,7 @@ def sgd_step(
     maximize: bool = False, reg: _Reg = None, momentum_form: Literal["torch", "keras"] = "torch",
     rounding: _Rounding = None, seed: int = 0, step: int | Sequence[int] | None = None,
     compensations: list[np.ndarray | None] | None = None,
-    momentum_scales: list[np.ndarray | None] | None = None,
+    momentum_scales: list[np.ndarray | None] | None = None, stats: np.ndarray | None = None,
 ) -> None: ...
 def adam_step(
     params: Sequence[np.ndarray], grads: Sequence[np.ndarray], exp_avgs: Sequence[np.ndarray],
@@ -27,4 +27,5 @@ def adam_step(
     eps_form: Literal["torch", "keras"] = "torch", rounding: _Rounding = None, seed: int = 0,
     compensations: list[np.ndarray | None] | None = None,
     exp_avg_scales: Sequence[np.ndarray] | None = None, exp_avg_sq_scales: Sequence[np.ndarray] | None = None,
+    stats: np.ndarray | None = None,
 ) -> None: ...

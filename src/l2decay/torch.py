@@ -3,7 +3,7 @@
 ``SGD``, ``Adam`` and ``AdamW`` take torch's arguments with torch's defaults and meaning
 (``weight_decay`` is L2 for SGD and Adam, decoupled for AdamW and for
 ``Adam(decoupled_weight_decay=True)``), plus ``reg=``, any l2decay rule (``L2``,
-``Decoupled``, ``Decay``, ``Decoupled(lam, lr_max=...)``), per param group.  They subclass
+``Decoupled``, ``Decay``, ``Cautious``, ``Corrected``), per param group.  They subclass
 ``torch.optim.Optimizer``, so schedulers, ``state_dict``/``load_state_dict`` (torch's format:
 a state dict of ``torch.optim.AdamW`` loads here and the other way round),
 DistributedDataParallel and ``ZeroRedundancyOptimizer`` work as with torch's own.
@@ -16,7 +16,9 @@ stochastic for 16-bit) and ``seed=`` choose how new weights (and 16-bit state) a
 l2decay.optim's.  A step reads param_groups and state afresh, checks every tensor before it
 touches any, and updates all params of all groups in one compiled call.  ``foreach`` and
 ``fused`` are accepted and change nothing (the step is always one fused pass per tensor);
-``capturable`` and ``differentiable`` are refused.
+``capturable`` and ``differentiable`` are refused.  With ``stats=True`` each step records, in
+its own pass, ``opt.stats``: for each param it stepped, ``{"w_sq", "dw_sq", "decay_sq"}`` (the
+new weights' sum of squares, the step's, its rule's part's; a sharded param's local shard's).
 
 ``SparseAdamW`` is torch's ``SparseAdam`` with AdamW's decay, for ``nn.Embedding(sparse=True)``:
 the decay of the rows a step does not touch is lazy (l2decay.sparse), applied when an attached
@@ -28,12 +30,12 @@ import numpy as np
 import torch
 
 from . import _kernels, q8
-from ._validate import (SettingsCache, adam_hyper, q8_params, real, refused, reg as _check_reg, rounding_args, settings,
-                        sgd_hyper, sparse_hyper, sparse_settings, sparse_step as _check_sparse_step, state_dtype_arg,
-                        step_count)
-from .rules import L2, Decay, Decoupled, from_repr
+from ._validate import (STATS, SettingsCache, adam_hyper, flag as _flag, q8_params, real, refused, reg as _check_reg,
+                        rounding_args, settings, sgd_hyper, sparse_hyper, sparse_settings,
+                        sparse_step as _check_sparse_step, state_dtype_arg, step_count)
+from .rules import L2, Cautious, Corrected, Decay, Decoupled, from_repr
 
-__all__ = ["SGD", "Adam", "AdamW", "SparseAdamW", "L2", "Decoupled", "Decay"]
+__all__ = ["SGD", "Adam", "AdamW", "SparseAdamW", "L2", "Decoupled", "Decay", "Cautious", "Corrected"]
 
 # The private torch names this module uses, each where torch has no public one
 # (tests/test_torch.py::test_private_torch_names fails if an upgrade removes one): whether any
@@ -167,12 +169,17 @@ def _lr_float32(lr):
     return isinstance(lr, torch.Tensor) and lr.dtype == torch.float32
 
 
+def _stats_by_param(params, out):
+    """A step's statistics (rows of `out`, one per param) as {param: {"w_sq", "dw_sq", "decay_sq"}}."""
+    return {p: dict(zip(STATS, row)) for p, row in zip(params, out.tolist())}
+
+
 class _Base(torch.optim.Optimizer):
     """What SGD, Adam and AdamW share: the rule of each group, the step, the state dict."""
 
     _adam = False
 
-    def __init__(self, params, defaults, weight_decay, default_wd, reg, rounding, seed, state_dtype):
+    def __init__(self, params, defaults, weight_decay, default_wd, reg, rounding, seed, state_dtype, stats):
         for flag in ("capturable", "differentiable"):
             if defaults.get(flag, False):
                 raise ValueError(f"{flag}=True is not supported by l2decay.torch (CPU steps, no autograd "
@@ -188,6 +195,8 @@ class _Base(torch.optim.Optimizer):
         self._kept = SettingsCache()
         self._plain_groups = self._uses_state = False
         self._lock = threading.Lock()   # one step at a time: a step's gather and publish are not atomic
+        self._stats = _flag("stats", stats)
+        self.stats = None    # with stats=True: {param: {"w_sq", "dw_sq", "decay_sq"}} of the last step
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group):
@@ -210,6 +219,8 @@ class _Base(torch.optim.Optimizer):
         self._kept = SettingsCache()
         self._plain_groups = self._uses_state = False
         self._lock = threading.Lock()
+        self._stats = state.get("_stats", False)
+        self.stats = None
         for group in self.param_groups:   # a state dict from torch's optimizer has no "reg"
             group.setdefault("reg", None)
             group.setdefault("rounding", None)
@@ -290,7 +301,8 @@ class _Base(torch.optim.Optimizer):
                                  f"state); set amsgrad=False or another state_dtype")
             q8_params(f"{where}params", group["params"], "8bit")
         hyper["eps_form"] = hyper["momentum_form"] = "torch"
-        return settings(self._adam, hyper)
+        hyper["initial_lr"] = group.get("initial_lr")      # (Corrected's lr_max by default)
+        return settings(self._adam, hyper, where)
 
     def _plain_step(self):
         """The step of the common case, gathered with a few compiled passes: every group's
@@ -311,9 +323,12 @@ class _Base(torch.optim.Optimizer):
             keys, count = (_ADAM_STATE if self._uses_state else _ADAM_STATE[:2]), "step"
         else:
             keys, count = (("momentum_buffer",) if self._uses_state else ()), None
-        if _kernels.state_step(adam, sets, ps, gs, ps, keys, count, self.state, places) is not None:
+        out = np.empty((len(ps), 3)) if self._stats else None
+        if _kernels.state_step(adam, sets, ps, gs, ps, keys, count, self.state, places, out) is not None:
             return False
         _increment_version(ps)
+        if out is not None:
+            self.stats = _stats_by_param(ps, out)
         return True
 
     def _gather_and_step(self):
@@ -405,8 +420,9 @@ class _Base(torch.optim.Optimizer):
         if not ps:
             return
         q8 = any(x is not None for x in sc1)
+        out = np.empty((len(ps), 3)) if self._stats else None
         r = _kernels.step(adam, sets, ps, gs, s1, s2 if adam else None, s3 if adam else None, comps, steps,
-                          None if adam else firsts, places, sc1 if q8 else None, sc2 if q8 and adam else None)
+                          None if adam else firsts, places, sc1 if q8 else None, sc2 if q8 and adam else None, out)
         if r is not None:
             lists = (ps, gs, s1, s2, s3, comps, None, sc1, sc2 if adam else None)
             refused(r, lambda k, role: self._name(where[k], role),
@@ -418,6 +434,8 @@ class _Base(torch.optim.Optimizer):
         _kernels.set_counts(owners, "step", steps)
         # in-place updates as torch's own: autograd sees the params changed
         _increment_version(ps)
+        if out is not None:
+            self.stats = _stats_by_param(owners_p, out)
         self._uses_state = any(s.uses_state for s in self._kept.made)
         # (the common case of _plain_step: plain params, no rounding that keeps more state)
         self._plain_groups = all(g.get("rounding") in (None, "nearest") and g.get("state_dtype") != "8bit" and all(
@@ -519,12 +537,12 @@ class SGD(_Base):
 
     def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=_UNSET, nesterov=False, *,
                  maximize=False, foreach=None, differentiable=False, fused=None, reg=None, rounding=None, seed=0,
-                 state_dtype=None):
+                 state_dtype=None, stats=False):
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening, nesterov=nesterov, maximize=maximize,
                         foreach=foreach, differentiable=differentiable, fused=fused)
         self._check_group({**defaults, "weight_decay": 0 if weight_decay is _UNSET else weight_decay},
                           reg, "")
-        super().__init__(params, defaults, weight_decay, 0, reg, rounding, seed, state_dtype)
+        super().__init__(params, defaults, weight_decay, 0, reg, rounding, seed, state_dtype, stats)
 
     @staticmethod
     def _check_group(h, reg, where):
@@ -545,13 +563,13 @@ class Adam(_Base):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=_UNSET, amsgrad=False, *,
                  foreach=None, maximize=False, capturable=False, differentiable=False, fused=None,
-                 decoupled_weight_decay=False, reg=None, rounding=None, seed=0, state_dtype=None):
+                 decoupled_weight_decay=False, reg=None, rounding=None, seed=0, state_dtype=None, stats=False):
         defaults = dict(lr=lr, betas=betas, eps=eps, amsgrad=amsgrad, maximize=maximize, foreach=foreach,
                         capturable=capturable, differentiable=differentiable, fused=fused,
                         decoupled_weight_decay=decoupled_weight_decay)
         wd = self._default_wd if weight_decay is _UNSET else weight_decay
         self._check_group({**defaults, "weight_decay": wd}, reg, "")
-        super().__init__(params, defaults, weight_decay, self._default_wd, reg, rounding, seed, state_dtype)
+        super().__init__(params, defaults, weight_decay, self._default_wd, reg, rounding, seed, state_dtype, stats)
 
     def _decoupled(self, group):
         return bool(group.get("decoupled_weight_decay", False))
@@ -584,11 +602,11 @@ class AdamW(Adam):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=_UNSET, amsgrad=False, *,
                  maximize=False, foreach=None, capturable=False, differentiable=False, fused=None, reg=None,
-                 rounding=None, seed=0, state_dtype=None):
+                 rounding=None, seed=0, state_dtype=None, stats=False):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
                          foreach=foreach, maximize=maximize, capturable=capturable,
                          differentiable=differentiable, fused=fused, decoupled_weight_decay=True, reg=reg,
-                         rounding=rounding, seed=seed, state_dtype=state_dtype)
+                         rounding=rounding, seed=seed, state_dtype=state_dtype, stats=stats)
 
 
 class SparseAdamW(torch.optim.Optimizer):
