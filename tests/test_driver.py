@@ -365,16 +365,21 @@ def test_history_false_gives_the_same_final_metrics():
         tr.train(cfg, history=False, checkpoint="x.npz")
 
 
-def test_ctrl_c_says_what_the_checkpoint_holds(tmp_path, monkeypatch):
-    ckpt = str(tmp_path / "run.npz")
+def _interrupt_at(stop, monkeypatch):
+    """Make train's epoch `stop` raise KeyboardInterrupt (Ctrl-C) until the patch is undone."""
     real_epoch = tr._epoch
 
-    def interrupted_at_4(cfg, data, model, opt, rng, epoch, **kw):
-        if epoch == 4:
+    def interrupted(cfg, data, model, opt, rng, epoch, **kw):
+        if epoch == stop:
             raise KeyboardInterrupt
         return real_epoch(cfg, data, model, opt, rng, epoch, **kw)
 
-    monkeypatch.setattr(tr, "_epoch", interrupted_at_4)
+    monkeypatch.setattr(tr, "_epoch", interrupted)
+
+
+def test_ctrl_c_says_what_the_checkpoint_holds(tmp_path, monkeypatch):
+    ckpt = str(tmp_path / "run.npz")
+    _interrupt_at(4, monkeypatch)
     with pytest.raises(tr.Interrupted) as exc:
         tr.train(tr.Config(**TINY), checkpoint=ckpt)
     assert isinstance(exc.value, KeyboardInterrupt)
@@ -398,3 +403,60 @@ def test_garbage_checkpoint_is_a_checkpoint_error(name, message, tmp_path):
     with pytest.raises(tr.CheckpointError, match="not a readable l2decay checkpoint") as exc:
         tr.train(tr.Config(**TINY), checkpoint=str(path), resume=True)
     assert message in str(exc.value) and "allow_pickle" not in str(exc.value)
+
+
+# ------------------------------------------------------------------ the recent rules ------------
+def test_compare_takes_the_recent_rules_on_a_cosine_schedule_and_records_layer_norms():
+    cfg = tr.Config(**{**TINY, "lr": 0.01}, optimizer="adam", schedule="cosine")
+    runs = tr.compare(cfg, {"decoupled": 1.0, "cautious": 1.0, "corrected": 1.0}, seeds=2,
+                      rules=("decoupled", "cautious", "corrected"))
+    assert [r["rule"] for r in runs] == ["decoupled", "cautious", "corrected"] * 2
+    for r in runs:
+        # the step's own sums, at the end of each epoch: the final weight matrices' norms
+        assert len(r["layer_norms"]) == 2 and all(len(h["layer_norms"]) == 2 for h in r["history"])
+        assert np.sqrt(sum(x * x for x in r["layer_norms"])) == pytest.approx(np.linalg.norm(r["weights"]), rel=1e-12)
+        steps = -(-r["n_train"] // TINY["batch_size"])
+        assert r["timescale_epochs"] == pytest.approx(1 / (0.01 * 1.0) / steps, rel=1e-12)
+    by = {(r["seed"], r["rule"]): r["weights"] for r in runs}
+    for seed in (0, 1):      # each rule moved the weights its own way
+        assert not np.array_equal(by[seed, "cautious"], by[seed, "decoupled"])
+        assert not np.array_equal(by[seed, "corrected"], by[seed, "decoupled"])
+    summary = {e["rule"]: e for e in tr.summarize(runs)}
+    assert summary["cautious"]["weight_norm"]["mean"] > 0
+    verdict, lines = tr.read_comparison(runs)
+    assert "cautious_lower_than_decoupled" in verdict and any(line.startswith("Final weight norm") for line in lines)
+
+
+def test_corrected_on_a_constant_lr_is_decoupled():
+    cfg = tr.Config(**TINY)
+    a = tr.train(cfg, rule="corrected", strength=0.01)
+    b = tr.train(cfg, rule="decoupled", strength=0.01)
+    np.testing.assert_allclose(a["weights"], b["weights"], rtol=1e-12, atol=1e-14)
+
+
+def test_cosine_schedule_resumes_bit_identically_and_refuses_other_epochs(tmp_path, monkeypatch):
+    cfg = tr.Config(**TINY, schedule="cosine", rule="corrected", strength=0.05, momentum=0.9)
+    assert [cfg.lr_at(e) for e in (1, 4)] == [0.1, pytest.approx(0.05)]     # (6 epochs: half-way at 4)
+    full = tr.train(cfg)
+    ckpt = str(tmp_path / "run.npz")
+    _interrupt_at(4, monkeypatch)
+    with pytest.raises(tr.Interrupted):
+        tr.train(cfg, checkpoint=ckpt)
+    monkeypatch.undo()
+    with pytest.raises(tr.CheckpointError, match="its cosine schedule spans other --epochs"):
+        tr.train(cfg, epochs=9, checkpoint=ckpt, resume=True)
+    resumed = tr.train(cfg, checkpoint=ckpt, resume=True)
+    np.testing.assert_array_equal(resumed["weights"], full["weights"])
+
+
+def test_recent_rule_options_are_checked():
+    with pytest.raises(ValueError, match=r"^rules must be distinct names of"):
+        tr.compare(tr.Config(**TINY), rules=("decoupled", "bogus"))
+    with pytest.raises(ValueError, match=r"^schedule must be one of"):
+        tr.Config(**TINY, schedule="linear")
+    with pytest.raises(ValueError, match=r"^lr must be > 0 with rule 'corrected'"):
+        tr.Config(**{**TINY, "lr": 0.0}, rule="corrected", strength=0.1)
+    from l2decay.cli import main
+    with pytest.raises(SystemExit) as exc:
+        main(["compare", "--rules", "decoupled,bogus", "--quiet"])
+    assert exc.value.code == 2

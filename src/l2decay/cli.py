@@ -11,15 +11,19 @@ import numpy as np
 from . import __version__
 from ._validate import ROUNDINGS, SPEC
 from .experiment import datasets, sweep
-from .experiment.driver import (DEFAULT_LR, DEFAULT_SEEDS, DEFAULT_STRENGTH, OUTSIDE, CheckpointError, Config, ConfigError,
-                     Interrupted, OutputError, check_writable, compare, read_comparison, summarize, train)
+from .experiment.driver import (COMPARED_RULES, DEFAULT_LR, DEFAULT_SEEDS, DEFAULT_STRENGTH, OUTSIDE, RULE_TYPES,
+                                SCHEDULES, CheckpointError, Config, ConfigError, Interrupted, OutputError,
+                                check_writable, compare, read_comparison, summarize, train)
 from .experiment.mlp import DTYPES, compute_dtype
 from .optim import default_rounding
 from .experiment.parallel import available_cores
 
 RULE_FLAGS = (("l2", "LAMBDA", "L2 regularization: grad += LAMBDA*w before the optimizer"),
               ("decay", "FRACTION", "weight decay: w *= 1 - FRACTION after each step"),
-              ("decoupled", "LAMBDA", "decoupled decay: w *= 1 - lr*LAMBDA before each step (AdamW)"))
+              ("decoupled", "LAMBDA", "decoupled decay: w *= 1 - lr*LAMBDA before each step (AdamW)"),
+              ("cautious", "LAMBDA", "cautious decay: decoupled, only where the update and w agree in sign"),
+              ("corrected", "LAMBDA", "corrected decay: w *= 1 - LAMBDA*lr**2/lr_max before each step (AdamC; "
+                                      "lr_max: --lr)"))
 WEIGHT_NOTE = (f"|w|>{OUTSIDE:g}: the share of weights beyond +-{OUTSIDE:g}, the range the article gives for a "
                f"good net's weights (an overfitted one, it says, has weights like 25 or -32)")
 STDOUT = "-"  # --json -: the JSON document on stdout, the table on stderr
@@ -168,6 +172,8 @@ def _parser():
     g.add_argument("--momentum", type=_fraction, help="momentum in [0, 1), sgd only (default: 0)")
     g.add_argument("--batch-size", type=_positive_int, default=d.batch_size, help="1: per-sample (online) training")
     g.add_argument("--epochs", type=_positive_int, default=d.epochs, help="passes over the training set")
+    g.add_argument("--schedule", choices=SCHEDULES, default=d.schedule,
+                   help="the lr of each epoch: constant, or cosine from --lr down to 0")
     g.add_argument("--seed", type=_seed, default=d.seed,
                    help="random seed of the split, initial weights and batch order")
     _output_options(common, "the config, final metrics and per-epoch history")
@@ -188,12 +194,14 @@ def _parser():
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("compare", parents=[common], formatter_class=_Formatter, epilog=WEIGHT_NOTE,
-                       help="train with no regularization, l2, decay and decoupled over several seeds",
+                       help="train with no regularization, l2, decay and decoupled (or --rules) over several seeds",
                        description="Train every rule from the same start (data split, initial weights, batch "
                                    "order) on each seed, and report each rule's mean and spread over the seeds.")
     for name, metavar, help_ in RULE_FLAGS:
         p.add_argument(f"--{name}", type=_fraction if name == "decay" else _nonneg_float, metavar=metavar,
                        default=DEFAULT_STRENGTH[name], help=help_)
+    p.add_argument("--rules", type=_choices(tuple(RULE_TYPES)), default=",".join(COMPARED_RULES),
+                   help="rules to compare, comma-separated")
     p.add_argument("--seeds", type=_seed_count, default=DEFAULT_SEEDS,
                    help="number of seeds, from --seed on")
     p.add_argument("--jobs", type=_positive_int, default=available_cores(),
@@ -282,6 +290,7 @@ def _setting(cfg):
     """The settings line above a table (the sample counts come from the runs: train_size asks
     for a subset, the data decides how many there are)."""
     opt = f"{cfg.optimizer} lr {cfg.lr:g}" + (f" momentum {cfg.momentum:g}" if cfg.optimizer == "sgd" else "")
+    opt += " (cosine schedule)" if cfg.schedule == "cosine" else ""
     return f"MLP hidden {list(cfg.hidden)} {cfg.activation}, loss {cfg.loss}, {_precision(cfg)}; {opt}, " \
            f"batch {cfg.batch_size}, {cfg.epochs} epochs"
 
@@ -345,9 +354,13 @@ def format_summary(summary):
         for key, _, fmt, spread in SUMMARY_COLUMNS:
             value = e[key]["max" if key == "max_abs_weight" else "mean"]
             cells.append(fmt.format(value) + (f" +- {fmt.format(e[key]['sd'])}" if spread else ""))
+        norm = e.get("weight_norm")
+        cells.append(f"{norm['mean']:.2f}" if norm else "-")
+        tau = e.get("timescale_epochs")
+        cells.append(f"{tau:.3g}" if tau is not None else "-")
         cells.append(f"{e['seconds_per_run']:.2f}")
         rows.append(cells)
-    titles = ["rule", "strength", *(c[1] for c in SUMMARY_COLUMNS), "s/run"]
+    titles = ["rule", "strength", *(c[1] for c in SUMMARY_COLUMNS), "||W||", "tau ep", "s/run"]
     widths = [max(len(t), *(len(r[k]) for r in rows)) for k, t in enumerate(titles)]
 
     def line(cells):  # the rule left-aligned, numbers right-aligned
@@ -389,7 +402,7 @@ def _cmd_train(args):
 def _cmd_compare(args):
     cfg = _config(args)
     strengths = {name: getattr(args, name) for name, _, _ in RULE_FLAGS}
-    runs = _guarded(compare, cfg, strengths, seeds=args.seeds, jobs=args.jobs, progress=_tty(args))
+    runs = _guarded(compare, cfg, strengths, seeds=args.seeds, jobs=args.jobs, progress=_tty(args), rules=args.rules)
     summary = summarize(runs)
     verdict, reading = read_comparison(runs)
     seeds = sorted({r["seed"] for r in runs})
@@ -406,7 +419,7 @@ def _cmd_compare(args):
     if args.json:
         config = _config_dict(cfg)
         config["seeds"] = seeds
-        config["strengths"] = strengths
+        config["strengths"] = {rule: strengths[rule] for rule in args.rules if rule in strengths}
         _write_json(args.json, {"config": config, "summary": summary,
                                 "reading": {"verdict": verdict, "lines": reading},
                                 "runs": [_strip(r) for r in runs]})

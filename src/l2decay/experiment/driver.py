@@ -7,6 +7,7 @@ matrices only (biases are not regularized, see :func:`l2decay.exclude_1d`).
 """
 import dataclasses
 import json
+import math
 import os
 import re
 import tempfile
@@ -23,15 +24,19 @@ from .._validate import ROUNDINGS, is_half, real, saved_bfloat16, state_dtype_ar
 from .mlp import ACTIVATIONS, DTYPES, LOSSES, MLP, compute_dtype
 from ..optim import SGD, Adam, default_rounding, exclude_1d
 from .parallel import run_all
-from ..rules import Decay, Decoupled, L2
+from ..rules import Cautious, Corrected, Decay, Decoupled, L2
 
-RULE_TYPES = {"none": None, "l2": L2, "decay": Decay, "decoupled": Decoupled}
-COMPARED_RULES = tuple(RULE_TYPES)
+RULE_TYPES = {"none": None, "l2": L2, "decay": Decay, "decoupled": Decoupled, "cautious": Cautious,
+              "corrected": Corrected}
+# `compare`'s rules unless told otherwise: no rule and the three classic ones (the article's
+# and AdamW's); the recent two on request (--rules)
+COMPARED_RULES = ("none", "l2", "decay", "decoupled")
+SCHEDULES = ("constant", "cosine")
 # Strengths `compare` uses unless told otherwise: every rule removes the same fraction of each
 # weight per step at the default lr (decay d = lr * lam), so under plain SGD they are the same
 # update up to constants (the article's claim: "L2 regularization and weight decay are the same
 # thing") and differences come from momentum or Adam alone.
-DEFAULT_STRENGTH = {"none": 0.0, "l2": 1e-3, "decay": 2e-4, "decoupled": 1e-3}
+DEFAULT_STRENGTH = {"none": 0.0, "l2": 1e-3, "decay": 2e-4, "decoupled": 1e-3, "cautious": 1e-3, "corrected": 1e-3}
 # Each optimizer's own default learning rate: SGD's is this experiment's (per-sample steps on
 # standardized digits), Adam's is torch's.  Adam at SGD's 0.2 diverges.
 DEFAULT_LR = {"sgd": 0.2, "adam": 1e-3}
@@ -63,6 +68,7 @@ class Config:
     state_dtype: str = None  # the optimizer state's: None float32 for 16-bit weights, "param" theirs
     optimizer: str = "sgd"
     lr: float = None  # None: the optimizer's own default, DEFAULT_LR
+    schedule: str = "constant"  # "cosine": lr * (1 + cos(pi * (epoch - 1) / epochs)) / 2 in each epoch
     momentum: float = 0.0  # SGD only; Adam's momentum is its betas
     batch_size: int = 1
     epochs: int = 300
@@ -74,7 +80,7 @@ class Config:
         """Every field checked here, so that a bad value is a ValueError/TypeError naming it
         (each message starts with the field's name) rather than a failure deep inside training."""
         choices = {"activation": ACTIVATIONS, "loss": LOSSES, "dtype": tuple(DTYPES),
-                   "optimizer": tuple(DEFAULT_LR), "rule": COMPARED_RULES}
+                   "optimizer": tuple(DEFAULT_LR), "rule": tuple(RULE_TYPES), "schedule": SCHEDULES}
         for name, options in choices.items():
             if getattr(self, name) not in options:
                 raise ValueError(f"{name} must be one of {options}, got {getattr(self, name)!r}")
@@ -93,6 +99,8 @@ class Config:
         if self.lr is None:
             self.lr = DEFAULT_LR[self.optimizer]
         real("lr", self.lr)
+        if self.rule == "corrected" and self.lr == 0:
+            raise ValueError("lr must be > 0 with rule 'corrected' (it is the schedule's peak, its lr_max)")
         real("momentum", self.momentum, high=1.0, high_open=True)
         if self.momentum and self.optimizer != "sgd":
             # refused rather than ignored: a user who asks for momentum would not get it
@@ -123,7 +131,15 @@ class Config:
 
     def regularizer(self):
         cls = RULE_TYPES[self.rule]
+        if cls is Corrected:          # (the schedule's peak is the configured lr)
+            return Corrected(self.strength, lr_max=self.lr)
         return None if cls is None else cls(self.strength)
+
+    def lr_at(self, epoch):
+        """The learning rate of `epoch` (1-based) under the schedule."""
+        if self.schedule == "cosine":
+            return self.lr * 0.5 * (1.0 + math.cos(math.pi * (epoch - 1) / self.epochs))
+        return self.lr
 
     def to_dict(self):
         d = dataclasses.asdict(self)
@@ -221,10 +237,11 @@ def build(cfg, data):
     groups = exclude_1d(model.params, cfg.regularizer(), model.names, verbose=False)
     # stochastic rounding's random bits follow the run's seed (and the step, kept in the state)
     rounding = {"rounding": cfg.rounding, "seed": cfg.seed, "state_dtype": cfg.state_dtype}
+    # stats: each weight matrix's norm, read from the last step of an epoch (no pass of its own)
     if cfg.optimizer == "sgd":
-        opt = SGD(groups, lr=cfg.lr, momentum=cfg.momentum, **rounding)
+        opt = SGD(groups, lr=cfg.lr, momentum=cfg.momentum, stats=True, **rounding)
     elif cfg.optimizer == "adam":
-        opt = Adam(groups, lr=cfg.lr, **rounding)
+        opt = Adam(groups, lr=cfg.lr, stats=True, **rounding)
     else:
         raise ValueError(f"optimizer must be 'sgd' or 'adam', got {cfg.optimizer!r}")
     return model, opt
@@ -371,7 +388,7 @@ def load_checkpoint(path, cfg, data, model, opt, rng):
     if epoch is None or epoch.shape != () or epoch.dtype.kind not in "iu":
         raise CheckpointError(f"{path}: not an l2decay checkpoint (no integer epoch)")
     epoch = int(epoch)
-    want, have = _identity(cfg, data), meta["identity"]
+    want, have = _identity(cfg, data), {"schedule": "constant", **meta["identity"]}   # (saved before schedules)
     diff = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
     if diff:
         detail = ", ".join(f"{k}: checkpoint {have.get(k)!r} vs now {want.get(k)!r}" for k in diff)
@@ -391,6 +408,13 @@ def load_checkpoint(path, cfg, data, model, opt, rng):
         if p.shape != q.shape or p.dtype != q.dtype:
             raise CheckpointError(f"{path}: parameter {k} does not match the model")
     opt_state = {k[4:]: v for k, v in stored.items() if k.startswith("opt.")}
+    lr = cfg.lr_at(epoch)               # (the lr the checkpoint's last epoch stepped with)
+    stored_lr = opt_state.get("group.0.lr")
+    if cfg.schedule == "cosine" and stored_lr is not None and stored_lr.shape == () and float(stored_lr) != lr:
+        raise CheckpointError(f"{path}: its cosine schedule spans other --epochs (lr {float(stored_lr)!r} at epoch "
+                              f"{epoch}, {lr!r} now); resume with the --epochs it was started with")
+    for group in opt.param_groups:
+        group["lr"] = lr
     # The identity pins the settings, so the stored hyperparameters (lr, momentum, rule, ...)
     # must be the ones `opt` was built with: load_state_dict would take any value.
     for key, value in opt.state_dict().items():
@@ -477,6 +501,12 @@ def train(cfg=None, *, prepared=None, checkpoint=None, resume=False, progress=Fa
     run = {"rule": cfg.rule, "strength": cfg.strength, "seed": cfg.seed,
            "n_train": int(data.X_train.shape[0]), "n_test": int(data.X_test.shape[0])}
     run.update({k: last[k] for k in METRICS})
+    run["layer_norms"] = last.get("layer_norms")      # (absent from checkpoints of older versions)
+    rule = cfg.regularizer()
+    # the rule's timescale at the peak lr (steps, then epochs): Wang & Aitchison's
+    steps = -(-int(data.X_train.shape[0]) // cfg.batch_size)
+    tau = rule.timescale(cfg.lr, iterations_per_epoch=steps) if rule is not None else math.inf
+    run["timescale_epochs"] = tau if math.isfinite(tau) else None     # (None: no decay; JSON has no inf)
     # from the loaded history too, so a resumed run reports the time of all its epochs
     run["update_seconds"] = sum(h["update_seconds"] for h in done) if history else update_seconds
     run["epoch_seconds"] = sum(h["epoch_seconds"] for h in done) if history else seconds
@@ -490,6 +520,8 @@ def _epoch(cfg, data, model, opt, rng, epoch, evaluate=True):
     (without the metrics unless `evaluate`)."""
     t_epoch = time.perf_counter()
     update = 0.0
+    for group in opt.param_groups:
+        group["lr"] = cfg.lr_at(epoch)
     order = rng.permutation(data.X_train.shape[0])
     for i in range(0, order.size, cfg.batch_size):
         idx = order[i:i + cfg.batch_size]
@@ -504,6 +536,8 @@ def _epoch(cfg, data, model, opt, rng, epoch, evaluate=True):
         test_acc, test_loss = model.evaluate(data.X_test, data.y_test)
         entry.update({"train_accuracy": train_acc, "test_accuracy": test_acc, "train_loss": train_loss,
                       "test_loss": test_loss, **weight_stats(model)})
+        # ||W|| of each weight matrix (the step's own sums; biases are not regularized)
+        entry["layer_norms"] = [math.sqrt(s) for s, p in zip(opt.stats[:, 0], model.params) if p.ndim == 2]
     entry.update({"update_seconds": update, "epoch_seconds": time.perf_counter() - t_epoch})
     return entry
 
@@ -546,8 +580,9 @@ def run_with_progress(function, tasks, jobs, *, label, progress):
             bar.close()
 
 
-def compare(cfg=None, strengths=None, *, seeds=None, jobs=1, progress=False, **overrides):
-    """Train every rule (none, l2, decay, decoupled) on each seed; for one seed all rules start
+def compare(cfg=None, strengths=None, *, seeds=None, jobs=1, progress=False, rules=COMPARED_RULES, **overrides):
+    """Train every rule of `rules` (none, l2, decay, decoupled; cautious and corrected too if
+    asked) on each seed; for one seed all rules start
     from the same data split, initial weights and batch order.  Returns the runs, seed by seed
     in that rule order, each with its ``seed``; :func:`summarize` gives means and spreads.
 
@@ -557,8 +592,12 @@ def compare(cfg=None, strengths=None, *, seeds=None, jobs=1, progress=False, **o
     """
     cfg = (cfg or Config()).replace(**overrides)
     strengths = {**DEFAULT_STRENGTH, **(strengths or {})}
+    rules = tuple(rules)
+    unknown = [r for r in rules if r not in RULE_TYPES]
+    if unknown or not rules or len(set(rules)) != len(rules):
+        raise ValueError(f"rules must be distinct names of {tuple(RULE_TYPES)}, got {rules!r}")
     tasks = [cfg.replace(seed=seed, rule=rule, strength=strengths[rule])
-             for seed in seed_list(cfg.seed, DEFAULT_SEEDS if seeds is None else seeds) for rule in COMPARED_RULES]
+             for seed in seed_list(cfg.seed, DEFAULT_SEEDS if seeds is None else seeds) for rule in rules]
     return run_with_progress(train_task, tasks, jobs, label="compare", progress=progress)
 
 
@@ -576,6 +615,9 @@ def summarize(runs):
         mine = [r for r in runs if r["rule"] == rule]
         entry = {"rule": rule, "strength": mine[0]["strength"], "seeds": [r["seed"] for r in mine]}
         entry.update({k: _stats([r[k] for r in mine]) for k in METRICS})
+        if all(r.get("layer_norms") for r in mine):
+            entry["weight_norm"] = _stats([math.sqrt(sum(x * x for x in r["layer_norms"])) for r in mine])
+        entry["timescale_epochs"] = mine[0].get("timescale_epochs")
         entry["seconds_per_run"] = float(np.mean([r["epoch_seconds"] for r in mine]))
         out.append(entry)
     return out
@@ -642,4 +684,15 @@ def read_comparison(runs):
                 lines.append(f"The rules differ: {best} ends lowest ({means[best]:.4f}) and {worst} highest "
                              f"({means[worst]:.4f}) in mean test loss, {gap:.4f} apart, more than the seed-to-seed "
                              f"spread (sd up to {spread:.4f}).")
+    norms = {rule: e["weight_norm"]["mean"] for rule, e in summary.items() if e.get("weight_norm")}
+    if norms:
+        lines.append("Final weight norm ||W|| (all weight matrices) per rule: "
+                     + ", ".join(f"{rule} {v:.2f}" for rule, v in norms.items()) + ".")
+    for rule in ("cautious", "corrected"):
+        if rule in norms and "decoupled" in norms and all(rule in by_seed[s] for s in seeds):
+            diffs = [by_seed[s][rule]["test_loss"] - by_seed[s]["decoupled"]["test_loss"] for s in seeds]
+            verdict[f"{rule}_lower_than_decoupled"] = all(d < 0 for d in diffs)
+            lines.append(f"{rule} against decoupled at the same strength, seed by seed: test loss {np.mean(diffs):+.4f} "
+                         f"on average ({sum(d < 0 for d in diffs)} of {len(diffs)} seeds lower), weight norm "
+                         f"{norms[rule] / norms['decoupled']:.2f}x.")
     return verdict, lines
