@@ -21,22 +21,26 @@ def _pyplot():
 
 
 def plot_runs(runs, path):
-    """Per rule, over its seeds: test accuracy and test loss per epoch (the mean, and the band
-    from the lowest to the highest seed; train accuracy dashed), and the weights after training
-    (all seeds pooled)."""
+    """Per rule, over its seeds: test accuracy, test loss and the weight norm ||W|| (all weight
+    matrices, from the step's statistics) per epoch (the mean, and the band from the lowest to
+    the highest seed; train accuracy dashed), and the weights after training (all seeds pooled)."""
     import numpy as np
 
     plt = _pyplot()
     rules = list(dict.fromkeys(r["rule"] for r in runs))
     seeds = sorted({r.get("seed", 0) for r in runs})
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.6))
+    fig, axes = plt.subplots(1, 4, figsize=(21, 4.6))
     for k, rule in enumerate(rules):
         mine = [r for r in runs if r["rule"] == rule]
         color = f"C{k}"
         label = rule if rule == "none" else f"{rule} {mine[0]['strength']:g}"
         epochs = [h["epoch"] for h in mine[0]["history"]]
-        for ax, key in ((axes[0], "test_accuracy"), (axes[1], "test_loss")):
-            curves = np.array([[h[key] for h in r["history"]] for r in mine])
+        norm = lambda h: float(np.sqrt(np.sum(np.square(h["layer_norms"]))))  # noqa: E731
+        for ax, value in ((axes[0], lambda h: h["test_accuracy"]), (axes[1], lambda h: h["test_loss"]),
+                          (axes[2], norm)):
+            if value is norm and not all(h.get("layer_norms") for r in mine for h in r["history"]):
+                continue        # (runs resumed from checkpoints of older versions)
+            curves = np.array([[value(h) for h in r["history"]] for r in mine])
             ax.plot(epochs, curves.mean(axis=0), color=color, label=label)
             if len(mine) > 1:
                 ax.fill_between(epochs, curves.min(axis=0), curves.max(axis=0), color=color, alpha=0.15, lw=0)
@@ -47,7 +51,9 @@ def plot_runs(runs, path):
     axes[0].legend()
     axes[1].set(xlabel="epoch", ylabel="test loss", yscale="log", title=f"test loss ({over})")
     axes[1].legend()
-    ax = axes[2]
+    axes[2].set(xlabel="epoch", ylabel="||W||", title="weight norm (all weight matrices)")
+    axes[2].legend()
+    ax = axes[3]
     hi = max(float(np.max(np.abs(r["weights"]))) for r in runs)
     bins = np.linspace(-hi, hi, 81)
     for k, rule in enumerate(rules):
