@@ -58,7 +58,7 @@ def test_stats_are_the_sums_of_the_old_and_new_weights(dtype, reg, kind):
                               exp_avg_scales=scales[0], exp_avg_sq_scales=scales[1], stats=out)
         for k, (a, b) in enumerate(zip(old, ws)):
             # (float32 and 16-bit weights: float32 lanes of at most STATS_BLOCK / 32 elements each)
-            np.testing.assert_allclose(out[k], _expected(a, b, reg, lr), rtol=1e-12 if dtype == "float64" else 2e-6,
+            np.testing.assert_allclose(out[k], _expected(a, b, reg, lr), rtol=1e-12 if dtype == "float64" else 1e-5,
                                        atol=1e-300, err_msg=f"tensor {k} of {a.size}, step {t}")
 
 
@@ -138,8 +138,8 @@ def test_torch_stats_are_a_dict_per_param_that_stepped():
         for p, o in zip(params[:-1], old):
             s = opt.stats[p]
             assert list(s) == list(l2decay.STATS)
-            assert s["w_sq"] == pytest.approx(float((p.detach().double() ** 2).sum()), rel=2e-6)
-            assert s["dw_sq"] == pytest.approx(float(((p.detach().double() - o.double()) ** 2).sum()), rel=2e-6)
+            assert s["w_sq"] == pytest.approx(float((p.detach().double() ** 2).sum()), rel=1e-5)
+            assert s["dw_sq"] == pytest.approx(float(((p.detach().double() - o.double()) ** 2).sum()), rel=1e-5)
         opt.zero_grad()
     assert lt.AdamW(params).stats is None
 

@@ -37,7 +37,7 @@ cdef enum:
 # Weight statistics (Task.stats): elements per block of sums (_stats.pxi); a divisor of the
 # pieces' size (CHUNK_SIZE) and a multiple of Q8_BLOCK.
 cdef enum:
-    STATS_BLOCK = 1024
+    STATS_BLOCK = 8192
 
 # Storage of a tensor's weights and gradient.  The 16-bit formats compute in float32 and keep
 # their optimizer state in float32, or in their own dtype (Task.state16); float32 and float64

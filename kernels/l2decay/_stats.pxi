@@ -1,8 +1,8 @@
 # Part of _loops.pxi: the weight statistics a step can record in its own pass (Task.stats).
 #
-# A piece of a task runs STATS_BLOCK elements at a time: the block's weights are copied (from
-# L1, where the step is about to read them), the step runs on the block, and the old and new
-# weights, both still in L1, give the block's three sums: sum w_new**2, sum (w_new - w_old)**2
+# A piece of a task runs STATS_BLOCK elements at a time: the block's weights are copied, the
+# step runs on the block, and the old and new weights, both still in cache (L2 at most), give
+# the block's three sums: sum w_new**2, sum (w_new - w_old)**2
 # and sum w_old**2 (Cautious: only where the step decayed, (w_new - w_old)*w_old <= 0).  Each
 # sum runs over LANES lanes, element i in lane i % LANES (float32 lanes for float32 and 16-bit
 # weights: a float64 lane costs twice the vector work, in a pass that is all the statistics
