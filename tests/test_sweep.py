@@ -168,3 +168,15 @@ def test_cli_sweep_bad_option_is_one_line(capsys):
         main(["sweep", "--optimizers", "sgd,lion", "--quiet"])
     err = capsys.readouterr().err
     assert exc.value.code == 2 and err.count("\n") == 1 and err.startswith("l2decay: error: argument --optimizers")
+
+
+def test_sweep_takes_cautious_decay_on_request():
+    from l2decay.experiment import sweep as sw
+    results = sw.sweep(sw.Config(**{**sw.RUN, "epochs": 2}), optimizers=("adam",), rules=("decoupled", "cautious"),
+                       quick=True, lrs={"adam": (1e-3, 1e-2)}, strengths={("adam", "decoupled"): (0.1, 1.0),
+                                                                          ("adam", "cautious"): (0.1, 1.0)})
+    assert {r["rule"] for r in results} == {"decoupled", "cautious"} and len(results) == 8
+    _, lines = sw.read_sweep(sw.analyse(results))
+    assert "Cautious" in lines[0]
+    with pytest.raises(ValueError, match="rules must be a non-empty selection"):
+        sw.sweep(rules=("corrected",))

@@ -221,7 +221,7 @@ def _parser():
                                                          "under a minute on 2 cores")
     g.add_argument("--optimizers", type=_choices(sweep.OPTIMIZERS), default=",".join(sweep.OPTIMIZERS),
                    help="optimizers to sweep, comma-separated")
-    g.add_argument("--rules", type=_choices(sweep.SWEPT_RULES), default=",".join(sweep.SWEPT_RULES),
+    g.add_argument("--rules", type=_choices(sweep.SWEEPABLE_RULES), default=",".join(sweep.SWEPT_RULES),
                    help="rules to sweep, comma-separated")
     g.add_argument("--momentum", type=_fraction, default=sweep.MOMENTUM, help="SGD's momentum")
     g.add_argument("--batch-size", type=_positive_int, default=sweep.RUN["batch_size"], help="minibatch size")

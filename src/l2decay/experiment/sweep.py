@@ -8,7 +8,7 @@ are close to independent ("separable"), so each can be tuned alone.  Their decou
 ``w *= 1 - eta_t * lambda``, scaled by the schedule multiplier eta_t but not by the learning
 rate alpha: with the constant schedule used here that is ``Decay(lambda)``.  ``Decoupled``
 is torch's convention (AdamW, SGDW: ``w *= 1 - lr * lambda``), scaled by the learning rate.
-The sweep runs the three rules.
+The sweep runs the three rules, and Cautious decay on request (`rules=`, `--rules`).
 
 The measure: for each lr, the strength of lowest mean test loss over the seeds (refined by a
 parabola through the grid's best point and its two neighbours, in log strength), then the
@@ -24,6 +24,9 @@ from .driver import Config, prepare_data, run_with_progress, seed_list, train, _
 
 OPTIMIZERS = ("sgd", "adam")
 SWEPT_RULES = ("l2", "decoupled", "decay")
+# what --rules may add: cautious decay, on decoupled decay's grid (Corrected equals Decoupled on
+# the sweep's constant lr)
+SWEEPABLE_RULES = SWEPT_RULES + ("cautious",)
 # The runs: the compare experiment's data and net (150 digits, 100 tanh units), trained in
 # minibatches of 10 for 300 epochs (4,500 steps), evaluated after the last epoch only: 0.15 s
 # a run on this project's 2-core machine, so that the full grid's 810 runs take a minute on 2
@@ -35,7 +38,8 @@ MOMENTUM = 0.9  # SGD's momentum here: the setting where L2 and decoupled decay 
 # that a valley moving one decade per decade of lr still stays inside the grid.
 LR_RANGE = {"sgd": (-3.0, -1.0), "adam": (-4.0, -2.0)}
 STRENGTH_RANGE = {("sgd", "l2"): (-5.0, -1.0), ("sgd", "decoupled"): (-4.0, 0.0), ("sgd", "decay"): (-6.0, -2.0),
-                  ("adam", "l2"): (-5.0, -1.0), ("adam", "decoupled"): (-3.0, 1.0), ("adam", "decay"): (-5.0, -1.0)}
+                  ("adam", "l2"): (-5.0, -1.0), ("adam", "decoupled"): (-3.0, 1.0), ("adam", "decay"): (-5.0, -1.0),
+                  ("sgd", "cautious"): (-4.0, 0.0), ("adam", "cautious"): (-3.0, 1.0)}
 STEP = {"full": 0.5, "quick": 1.0}  # grid spacing in decades
 SEEDS = {"full": 3, "quick": 1}
 # Words for a slope: |slope| < 1/3 separable (the best strength moves less than a third of a
@@ -83,7 +87,7 @@ def sweep(cfg=None, *, optimizers=OPTIMIZERS, rules=SWEPT_RULES, quick=False, lr
     """
     cfg = (cfg or Config(**RUN)).replace(rule="none", strength=0.0, momentum=0.0)
     seeds = seed_list(cfg.seed, SEEDS["quick" if quick else "full"] if seeds is None else seeds)
-    for name, values, allowed in (("optimizers", optimizers, OPTIMIZERS), ("rules", rules, SWEPT_RULES)):
+    for name, values, allowed in (("optimizers", optimizers, OPTIMIZERS), ("rules", rules, SWEEPABLE_RULES)):
         if not values or any(v not in allowed for v in values):
             raise ValueError(f"{name} must be a non-empty selection of {allowed}, got {values!r}")
     tasks = []
@@ -193,7 +197,7 @@ def claim(l2_slope, decoupled_slope):
     return "holds" if gap >= MARGIN else "reversed" if gap <= -MARGIN else "unclear"
 
 
-_RULE_NAMES = {"l2": "L2", "decoupled": "Decoupled", "decay": "Decay"}
+_RULE_NAMES = {"l2": "L2", "decoupled": "Decoupled", "decay": "Decay", "cautious": "Cautious"}
 _CLAIM_WORDS = {
     "holds": "the claim holds: L2's best strength moves with the learning rate more than {d}'s does",
     "reversed": "the claim is reversed: {d}'s best strength moves with the learning rate more than L2's does",
@@ -210,7 +214,7 @@ def read_sweep(analysis, momentum=MOMENTUM):
     for opt in dict.fromkeys(a["optimizer"] for a in analysis):
         name = f"SGD (momentum {momentum:g})" if opt == "sgd" else "Adam"
         parts, mine = [], {}
-        for rule in ("l2", "decoupled", "decay"):
+        for rule in SWEEPABLE_RULES:
             a = by.get((opt, rule))
             if a is None:
                 continue
