@@ -222,18 +222,6 @@ def q8_encode(x, signed):
     return codes.astype(np.uint8), scales
 
 
-def _shrink_8bit(x, u, rule, s, lr):
-    """The decoupled rules' shrink before the step, float32 (u: the update, for Cautious)."""
-    f = np.float32
-    if rule == "decoupled":
-        return x - f(lr * s) * x
-    if rule == "corrected":
-        return x - f(lr * (lr * s)) * x
-    if rule == "cautious":
-        return x - np.where(opposite(u, x), f(0), f(lr * s)) * x
-    return x
-
-
 def adam_8bit(w, g, codes_m, scales_m, codes_v, scales_v, t, lr, b1, b2, eps, rule=None, s=0.0, maximize=False):
     """One Adam step with 8-bit moments in float32 arithmetic, rounding to nearest, in place on flat
     arrays (w float32, or 16-bit: computed in float32, stored rounded to nearest): the moments
@@ -247,8 +235,9 @@ def adam_8bit(w, g, codes_m, scales_m, codes_v, scales_v, t, lr, b1, b2, eps, ru
     m = f(b1) * q8_decode(codes_m, scales_m, True) + f(1.0 - b1) * gi
     v = f(b2) * q8_decode(codes_v, scales_v, False) + f(1.0 - b2) * (gi * gi)
     ss, ibc2s = f(lr / (1.0 - b1 ** t)), f(1.0 / np.sqrt(1.0 - b2 ** t))
-    x = w0
-    x = _shrink_8bit(x, m, rule, s, lr)
+    x = w0          # (a new float32 array: the decoupled rules shrink it in place)
+    regularize_before(x, gi, rule if rule != "l2" else None, s, lr)
+    cautious(x, m, rule, s, lr)
     x = x + -((ss * m) / (np.sqrt(v) * ibc2s + f(eps)))
     if rule == "decay":
         x = x - f(s) * x
@@ -268,7 +257,9 @@ def sgd_8bit(w, g, codes, scales, lr, momentum, first, dampening=0.0, nesterov=F
     b = gi if first else f(momentum) * q8_decode(codes, scales, True) + f(1.0 - dampening) * gi
     u = (gi + f(momentum) * b) if nesterov else b
     change = -(f(lr) * u)
-    x = _shrink_8bit(w0, u, rule, s, lr)
+    x = w0
+    regularize_before(x, gi, rule if rule != "l2" else None, s, lr)
+    cautious(x, u, rule, s, lr)
     x = x + change
     if rule == "decay":
         x = x - f(s) * x

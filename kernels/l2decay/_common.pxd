@@ -48,6 +48,11 @@ cdef enum Kind:
     KIND_BF16 = 2
     KIND_F16 = 3
 
+
+cdef inline Py_ssize_t kind_size(int kind) noexcept nogil:
+    """Bytes per element of a Kind."""
+    return 8 if kind == KIND_F64 else (4 if kind == KIND_F32 else 2)
+
 # How a new weight is stored back (l2decay.optim's `rounding=`).
 cdef enum Rounding:
     ROUND_NEAREST = 0        # round to nearest even (what torch does)

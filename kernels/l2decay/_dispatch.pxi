@@ -115,7 +115,7 @@ cdef void _in_forked_child() noexcept nogil:
 
 
 cdef inline Py_ssize_t _nbytes(const Task* t) noexcept nogil:
-    return t.n * (8 if t.kind == KIND_F64 else (4 if t.kind == KIND_F32 else 2))
+    return t.n * kind_size(t.kind)
 
 
 cdef inline Py_ssize_t _threshold(Op op, const Task* t) noexcept nogil:

@@ -36,7 +36,7 @@ from l2decay._common cimport (Hyper, Op, Task, chunk_fn, rows_fn, OP_L2, OP_L2_K
                               OP_ADAM, OP_STREAM_SWAP, OP_STREAM_AXPY, OP_STREAM_ADAM16, OP_STREAM_ROWS,
                               KIND_F32, KIND_F64,
                               KIND_BF16, KIND_F16, ROUND_NEAREST, ROUND_STOCHASTIC,
-                              ROUND_COMPENSATED, Q8_BLOCK, STATS_BLOCK)
+                              ROUND_COMPENSATED, Q8_BLOCK, STATS_BLOCK, kind_size)
 
 
 cnp.import_array()

@@ -75,7 +75,7 @@ cdef inline bint _rows_ok(object rows, object table, object row_scale) noexcept:
 cdef void _fold(char* table, int kind, Py_ssize_t nrows, Py_ssize_t d, double* row_scale,
                 double scale) noexcept nogil:
     """Catch every row up to `scale`, then reset the row scales to 1 (the caller's scale too)."""
-    cdef Py_ssize_t r, row_bytes = d * (8 if kind == KIND_F64 else 4)
+    cdef Py_ssize_t r, row_bytes = d * kind_size(kind)
     cdef int nt = _threads_for(nrows * row_bytes)
     for r in prange(nrows, schedule="static", num_threads=nt):
         _catch_up(table + r * row_bytes, kind, d, row_scale, r, scale)
@@ -91,7 +91,7 @@ cdef Py_ssize_t _coalesce(const char* rows, bint wide, Py_ssize_t k, const char*
     O(k): a hash table of rows with 4k slots or more, probed linearly (at a load of 0.5 the
     probes' branches mispredict); a slot's place among the distinct rows is read only for a row
     seen before."""
-    cdef Py_ssize_t cap = 16, shift = 60, j, s, u = 0, i, row_bytes = d * (8 if kind == KIND_F64 else 4)
+    cdef Py_ssize_t cap = 16, shift = 60, j, s, u = 0, i, row_bytes = d * kind_size(kind)
     cdef Py_ssize_t* where
     cdef Py_ssize_t* first
     cdef Py_ssize_t* slots_sum
@@ -203,7 +203,7 @@ cdef int _sparse_run(Op op, Task* t, object table, object rows, object grad_rows
     """The row work of a step on checked arrays (task t: the table's kind and width, the
     Hyper and bias correction): the given rows coalesced, then each one's step (op)."""
     cdef Py_ssize_t k = cnp.PyArray_DIM(<cnp.ndarray>rows, 0), u
-    cdef Py_ssize_t row_bytes = t.n * (8 if t.kind == KIND_F64 else 4)
+    cdef Py_ssize_t row_bytes = t.n * kind_size(t.kind)
     cdef char* base = _bytes(table)
     cdef double* rs = <double*>_bytes(row_scale)
     cdef char* m = NULL if exp_avg is None else _bytes(exp_avg)
@@ -304,7 +304,7 @@ def sparse_catch_up(table, row_scale, scale, rows=None):
         raise ValueError("sparse_catch_up's arrays must be apart from each other where written")
     kind = _kind(<cnp.ndarray>table)
     d = cnp.PyArray_DIM(<cnp.ndarray>table, 1)
-    row_bytes = d * (8 if kind == KIND_F64 else 4)
+    row_bytes = d * kind_size(kind)
     base = _bytes(table)
     rs = <double*>_bytes(row_scale)
     if rows is None:

@@ -73,7 +73,7 @@ cdef void _stats(Op op, const Task* t, Py_ssize_t a, Py_ssize_t b) noexcept nogi
     """Run `op` on elements [a, b) of task t (a: a multiple of STATS_BLOCK) as _chunk or _q8
     does, one block at a time, and write each block's sums to t.stats[3*block ...]."""
     cdef double old[STATS_BLOCK]         # (room for STATS_BLOCK elements of any kind)
-    cdef Py_ssize_t s = a, e, size = 8 if t.kind == KIND_F64 else (4 if t.kind == KIND_F32 else 2)
+    cdef Py_ssize_t s = a, e, size = kind_size(t.kind)
     cdef bint cautious = t.h.cautious
     cdef double* out
     while s < b:

@@ -321,16 +321,11 @@ def lr_max(rule, lr, initial_lr, where=""):
         if initial_lr is None:
             raise ValueError(f"{where}reg {rule!r} needs lr_max: give Corrected(lam, lr_max=...) or a group "
                              f"with 'initial_lr' (torch's lr schedulers set it)")
-        top = real(f"{where}initial_lr", _plain(initial_lr), low_open=True)
+        top = real(f"{where}initial_lr", initial_lr, low_open=True)
     if lr > top:
         raise ValueError(f"{where}lr {lr!r} is above {rule!r}'s lr_max {top!r}: lr_max is the largest lr of the "
                          f"schedule (the decay lam*lr**2/lr_max assumes lr <= lr_max)")
     return top
-
-
-def _plain(value):
-    """A 0-d tensor or array (an lr kept as a tensor) as a float; anything else as it is."""
-    return value.item() if getattr(value, "ndim", None) == 0 and hasattr(value, "item") else value
 
 
 def settings(adam, h, where=""):

@@ -301,7 +301,8 @@ class _Base(torch.optim.Optimizer):
                                  f"state); set amsgrad=False or another state_dtype")
             q8_params(f"{where}params", group["params"], "8bit")
         hyper["eps_form"] = hyper["momentum_form"] = "torch"
-        hyper["initial_lr"] = group.get("initial_lr")      # (Corrected's lr_max by default)
+        # (Corrected's lr_max by default; a scheduler copies a tensor lr into it)
+        hyper["initial_lr"] = _number(group.get("initial_lr"), f"{where}initial_lr", lr=True)
         return settings(self._adam, hyper, where)
 
     def _plain_step(self):
