@@ -57,7 +57,10 @@ SIMD_LEVELS = {
 # -fno-trapping-math: a branch on a loop-invariant flag (the rule, the rounding's extras) may be
 # turned into arithmetic on both sides and a select, which vectorizes without AVX-512's masks;
 # it changes no result (no reassociation, no contraction), only which FP exceptions may be raised.
-LOOP_FLAGS = ["--param=vect-max-version-for-alias-checks=64", "-fno-trapping-math"]
+# large-function-insns: the loops with weight statistics (a dtype and rule per function, its
+# momentum or Adam forms inlined as constants) are past gcc's default 2700, which leaves some
+# out of line with their flags read per element (several times slower).
+LOOP_FLAGS = ["--param=vect-max-version-for-alias-checks=64", "-fno-trapping-math", "--param=large-function-insns=8000"]
 X86 = platform.machine().lower() in ("x86_64", "amd64", "x86", "i686")
 
 EXTENSIONS = [

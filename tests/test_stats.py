@@ -62,6 +62,35 @@ def test_stats_are_the_sums_of_the_old_and_new_weights(dtype, reg, kind):
                                        atol=1e-300, err_msg=f"tensor {k} of {a.size}, step {t}")
 
 
+VARIANTS = [("sgd", {}), ("sgd", {"momentum": 0.9}), ("sgd", {"momentum": 0.9, "nesterov": True, "maximize": True}),
+            ("sgd", {"momentum": 0.9, "dampening": 0.5}), ("sgd", {"momentum": 0.9, "momentum_form": "keras"}),
+            ("sgd", {"momentum": 0.9, "momentum_form": "keras", "nesterov": True}),
+            ("adam", {}), ("adam", {"amsgrad": True}), ("adam", {"eps_form": "keras"}),
+            ("adam", {"eps_form": "keras", "amsgrad": True, "maximize": True})]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("reg", [None, L2(0.05), Decoupled(0.05), Decay(0.01)], ids=repr)
+@pytest.mark.parametrize("kind,options", VARIANTS, ids=[f"{k}-{o}" for k, o in VARIANTS])
+def test_stats_of_every_loop_variant_are_the_sums_and_leave_the_step_as_it_is(dtype, reg, kind, options):
+    rng = np.random.default_rng(7)
+    sizes = [5, 64, 8192 + 33]         # a short group alone, whole groups, and a second block's short group
+    w0 = [rng.standard_normal(n).astype(dtype) for n in sizes]
+    grads = [[rng.standard_normal(n).astype(dtype) for n in sizes] for _ in range(3)]
+    kw = dict(lr=0.05, reg=reg, **options)
+    w_on, w_off = [x.copy() for x in w0], [x.copy() for x in w0]
+    on = (Adam if kind == "adam" else SGD)(w_on, stats=True, **kw)
+    off = (Adam if kind == "adam" else SGD)(w_off, **kw)
+    for t, g in enumerate(grads):
+        old = [x.copy() for x in w_on]
+        on.step(g)
+        off.step(g)
+        for k, (a, b) in enumerate(zip(old, w_on)):
+            np.testing.assert_allclose(on.stats[k], _expected(a, b, reg, 0.05), rtol=1e-12 if dtype == "float64" else 1e-5,
+                                       atol=1e-300, err_msg=f"tensor {k} of {a.size}, step {t}")
+    assert all(np.array_equal(a, b) for a, b in zip(w_on, w_off))
+
+
 def test_decay_share_of_a_step_with_no_gradient_is_the_whole_step():
     w = [np.linspace(-3, 3, 5000)]
     out = np.empty((1, 3))

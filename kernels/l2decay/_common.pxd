@@ -38,6 +38,7 @@ cdef enum:
 # pieces' size (CHUNK_SIZE) and a multiple of Q8_BLOCK.
 cdef enum:
     STATS_BLOCK = 8192
+    STATS_LANES = 32    # sums per block are kept in this many lanes, element i in lane i % STATS_LANES
 
 # Storage of a tensor's weights and gradient.  The 16-bit formats compute in float32 and keep
 # their optimizer state in float32, or in their own dtype (Task.state16); float32 and float64

@@ -131,9 +131,74 @@ from l2decay._common cimport (Hyper, Op, Task, chunk_fn, rows_fn, OP_L2, OP_L2_K
                               OP_ADAM, OP_STREAM_SWAP, OP_STREAM_AXPY, OP_STREAM_ADAM16, OP_STREAM_ROWS,
                               KIND_F32, KIND_F64,
                               KIND_BF16, KIND_F16, ROUND_NEAREST, ROUND_STOCHASTIC,
-                              ROUND_COMPENSATED, Q8_BLOCK, STATS_BLOCK, kind_size, bf16, f16)
+                              ROUND_COMPENSATED, Q8_BLOCK, STATS_BLOCK, STATS_LANES, kind_size, bf16, f16)
 
 include "_catch_up.pxi"
+
+
+# Whether a tuned loop sums the weight statistics as it steps: a fused type, so that the loops
+# without them compile to the same code as before they existed (and stay small enough for gcc
+# to inline with their flags as constants).
+cdef struct Silent:
+    char unused
+cdef struct Tallied:
+    char unused
+ctypedef fused tally_t:
+    Silent
+    Tallied
+
+
+# The rule of a tuned loop, as a type.  AnyRule: its flags read from Hyper, as values (the flat
+# loops without statistics, which gcc unswitches on them).  The others: the flags as constants,
+# each its own function whatever gcc inlines (the loops of groups with statistics: a run-time
+# flag there costs a select per element, 20-50% of the step, and all the rules' loops inlined
+# into one function pass gcc's growth limits, which leaves loops out of line and slower still).
+cdef struct AnyRule:
+    char unused
+cdef struct NoRule:
+    char unused
+cdef struct L2Rule:
+    char unused
+cdef struct DecoupledRule:      # Decoupled and Corrected: the shrink before the step
+    char unused
+cdef struct DecayRule:
+    char unused
+ctypedef fused rule_t:
+    AnyRule
+    NoRule
+    L2Rule
+    DecoupledRule
+    DecayRule
+
+
+# The weight statistics' sums (_stats.pxi) in STATS_LANES lanes per sum: lanes[k*STATS_LANES + j]
+# holds sum k (0: w_new**2, 1: (w_new - w_old)**2, 2: w_old**2) of the elements in lane j, in the
+# working precision; the lanes are then added in order in float64.  A fixed lane per element and
+# a fixed order keep the bits the same at every vector width and thread count.
+cdef inline void _lanes_zero(floating* lanes) noexcept nogil:
+    cdef Py_ssize_t j
+    for j in range(3 * STATS_LANES):
+        lanes[j] = 0
+
+
+cdef inline void _lanes_add(floating* lanes, Py_ssize_t j, floating x, floating y, bint cautious) noexcept nogil:
+    """Element of lane j: x its new weight, y its old; Cautious counts y only where the step
+    decayed it, (x - y)*y <= 0."""
+    cdef floating d = x - y
+    lanes[j] = lanes[j] + x * x
+    lanes[STATS_LANES + j] = lanes[STATS_LANES + j] + d * d
+    if cautious:
+        lanes[2 * STATS_LANES + j] = lanes[2 * STATS_LANES + j] + (y * y if d * y <= 0 else 0)
+    else:
+        lanes[2 * STATS_LANES + j] = lanes[2 * STATS_LANES + j] + y * y
+
+
+cdef inline void _lanes_out(const floating* lanes, double* out) noexcept nogil:
+    cdef Py_ssize_t j, k
+    for k in range(3):
+        out[k] = 0.0
+        for j in range(STATS_LANES):
+            out[k] = out[k] + <double>lanes[k * STATS_LANES + j]
 
 
 cdef inline void _l2_loop(floating* w, floating* g, Py_ssize_t n,
@@ -165,135 +230,166 @@ cdef inline void _decay_loop(floating* w, const floating* g, Py_ssize_t n,
         w[i] = z - decay * z
 
 
-cdef inline void _sgd_loop(floating* w, const floating* g, floating* buf, Py_ssize_t n,
-                           const Hyper* h, bint first, bint use_momentum, bint velocity,
-                           bint nesterov, bint catch=False, double a=0.0) noexcept nogil:
+cdef inline void _sgd_loop(floating* restrict w, const floating* restrict g, floating* restrict buf, Py_ssize_t n,
+                           const Hyper* h, rule_t* rule, bint first, bint use_momentum,
+                           bint velocity, bint nesterov, tally_t* tally,
+                           floating* restrict lanes, bint catch=False, double a=0.0) noexcept nogil:
     """One SGD step (l2decay.sgd_step documents the formulas); g is only read.  The momentum
-    flags are passed as constants (_sgd_chunk) so that each combination compiles to its own
-    loop: left to gcc's unswitching, this many branches keep it from vectorizing."""
-    cdef Py_ssize_t i
+    flags are passed as constants (_sgd_flags) so that each combination compiles to its own
+    loop: left to gcc's unswitching, this many branches keep it from vectorizing.  `rule`, its
+    type: the rule's flags.  `tally`, its type: as in _adam_loop."""
+    cdef Py_ssize_t i, start = 0, group = STATS_LANES if tally_t is Tallied else n
     cdef floating lr = <floating>h.lr, lam = <floating>h.lam, shrink = <floating>h.shrink
     cdef floating sign = <floating>h.sign, mu = <floating>h.mu, damp1 = <floating>h.damp1
-    cdef floating gi, wi, bi
-    # flags in locals: read through `h` they could alias the arrays, which stops gcc from
-    # unswitching the branches and vectorizing
-    cdef bint l2 = h.l2, decoupled = h.decoupled, decay = h.decay
-    for i in range(n):
-        gi = sign * g[i]          # exact: a multiplication by +-1
-        wi = _caught_up(w[i], a) if catch else w[i]
-        if l2:
-            gi = gi + lam * wi
-        if decoupled:
-            wi = wi - shrink * wi
-        if not use_momentum:
-            wi = wi - lr * gi
-        elif velocity:
-            # Keras / scikit-learn: v = mu*v - lr*g; w += v (nesterov: w += mu*v - lr*g)
-            if first:
-                bi = -(lr * gi)
+    cdef floating gi, wi, bi, wo
+    cdef bint l2 = h.l2 if rule_t is AnyRule else rule_t is L2Rule
+    cdef bint decoupled = h.decoupled if rule_t is AnyRule else rule_t is DecoupledRule
+    cdef bint decay = h.decay if rule_t is AnyRule else rule_t is DecayRule
+    cdef bint stats = tally_t is Tallied
+    while start < n:        # once without stats; with them, a group of lanes at a time
+        for i in range(start, start + group):
+            gi = sign * g[i]          # exact: a multiplication by +-1
+            wi = _caught_up(w[i], a) if catch else w[i]
+            wo = wi
+            if l2:
+                gi = gi + lam * wi
+            if decoupled:
+                wi = wi - shrink * wi
+            if not use_momentum:
+                wi = wi - lr * gi
+            elif velocity:
+                # Keras / scikit-learn: v = mu*v - lr*g; w += v (nesterov: w += mu*v - lr*g)
+                if first:
+                    bi = -(lr * gi)
+                else:
+                    bi = mu * buf[i] - lr * gi
+                buf[i] = bi
+                if nesterov:
+                    wi = wi + (mu * bi - lr * gi)
+                else:
+                    wi = wi + bi
             else:
-                bi = mu * buf[i] - lr * gi
-            buf[i] = bi
-            if nesterov:
-                wi = wi + (mu * bi - lr * gi)
-            else:
-                wi = wi + bi
+                # torch: b = mu*b + (1 - dampening)*g (b = g when born); w -= lr*(g + mu*b or b)
+                if first:
+                    bi = gi
+                else:
+                    bi = mu * buf[i] + damp1 * gi
+                buf[i] = bi
+                if nesterov:
+                    gi = gi + mu * bi
+                else:
+                    gi = bi
+                wi = wi - lr * gi
+            if decay:
+                wi = wi - shrink * wi
+            w[i] = wi
+            if stats:
+                _lanes_add(lanes, i - start, wi, wo, False)
+        start += group
+
+
+cdef inline void _sgd_flags(floating* w, const floating* g, floating* buf, Py_ssize_t n,
+                            const Hyper* h, rule_t* rule, bint first, tally_t* tally,
+                            floating* lanes) noexcept nogil:
+    if h.mu == 0.0:
+        _sgd_loop(w, g, buf, n, h, rule, False, False, False, False, tally, lanes)
+    elif first:
+        if h.velocity:
+            _sgd_loop(w, g, buf, n, h, rule, True, True, True, h.nesterov, tally, lanes)
         else:
-            # torch: b = mu*b + (1 - dampening)*g (b = g when born); w -= lr*(g + mu*b or b)
-            if first:
-                bi = gi
-            else:
-                bi = mu * buf[i] + damp1 * gi
-            buf[i] = bi
-            if nesterov:
-                gi = gi + mu * bi
-            else:
-                gi = bi
-            wi = wi - lr * gi
-        if decay:
-            wi = wi - shrink * wi
-        w[i] = wi
+            _sgd_loop(w, g, buf, n, h, rule, True, True, False, h.nesterov, tally, lanes)
+    elif h.velocity:
+        if h.nesterov:
+            _sgd_loop(w, g, buf, n, h, rule, False, True, True, True, tally, lanes)
+        else:
+            _sgd_loop(w, g, buf, n, h, rule, False, True, True, False, tally, lanes)
+    elif h.nesterov:
+        _sgd_loop(w, g, buf, n, h, rule, False, True, False, True, tally, lanes)
+    else:
+        _sgd_loop(w, g, buf, n, h, rule, False, True, False, False, tally, lanes)
 
 
 cdef inline void _sgd_chunk(floating* w, const floating* g, floating* buf, Py_ssize_t n,
                             const Hyper* h, bint first) noexcept nogil:
-    if h.mu == 0.0:
-        _sgd_loop(w, g, buf, n, h, False, False, False, False)
-    elif first:
-        if h.velocity:
-            _sgd_loop(w, g, buf, n, h, True, True, True, h.nesterov)
-        else:
-            _sgd_loop(w, g, buf, n, h, True, True, False, h.nesterov)
-    elif h.velocity:
-        if h.nesterov:
-            _sgd_loop(w, g, buf, n, h, False, True, True, True)
-        else:
-            _sgd_loop(w, g, buf, n, h, False, True, True, False)
-    elif h.nesterov:
-        _sgd_loop(w, g, buf, n, h, False, True, False, True)
-    else:
-        _sgd_loop(w, g, buf, n, h, False, True, False, False)
+    _sgd_flags(w, g, buf, n, h, <AnyRule*>NULL, first, <Silent*>NULL, NULL)
 
 
-cdef inline void _adam_loop(floating* w, const floating* g, floating* m, floating* v,
-                            floating* vmax, Py_ssize_t n, const Hyper* h,
-                            double step_size, double bc2_sqrt, bint amsgrad, bint unit,
-                            bint catch=False, double a=0.0) noexcept nogil:
+cdef inline void _adam_loop(floating* restrict w, const floating* restrict g, floating* restrict m,
+                            floating* restrict v, floating* restrict vmax, Py_ssize_t n, const Hyper* h,
+                            rule_t* rule, double step_size, double bc2_sqrt, bint amsgrad, bint unit,
+                            tally_t* tally, floating* restrict lanes, bint catch=False, double a=0.0) noexcept nogil:
     """One Adam step (l2decay.adam_step documents the formulas); g is only read.  `amsgrad`
     is passed as a constant (_adam_chunk): each case compiles to its own loop.  So is `unit`:
     bc2_sqrt is 1 (eps_form "keras", which folds sqrt(1 - beta2**t) into step_size), and the
     division by it, exact, is left out: a division per element is the loop's costliest
     instruction after the other division and the square root.  `catch` (a constant too): a
-    sparse table's row is caught up by `a` first, in the same pass (_catch_up.pxi)."""
-    cdef Py_ssize_t i
+    sparse table's row is caught up by `a` first, in the same pass (_catch_up.pxi).  `tally`
+    (its type) Tallied: the weight statistics of these n elements (a multiple of STATS_LANES) are
+    added to `lanes` (_lanes_add) in the same pass, a group of lanes at a time (all pointers
+    `restrict`: gcc then keeps the lanes in registers)."""
+    cdef Py_ssize_t i, start = 0, group = STATS_LANES if tally_t is Tallied else n
     cdef floating lam = <floating>h.lam, shrink = <floating>h.shrink, sign = <floating>h.sign
     cdef floating b1 = <floating>h.b1, b2 = <floating>h.b2
     cdef floating a1 = <floating>(1.0 - h.b1), a2 = <floating>(1.0 - h.b2)
     cdef floating ss = <floating>step_size, bc2s = <floating>bc2_sqrt, eps = <floating>h.eps
-    cdef floating gi, wi, mi, vi, root
-    cdef bint l2 = h.l2, decoupled = h.decoupled, decay = h.decay   # locals: see _sgd_loop
-    for i in range(n):
-        gi = sign * g[i]
-        wi = _caught_up(w[i], a) if catch else w[i]
-        if l2:
-            gi = gi + lam * wi
-        if decoupled:
-            wi = wi - shrink * wi
-        mi = b1 * m[i] + a1 * gi
-        vi = b2 * v[i] + a2 * (gi * gi)
-        m[i] = mi
-        v[i] = vi
-        if amsgrad:
-            if vmax[i] > vi:
-                vi = vmax[i]
-            vmax[i] = vi
-        if floating is float:
-            root = sqrtf(vi)
+    cdef floating gi, wi, mi, vi, root, wo
+    cdef bint l2 = h.l2 if rule_t is AnyRule else rule_t is L2Rule
+    cdef bint decoupled = h.decoupled if rule_t is AnyRule else rule_t is DecoupledRule
+    cdef bint decay = h.decay if rule_t is AnyRule else rule_t is DecayRule
+    cdef bint stats = tally_t is Tallied
+    while start < n:        # once without stats; with them, a group of lanes at a time
+        for i in range(start, start + group):
+            gi = sign * g[i]
+            wi = _caught_up(w[i], a) if catch else w[i]
+            wo = wi
+            if l2:
+                gi = gi + lam * wi
+            if decoupled:
+                wi = wi - shrink * wi
+            mi = b1 * m[i] + a1 * gi
+            vi = b2 * v[i] + a2 * (gi * gi)
+            m[i] = mi
+            v[i] = vi
+            if amsgrad:
+                if vmax[i] > vi:
+                    vi = vmax[i]
+                vmax[i] = vi
+            if floating is float:
+                root = sqrtf(vi)
+            else:
+                root = sqrt(vi)
+            # eps_form "keras" folds sqrt(1 - beta2**t) into step_size and passes bc2_sqrt = 1
+            # (a division by 1 is exact: `unit` leaves it out)
+            if unit:
+                wi = wi - (ss * mi) / (root + eps)
+            else:
+                wi = wi - (ss * mi) / (root / bc2s + eps)
+            if decay:
+                wi = wi - shrink * wi
+            w[i] = wi
+            if stats:
+                _lanes_add(lanes, i - start, wi, wo, False)
+        start += group
+
+
+cdef inline void _adam_flags(floating* w, const floating* g, floating* m, floating* v,
+                             floating* vmax, Py_ssize_t n, const Hyper* h, rule_t* rule,
+                             double step_size, double bc2_sqrt, tally_t* tally, floating* lanes) noexcept nogil:
+    if bc2_sqrt == 1.0:
+        if h.amsgrad:
+            _adam_loop(w, g, m, v, vmax, n, h, rule, step_size, bc2_sqrt, True, True, tally, lanes)
         else:
-            root = sqrt(vi)
-        # eps_form "keras" folds sqrt(1 - beta2**t) into step_size and passes bc2_sqrt = 1
-        # (a division by 1 is exact: `unit` leaves it out)
-        if unit:
-            wi = wi - (ss * mi) / (root + eps)
-        else:
-            wi = wi - (ss * mi) / (root / bc2s + eps)
-        if decay:
-            wi = wi - shrink * wi
-        w[i] = wi
+            _adam_loop(w, g, m, v, vmax, n, h, rule, step_size, bc2_sqrt, False, True, tally, lanes)
+    elif h.amsgrad:
+        _adam_loop(w, g, m, v, vmax, n, h, rule, step_size, bc2_sqrt, True, False, tally, lanes)
+    else:
+        _adam_loop(w, g, m, v, vmax, n, h, rule, step_size, bc2_sqrt, False, False, tally, lanes)
 
 
 cdef inline void _adam_chunk(floating* w, const floating* g, floating* m, floating* v,
                              floating* vmax, Py_ssize_t n, const Hyper* h,
                              double step_size, double bc2_sqrt) noexcept nogil:
-    if bc2_sqrt == 1.0:
-        if h.amsgrad:
-            _adam_loop(w, g, m, v, vmax, n, h, step_size, bc2_sqrt, True, True)
-        else:
-            _adam_loop(w, g, m, v, vmax, n, h, step_size, bc2_sqrt, False, True)
-    elif h.amsgrad:
-        _adam_loop(w, g, m, v, vmax, n, h, step_size, bc2_sqrt, True, False)
-    else:
-        _adam_loop(w, g, m, v, vmax, n, h, step_size, bc2_sqrt, False, False)
+    _adam_flags(w, g, m, v, vmax, n, h, <AnyRule*>NULL, step_size, bc2_sqrt, <Silent*>NULL, NULL)
 
 
 # ---- the generic loops: 16-bit storage (bfloat16, float16: float32 arithmetic and state) and
@@ -733,6 +829,13 @@ cdef inline void _stream16n_loop(uint16_t* w, const uint16_t* g, uint16_t* m, ui
         w[i] = w[i] ^ (g[i] & 1)
 
 
+cdef inline bint _takes_generic(Op op, const Task* t) noexcept nogil:
+    """Whether task t's op runs in the generic loops (16-bit weights, a rounding mode, Cautious)
+    rather than the tuned float32/float64 ones."""
+    return (t.kind == KIND_BF16 or t.kind == KIND_F16 or t.rounding != ROUND_NEAREST
+            or (t.h.cautious and (op == OP_SGD or op == OP_ADAM)))
+
+
 cdef void _chunk(Op op, const Task* t, Py_ssize_t a, Py_ssize_t b) noexcept nogil:
     """Run `op` on elements [a, b) of task `t`."""
     cdef const Hyper* h = t.h
@@ -740,8 +843,7 @@ cdef void _chunk(Op op, const Task* t, Py_ssize_t a, Py_ssize_t b) noexcept nogi
         _stream16n_loop(<uint16_t*>t.w + a, <const uint16_t*>t.g + a, <uint16_t*>t.s1 + a, <uint16_t*>t.s2 + a, b - a)
     elif op == OP_STREAM_ADAM16:
         _stream16_loop(<uint16_t*>t.w + a, <const uint16_t*>t.g + a, <float*>t.s1 + a, <float*>t.s2 + a, b - a)
-    elif (t.kind == KIND_BF16 or t.kind == KIND_F16 or t.rounding != ROUND_NEAREST
-          or (h.cautious and (op == OP_SGD or op == OP_ADAM))):     # (Cautious: the generic loops only)
+    elif _takes_generic(op, t):
         _generic(op, t, a, b)
     elif t.kind == KIND_F64:
         if op == OP_SGD:
@@ -813,29 +915,34 @@ cdef inline void _row_step(Op op, const Task* t, bint catch, double a) noexcept 
     """A sparse step's dense step on one row (task t: a float32/float64 row, rounded to
     nearest, plain SGD or Adam without amsgrad, eps_form "keras": bc2_sqrt 1), caught up by `a`
     first when `catch`."""
+    cdef const Hyper* h = t.h
     if t.kind == KIND_F64:
         if op == OP_ADAM:
             if catch:
-                _adam_loop(<double*>t.w, <double*>t.g, <double*>t.s1, <double*>t.s2, NULL, t.n, t.h,
-                           t.step_size, t.bc2_sqrt, False, True, True, a)
+                _adam_loop(<double*>t.w, <double*>t.g, <double*>t.s1, <double*>t.s2, NULL, t.n, h, <AnyRule*>NULL,
+                           t.step_size, t.bc2_sqrt, False, True, <Silent*>NULL, NULL, True, a)
             else:
-                _adam_loop(<double*>t.w, <double*>t.g, <double*>t.s1, <double*>t.s2, NULL, t.n, t.h,
-                           t.step_size, t.bc2_sqrt, False, True)
+                _adam_loop(<double*>t.w, <double*>t.g, <double*>t.s1, <double*>t.s2, NULL, t.n, h, <AnyRule*>NULL,
+                           t.step_size, t.bc2_sqrt, False, True, <Silent*>NULL, NULL)
         elif catch:
-            _sgd_loop(<double*>t.w, <double*>t.g, NULL, t.n, t.h, False, False, False, False, True, a)
+            _sgd_loop(<double*>t.w, <double*>t.g, NULL, t.n, h, <AnyRule*>NULL, False, False, False, False,
+                      <Silent*>NULL, NULL, True, a)
         else:
-            _sgd_loop(<double*>t.w, <double*>t.g, NULL, t.n, t.h, False, False, False, False)
+            _sgd_loop(<double*>t.w, <double*>t.g, NULL, t.n, h, <AnyRule*>NULL, False, False, False, False,
+                      <Silent*>NULL, NULL)
     elif op == OP_ADAM:
         if catch:
-            _adam_loop(<float*>t.w, <float*>t.g, <float*>t.s1, <float*>t.s2, NULL, t.n, t.h,
-                       t.step_size, t.bc2_sqrt, False, True, True, a)
+            _adam_loop(<float*>t.w, <float*>t.g, <float*>t.s1, <float*>t.s2, NULL, t.n, h, <AnyRule*>NULL,
+                       t.step_size, t.bc2_sqrt, False, True, <Silent*>NULL, NULL, True, a)
         else:
-            _adam_loop(<float*>t.w, <float*>t.g, <float*>t.s1, <float*>t.s2, NULL, t.n, t.h,
-                       t.step_size, t.bc2_sqrt, False, True)
+            _adam_loop(<float*>t.w, <float*>t.g, <float*>t.s1, <float*>t.s2, NULL, t.n, h, <AnyRule*>NULL,
+                       t.step_size, t.bc2_sqrt, False, True, <Silent*>NULL, NULL)
     elif catch:
-        _sgd_loop(<float*>t.w, <float*>t.g, NULL, t.n, t.h, False, False, False, False, True, a)
+        _sgd_loop(<float*>t.w, <float*>t.g, NULL, t.n, h, <AnyRule*>NULL, False, False, False, False,
+                  <Silent*>NULL, NULL, True, a)
     else:
-        _sgd_loop(<float*>t.w, <float*>t.g, NULL, t.n, t.h, False, False, False, False)
+        _sgd_loop(<float*>t.w, <float*>t.g, NULL, t.n, h, <AnyRule*>NULL, False, False, False, False,
+                  <Silent*>NULL, NULL)
 
 
 cdef struct Step:       # _rows_of: the rows take the sparse step
