@@ -137,8 +137,8 @@ include "_catch_up.pxi"
 
 
 # Whether a tuned loop sums the weight statistics as it steps: a fused type, so that the loops
-# without them compile to the same code as before they existed (and stay small enough for gcc
-# to inline with their flags as constants).
+# without them stay the plain flat loops (small enough for gcc to inline with their flags as
+# constants).
 cdef struct Silent:
     char unused
 cdef struct Tallied:
@@ -148,11 +148,10 @@ ctypedef fused tally_t:
     Tallied
 
 
-# The rule of a tuned loop, as a type.  AnyRule: its flags read from Hyper, as values (the flat
-# loops without statistics, which gcc unswitches on them).  The others: the flags as constants,
-# each its own function whatever gcc inlines (the loops of groups with statistics: a run-time
-# flag there costs a select per element, 20-50% of the step, and all the rules' loops inlined
-# into one function pass gcc's growth limits, which leaves loops out of line and slower still).
+# The rule of a tuned loop, as a type.  AnyRule: its flags read from Hyper as values (the flat
+# loops, which gcc unswitches on them).  The others: constants, one function per rule whatever
+# gcc inlines (the loops of groups with statistics, which gcc does not unswitch: a run-time flag
+# there is a select per element, 20-50% of the step).
 cdef struct AnyRule:
     char unused
 cdef struct NoRule:
