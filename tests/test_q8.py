@@ -8,6 +8,7 @@ import pytest
 
 import l2decay
 import numpy_reference as ref
+from kernel_config import configured
 from l2decay import Cautious, Corrected, Decay, Decoupled, L2, _kernels, q8
 
 RULES = [(None, 0.0), ("l2", 1e-2), ("decoupled", 0.1), ("decay", 1e-3), ("cautious", 2.0), ("corrected", 4.0)]
@@ -18,6 +19,9 @@ _RULE = {None: None, "l2": L2, "decoupled": Decoupled, "decay": Decay, "cautious
 
 def _reg(rule, s):
     return None if rule is None else _RULE[rule](s)
+
+
+LEVELS = _kernels.simd_available()
 
 
 def _grads(rng, n):
@@ -36,15 +40,19 @@ def test_every_code_decodes_and_codes_back():
             assert np.array_equal(again, codes) and s[0] == scale
 
 
-@pytest.mark.parametrize("signed", [True, False])
-def test_encoding_follows_the_definition(signed):
-    rng = np.random.default_rng(3)
+def _hard_values(rng, signed):
     x = _grads(rng, 5000) * np.float32(1e-3)
     # ties between two codes, values below the smallest code, zeros, one huge block
     ties = ((1 + (2 * rng.integers(0, 8, 300) + 1) / 16) * 2.0 ** rng.integers(-12, 0, 300)).astype(np.float32)
     x = np.concatenate([x, ties, np.float32(1.875) * np.ones(1, np.float32), np.float32(2.0 ** -20) * x[:100],
                         np.zeros(40, np.float32), np.float32(1e30) * x[:300]])
-    x = np.abs(x) if not signed else x
+    return np.abs(x) if not signed else x
+
+
+@pytest.mark.parametrize("signed", [True, False])
+def test_encoding_follows_the_definition(signed):
+    rng = np.random.default_rng(3)
+    x = _hard_values(rng, signed)
     codes, scales = q8.encode(x, signed)
     rcodes, rscales = ref.q8_encode(x, signed)
     assert np.array_equal(codes, rcodes) and np.array_equal(scales, rscales)
@@ -57,17 +65,38 @@ def test_encoding_follows_the_definition(signed):
         assert not np.any((x > 0) & (codes == 0))
 
 
+@pytest.mark.parametrize("level", LEVELS)
+def test_the_compiled_code_is_the_definition_at_every_instruction_set(level):
+    # a born momentum buffer is the gradient, coded; lr=0 leaves the weights as they are
+    rng = np.random.default_rng(4)
+    g = _hard_values(rng, True)
+    w = np.zeros(g.size, np.float32)
+    bufs, scales = [None], [None]
+    with configured(level=level, threads=1):
+        l2decay.sgd_step([w], [g], bufs, lr=0.0, momentum=0.9, momentum_scales=scales)
+    codes, cs = ref.q8_encode(g, True)
+    assert np.array_equal(bufs[0], codes) and np.array_equal(scales[0], cs)
+    # decoded, times the momentum, and coded again
+    rw, rb, rs = w.copy(), codes.copy(), cs.copy()
+    with configured(level=level, threads=1):
+        l2decay.sgd_step([w], [np.zeros_like(g)], bufs, lr=0.0, momentum=0.9, momentum_scales=scales)
+    ref.sgd_8bit(rw, np.zeros_like(g), rb, rs, 0.0, 0.9, False, 0.0, False, None, 0.0)
+    assert np.array_equal(bufs[0], rb) and np.array_equal(scales[0], rs) and not np.array_equal(rb, codes)
+
+
+@pytest.mark.parametrize("level", LEVELS)
 @pytest.mark.parametrize("rule,s", RULES)
 @pytest.mark.parametrize("n", [1, 255, 256, 257, 3000, 40_000])
-def test_adam_step_with_8bit_moments_matches_the_reference(rule, s, n):
+def test_adam_step_with_8bit_moments_matches_the_reference(rule, s, n, level):
     rng = np.random.default_rng(n)
     w = rng.standard_normal(n).astype(np.float32)
     (m, sm), (v, sv) = q8.zeros(n), q8.zeros(n)
     rw, rm, rsm, rv, rsv = w.copy(), m.copy(), sm.copy(), v.copy(), sv.copy()
     for t in range(1, 13):
         g = _grads(rng, n)
-        l2decay.adam_step([w], [g], [m], [v], step=t, lr=1e-2, reg=_reg(rule, s), maximize=t % 2 == 0,
-                          exp_avg_scales=[sm], exp_avg_sq_scales=[sv])
+        with configured(level=level):
+            l2decay.adam_step([w], [g], [m], [v], step=t, lr=1e-2, reg=_reg(rule, s), maximize=t % 2 == 0,
+                              exp_avg_scales=[sm], exp_avg_sq_scales=[sv])
         ref.adam_8bit(rw, g, rm, rsm, rv, rsv, t, 1e-2, 0.9, 0.999, 1e-8, rule, s, maximize=t % 2 == 0)
         assert np.array_equal(w, rw) and np.array_equal(m, rm) and np.array_equal(v, rv)
         assert np.array_equal(sm, rsm) and np.array_equal(sv, rsv)
@@ -91,9 +120,10 @@ def test_adam_step_with_8bit_moments_on_16bit_weights(dtype):
         assert np.array_equal(v, rv) and np.array_equal(sm, rsm) and np.array_equal(sv, rsv)
 
 
+@pytest.mark.parametrize("level", LEVELS)
 @pytest.mark.parametrize("nesterov,dampening", [(False, 0.0), (True, 0.0), (False, 0.5)])
 @pytest.mark.parametrize("rule,s", RULES)
-def test_sgd_step_with_8bit_momentum_matches_the_reference(rule, s, nesterov, dampening):
+def test_sgd_step_with_8bit_momentum_matches_the_reference(rule, s, nesterov, dampening, level):
     rng = np.random.default_rng(7)
     n = 2000
     w = rng.standard_normal(n).astype(np.float32)
@@ -101,8 +131,9 @@ def test_sgd_step_with_8bit_momentum_matches_the_reference(rule, s, nesterov, da
     rw, rb, rs = w.copy(), *q8.zeros(n)
     for t in range(1, 10):
         g = _grads(rng, n)
-        l2decay.sgd_step([w], [g], bufs, lr=1e-2, momentum=0.9, dampening=dampening, nesterov=nesterov,
-                         reg=_reg(rule, s), momentum_scales=scales)
+        with configured(level=level):
+            l2decay.sgd_step([w], [g], bufs, lr=1e-2, momentum=0.9, dampening=dampening, nesterov=nesterov,
+                             reg=_reg(rule, s), momentum_scales=scales)
         ref.sgd_8bit(rw, g, rb, rs, 1e-2, 0.9, t == 1, dampening, nesterov, rule, s)
         assert bufs[0].dtype == np.uint8 and np.array_equal(w, rw)
         assert np.array_equal(bufs[0], rb) and np.array_equal(scales[0], rs)

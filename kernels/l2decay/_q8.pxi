@@ -9,8 +9,10 @@
 # bits and no sign: 2^-31 * 1.125 to 1.875.  A value rounds to the nearest code (ties away from
 # zero: a tie is rare, and even costs three more instructions), below the smallest to zero,
 # except that a positive exp_avg_sq is never coded 0 (its square root divides the step).  Both
-# ways are integer arithmetic on the float's bits, branch-free, so that they vectorize at every
-# level and give the same bits everywhere.
+# ways are integer arithmetic on the float's bits, exact, so every level gives the same bits.
+# A block is decoded and coded in passes of its own (l2d_q8_decode/encode), written with
+# AVX-512 and AVX2 intrinsics: gcc's own vectorization of the codec narrows through 16-bit
+# words and shuffles, and inside the step's loop it cost as much again as the step itself.
 cdef extern from *:
     """
     static inline float l2d_q8_mag(uint32_t c, uint32_t off) {
@@ -45,6 +47,87 @@ cdef extern from *:
         if (a < 0x00800000u) return 1.0f;
         return l2d_bits_f32(a) / 1.875f;
     }
+    /* x[i] = the value of code q[i] times scale, and q[i] = the code of x[i] * inv (sgn: the
+       signed code); the same bits as l2d_q8_dec_* and l2d_q8_enc_* at every level */
+    #if defined(__AVX512BW__) || defined(__AVX2__)
+    #include <immintrin.h>
+    #endif
+    static inline void l2d_q8_decode(const uint8_t* q, float scale, float* x, Py_ssize_t n, int sgn) {
+        Py_ssize_t i = 0;
+    #if defined(__AVX512BW__)
+        const __m512 s = _mm512_set1_ps(scale);
+        const __m512i off = _mm512_set1_epi32(sgn ? 896 : 768), low = _mm512_set1_epi32(sgn ? 127 : 255);
+        const __m512i top = _mm512_set1_epi32(sgn ? (int)0x80000000u : 0);
+        for (; i + 16 <= n; i += 16) {
+            __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)(q + i)));
+            __m512i c = _mm512_and_si512(b, low);
+            __m512i t = _mm512_maskz_slli_epi32(_mm512_test_epi32_mask(c, c), _mm512_add_epi32(c, off), 20);
+            t = _mm512_ternarylogic_epi32(t, _mm512_slli_epi32(b, 24), top, 0xF8);     /* t | (b << 24 & top) */
+            _mm512_storeu_ps(x + i, _mm512_mul_ps(_mm512_castsi512_ps(t), s));
+        }
+    #elif defined(__AVX2__)
+        const __m256 s = _mm256_set1_ps(scale);
+        const __m256i off = _mm256_set1_epi32(sgn ? 896 : 768), low = _mm256_set1_epi32(sgn ? 127 : 255);
+        const __m256i top = _mm256_set1_epi32(sgn ? (int)0x80000000u : 0);
+        for (; i + 8 <= n; i += 8) {
+            __m256i b = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(q + i)));
+            __m256i c = _mm256_and_si256(b, low);
+            __m256i t = _mm256_slli_epi32(_mm256_add_epi32(c, off), 20);
+            t = _mm256_andnot_si256(_mm256_cmpeq_epi32(c, _mm256_setzero_si256()), t);
+            t = _mm256_or_si256(t, _mm256_and_si256(_mm256_slli_epi32(b, 24), top));
+            _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_castsi256_ps(t), s));
+        }
+    #endif
+        if (sgn) for (; i < n; i++) x[i] = l2d_q8_dec_signed(q[i]) * scale;
+        else for (; i < n; i++) x[i] = l2d_q8_dec_unsigned(q[i]) * scale;
+    }
+    static inline void l2d_q8_encode(const float* x, float inv, uint8_t* q, Py_ssize_t n, int sgn) {
+        Py_ssize_t i = 0;
+        /* l2d_q8_code's ((a + 2^19) >> 20) - off as one arithmetic shift: a + 2^19 - off * 2^20
+           stays within int32 for every magnitude's bits a, NaN's included */
+    #if defined(__AVX512BW__)
+        const __m512 v = _mm512_set1_ps(inv);
+        const __m512i mag = _mm512_set1_epi32(0x7FFFFFFF), one = _mm512_set1_epi32(1);
+        const __m512i bias = _mm512_set1_epi32(0x80000 - ((sgn ? 896 : 768) << 20));
+        for (; i + 16 <= n; i += 16) {
+            __m512i u = _mm512_castps_si512(_mm512_mul_ps(_mm512_loadu_ps(x + i), v));
+            __m512i a = _mm512_and_si512(u, mag);
+            __m512i r = _mm512_srai_epi32(_mm512_add_epi32(a, bias), 20);
+            if (sgn) {
+                r = _mm512_min_epi32(_mm512_max_epi32(r, _mm512_setzero_si512()), _mm512_set1_epi32(127));
+                r = _mm512_ternarylogic_epi32(r, _mm512_srli_epi32(u, 24), _mm512_set1_epi32(128), 0xF8);
+                _mm_storeu_si128((__m128i*)(q + i), _mm512_cvtepi32_epi8(r));
+            } else {   /* at least 1 for a nonzero value; 255 at most: the saturating narrowing */
+                r = _mm512_max_epi32(r, _mm512_min_epu32(a, one));
+                _mm_storeu_si128((__m128i*)(q + i), _mm512_cvtusepi32_epi8(r));
+            }
+        }
+    #elif defined(__AVX2__)
+        const __m256 v = _mm256_set1_ps(inv);
+        const __m256i mag = _mm256_set1_epi32(0x7FFFFFFF), one = _mm256_set1_epi32(1), zero = _mm256_setzero_si256();
+        const __m256i bias = _mm256_set1_epi32(0x80000 - ((sgn ? 896 : 768) << 20));
+        const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+        for (; i + 32 <= n; i += 32) {
+            __m256i r[4];
+            for (int k = 0; k < 4; k++) {
+                __m256i u = _mm256_castps_si256(_mm256_mul_ps(_mm256_loadu_ps(x + i + 8 * k), v));
+                __m256i a = _mm256_and_si256(u, mag);
+                __m256i c = _mm256_srai_epi32(_mm256_add_epi32(a, bias), 20);
+                if (sgn) {
+                    c = _mm256_min_epi32(_mm256_max_epi32(c, zero), _mm256_set1_epi32(127));
+                    c = _mm256_or_si256(c, _mm256_and_si256(_mm256_srli_epi32(u, 24), _mm256_set1_epi32(128)));
+                } else {
+                    c = _mm256_max_epi32(c, _mm256_min_epu32(a, one));   /* packus clamps to 255 */
+                }
+                r[k] = c;
+            }
+            __m256i p = _mm256_packus_epi16(_mm256_packus_epi32(r[0], r[1]), _mm256_packus_epi32(r[2], r[3]));
+            _mm256_storeu_si256((__m256i*)(q + i), _mm256_permutevar8x32_epi32(p, order));
+        }
+    #endif
+        if (sgn) for (; i < n; i++) q[i] = l2d_q8_enc_signed(x[i] * inv);
+        else for (; i < n; i++) q[i] = l2d_q8_enc_unsigned(x[i] * inv);
+    }
     """
     float l2d_q8_dec_signed(uint8_t b) noexcept nogil
     float l2d_q8_dec_unsigned(uint8_t b) noexcept nogil
@@ -52,6 +135,8 @@ cdef extern from *:
     uint8_t l2d_q8_enc_unsigned(float x) noexcept nogil
     float l2d_q8_scale(uint32_t a) noexcept nogil
     uint32_t l2d_q8_abs_bits(float x) noexcept nogil
+    void l2d_q8_decode(const uint8_t* q, float scale, float* x, Py_ssize_t n, int sgn) noexcept nogil
+    void l2d_q8_encode(const float* x, float inv, uint8_t* q, Py_ssize_t n, int sgn) noexcept nogil
 
 
 cdef enum:
@@ -61,15 +146,9 @@ cdef enum:
 cdef inline void _q8_code_block(const float* x, uint8_t* q, float* scale, uint32_t amax, Py_ssize_t n,
                                 bint signed) noexcept nogil:
     """Block x[0..n), whose largest magnitude has the bits amax, coded into q with its scale."""
-    cdef Py_ssize_t i
     cdef float s = l2d_q8_scale(amax)
     cdef float inv = 1.0 / s if amax >= 0x00800000 else 0.0     # (a block below the normal range: 0)
-    if signed:
-        for i in range(n):
-            q[i] = l2d_q8_enc_signed(x[i] * inv)
-    else:
-        for i in range(n):
-            q[i] = l2d_q8_enc_unsigned(x[i] * inv)
+    l2d_q8_encode(x, inv, q, n, signed)
     scale[0] = s
 
 
@@ -85,13 +164,7 @@ cdef inline void _q8_store(const float* x, uint8_t* q, float* scale, Py_ssize_t 
 
 cdef inline void _q8_load(const uint8_t* q, float scale, float* x, Py_ssize_t n, bint signed) noexcept nogil:
     """Block x[0..n) decoded from q with its scale (`signed`: a constant)."""
-    cdef Py_ssize_t i
-    if signed:
-        for i in range(n):
-            x[i] = l2d_q8_dec_signed(q[i]) * scale
-    else:
-        for i in range(n):
-            x[i] = l2d_q8_dec_unsigned(q[i]) * scale
+    l2d_q8_decode(q, scale, x, n, signed)
 
 
 cdef inline void _adam_q8_block(store_t* w, const store_t* g, uint8_t* qm, uint8_t* qv, float* sm, float* sv,
@@ -99,8 +172,9 @@ cdef inline void _adam_q8_block(store_t* w, const store_t* g, uint8_t* qm, uint8
                                 float ibc2s, uint32_t key, Py_ssize_t i0, rounding_t* mode,
                                 caution_t* caution) noexcept nogil:
     """Adam (no amsgrad) on one block of 8-bit moments, elements i0 + [0, n) of the tensor, in
-    one pass: the moments decoded, updated and their largest magnitudes found, the weights
-    stepped and stored by the rounding `mode` (_write); then the moments coded.  The step is
+    one pass over memory: the moments decoded into bm and bv; updated there and their largest
+    magnitudes found as the weights are stepped and stored by the rounding `mode` (_write);
+    then coded again.  The step is
     -lr_t * m / (sqrt(v) * (1/sqrt(1 - beta2**t)) + eps): a multiplication where float32
     state's step divides by sqrt(1 - beta2**t) (a division costs several multiplications, and
     this step is bound by arithmetic, not memory)."""
@@ -113,14 +187,16 @@ cdef inline void _adam_q8_block(store_t* w, const store_t* g, uint8_t* qm, uint8
     cdef bint l2 = h.l2, cautious = caution_t is Careful
     cdef int rounding = _mode(mode)
     cdef uint32_t lo = <uint32_t>i0, kw = l2d_key_at(key, i0), rw
+    _q8_load(qm, m0, bm, n, True)
+    _q8_load(qv, v0, bv, n, False)
     for i in range(n):
         rw = _bits(kw, lo, i) if rounding == ROUND_STOCHASTIC else 0
         gi = sign * _ld(g, i, sign)
         w0 = _ld(w, i, sign)
         if l2:
             gi = gi + lam * w0
-        mi = b1 * (l2d_q8_dec_signed(qm[i]) * m0) + a1 * gi
-        vi = b2 * (l2d_q8_dec_unsigned(qv[i]) * v0) + a2 * (gi * gi)
+        mi = b1 * bm[i] + a1 * gi
+        vi = b2 * bv[i] + a2 * (gi * gi)
         bm[i] = mi
         bv[i] = vi
         u = l2d_q8_abs_bits(mi)
