@@ -459,14 +459,16 @@ QUICK_HALF_SIZES = {"adamw": 4_194_304, "sgd-momentum": 4_194_304, "decay": 8_38
 # l2decay's step on float32 weights and on 16-bit ones with each rounding (decay_step rounds to
 # nearest only), torch's fused step on the same dtypes (it rounds to nearest), and for AdamW the
 # memory ceiling of l2decay's bfloat16 step: a stream loop with its traffic (stream_adam16).
-# "state=param": the optimizer state in the weights' dtype (state_dtype="param", as torch keeps it).
+# "state=param": the optimizer state in the weights' dtype (state_dtype="param", as torch keeps it);
+# "state=8bit": 8-bit state (state_dtype="8bit").
 HALF_IMPLS = ("float32", "bfloat16 nearest", "bfloat16 stochastic", "bfloat16 compensated",
-              "float16 nearest", "float16 stochastic", "bfloat16 stochastic state=param", "torch fused float32",
-              "torch fused bfloat16", "stream bfloat16", "stream bfloat16 state=param")
+              "float16 nearest", "float16 stochastic", "bfloat16 stochastic state=param",
+              "bfloat16 nearest state=8bit", "torch fused float32", "torch fused bfloat16", "stream bfloat16",
+              "stream bfloat16 state=param")
 
 
 _HALF_LABELS = dict(zip(HALF_IMPLS, ("f32", "bf16 near", "bf16 SR", "bf16 comp", "f16 near", "f16 SR", "SR bf16st",
-                                     "torch f32", "torch bf16", "ceiling", "ceil bf16st")))
+                                     "bf16 8bit", "torch f32", "torch bf16", "ceiling", "ceil bf16st")))
 
 
 def half_case(kind, impl, n):
@@ -474,9 +476,10 @@ def half_case(kind, impl, n):
     decay, or decay_step, by l2decay on `impl`'s dtype and rounding or by torch's fused
     optimizer; None where the pair does not exist (decay_step has no rounding choice, torch no
     decay step) or torch is missing."""
-    impl, narrow = impl.removesuffix(" state=param"), impl.endswith(" state=param")
+    impl, _, state = impl.partition(" state=")
+    narrow = state == "param"
     label, _, rounding = impl.removeprefix("torch fused ").removeprefix("stream ").partition(" ")
-    if kind == "decay" and (rounding not in ("", "nearest") or impl.startswith("torch") or narrow):
+    if kind == "decay" and (rounding not in ("", "nearest") or impl.startswith("torch") or state):
         return None
     if impl.startswith("stream"):
         if kind != "adamw":
@@ -500,7 +503,7 @@ def half_case(kind, impl, n):
     w, g = w.astype(dtype), g.astype(dtype)
     if kind == "decay":
         return Case(lambda: decay_step(w, g, lr=1e-2, decay=1e-4), [w, g])
-    hyper = dict(rounding=rounding or None, state_dtype="param" if narrow else None)
+    hyper = dict(rounding=rounding or None, state_dtype=state or None)
     opt = (Adam([w], lr=1e-3, reg=Decoupled(1e-2), **hyper) if kind == "adamw"
            else SGD([w], lr=1e-3, momentum=0.9, reg=Decoupled(1e-2), **hyper))
     grads = [g]

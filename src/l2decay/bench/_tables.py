@@ -144,9 +144,11 @@ def tables(results):
         "l2decay bfloat16 stochastic, the default (st: with bfloat16 state); x f32: l2decay float32 /\n"
         "l2decay bfloat16 (the default; decay_step: nearest); SR, comp: the cost of stochastic rounding\n"
         "and of compensation over round to nearest, bfloat16; ceiling: a stream loop with the bfloat16\n"
-        "AdamW step's traffic, and the share of it the default reaches (st: with bfloat16 state))",
+        "AdamW step's traffic, and the share of it the default reaches (st: with bfloat16 state);\n"
+        "x torch 8b: torch fused bfloat16 / l2decay bfloat16 nearest with 8-bit state)",
         f"{'step':<13} {'n':>11} " + " ".join(f"{_HALF_LABELS[i]:>10}" for i in HALF_IMPLS)
-        + f" {'x torch':>8} {'x f32':>6} {'SR':>6} {'comp':>6} {'ceil%':>6} {'x torch st':>10} {'ceil% st':>8}",
+        + f" {'x torch':>8} {'x f32':>6} {'SR':>6} {'comp':>6} {'ceil%':>6} {'x torch st':>10} {'ceil% st':>8}"
+        + f" {'x torch 8b':>10}",
         [f"{kind:<13} {r['n']:>11,} " + " ".join(
             f"{get(kind, i)['ns_per_element']:>10.3f}" if get(kind, i) else f"{'-':>10}" for i in HALF_IMPLS)
          + f" {_ratio(default, get(kind, 'torch fused bfloat16')):>8}"
@@ -156,6 +158,7 @@ def tables(results):
          + f" {_share(ceil, default):>6}"
          + f" {_ratio(narrow, get(kind, 'torch fused bfloat16')):>10}"
          + f" {_share(get(kind, 'stream bfloat16 state=param'), narrow):>8}"
+         + f" {_ratio(get(kind, 'bfloat16 nearest state=8bit'), get(kind, 'torch fused bfloat16')):>10}"
          for kind in HALF_KINDS for r in [get(kind, "float32")] if r
          for near in [get(kind, "bfloat16 nearest")]
          for default in [get(kind, "bfloat16 stochastic") if kind != "decay" else near]
