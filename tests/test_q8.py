@@ -330,6 +330,27 @@ def test_torch_8bit_checkpoint_loads_weights_only_and_resumes_bit_identically():
     assert all(torch.equal(a, b) for a, b in zip(net.parameters(), again.parameters()))
 
 
+@pytest.mark.filterwarnings("ignore:torch.distributed is disabled:UserWarning")   # (one process, on purpose)
+def test_torch_8bit_state_saves_and_loads_through_distributed_checkpoints(tmp_path):
+    dcp = pytest.importorskip("torch.distributed.checkpoint")
+    from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+    net, again = _torch_model(), _torch_model()
+    opt = lt.AdamW(net.parameters(), lr=1e-2, state_dtype="8bit")
+    _train(net, opt, 5)
+    model_sd, optim_sd = get_state_dict(net, opt)
+    dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(tmp_path / "dcp"))
+    _train(net, opt, 5, seed=2)
+    opt2 = lt.AdamW(again.parameters(), lr=1e-2, state_dtype="8bit")
+    model_sd, optim_sd = get_state_dict(again, opt2)
+    state = {"model": model_sd, "optim": optim_sd}
+    dcp.load(state, checkpoint_id=str(tmp_path / "dcp"))
+    set_state_dict(again, opt2, model_state_dict=state["model"], optim_state_dict=state["optim"])
+    st = opt2.state[next(again.parameters())]
+    assert st["exp_avg"].dtype == st["exp_avg_sq"].dtype == torch.uint8 and st["exp_avg_scale"].dtype == torch.float32
+    _train(again, opt2, 5, seed=2)
+    assert all(torch.equal(a, b) for a, b in zip(net.parameters(), again.parameters()))
+
+
 def test_torch_channels_last_8bit_codes_follow_memory_order():
     net, flat = _torch_model(channels_last=True), _torch_model()
     opt = lt.AdamW(net.parameters(), lr=1e-2, state_dtype="8bit")
