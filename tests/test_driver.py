@@ -423,8 +423,16 @@ def test_compare_takes_the_recent_rules_on_a_cosine_schedule_and_records_layer_n
         assert not np.array_equal(by[seed, "corrected"], by[seed, "decoupled"])
     summary = {e["rule"]: e for e in tr.summarize(runs)}
     assert summary["cautious"]["weight_norm"]["mean"] > 0
+    for rule, e in summary.items():      # per layer: the mean over seeds of each matrix's norm
+        mine = [r for r in runs if r["rule"] == rule]
+        assert [x["per_seed"] for x in e["layer_norms"]] == [[r["layer_norms"][k] for r in mine] for k in range(2)]
+        assert e["layer_norms"][0]["mean"] == pytest.approx(np.mean([r["layer_norms"][0] for r in mine]), rel=1e-15)
     verdict, lines = tr.read_comparison(runs)
-    assert "cautious_lower_than_decoupled" in verdict and any(line.startswith("Final weight norm") for line in lines)
+    norm_line = next(line for line in lines if line.startswith("Final weight norm"))
+    e = summary["corrected"]
+    assert f"corrected {e['weight_norm']['mean']:.2f} (W1 {e['layer_norms'][0]['mean']:.2f}, " \
+           f"W2 {e['layer_norms'][1]['mean']:.2f})" in norm_line
+    assert "cautious_lower_than_decoupled" in verdict
 
 
 def test_corrected_on_a_constant_lr_is_decoupled():

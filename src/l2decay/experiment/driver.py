@@ -617,6 +617,7 @@ def summarize(runs):
         entry.update({k: _stats([r[k] for r in mine]) for k in METRICS})
         if all(r.get("layer_norms") for r in mine):
             entry["weight_norm"] = _stats([math.sqrt(sum(x * x for x in r["layer_norms"])) for r in mine])
+            entry["layer_norms"] = [_stats(layer) for layer in zip(*(r["layer_norms"] for r in mine))]
         entry["timescale_epochs"] = mine[0].get("timescale_epochs")
         entry["seconds_per_run"] = float(np.mean([r["epoch_seconds"] for r in mine]))
         out.append(entry)
@@ -686,8 +687,10 @@ def read_comparison(runs):
                              f"spread (sd up to {spread:.4f}).")
     norms = {rule: e["weight_norm"]["mean"] for rule, e in summary.items() if e.get("weight_norm")}
     if norms:
-        lines.append("Final weight norm ||W|| (all weight matrices) per rule: "
-                     + ", ".join(f"{rule} {v:.2f}" for rule, v in norms.items()) + ".")
+        layers = lambda rule: ", ".join(f"W{k + 1} {x['mean']:.2f}"  # noqa: E731
+                                        for k, x in enumerate(summary[rule]["layer_norms"]))
+        lines.append("Final weight norm ||W|| (all weight matrices; per layer in brackets) per rule: "
+                     + ", ".join(f"{rule} {v:.2f} ({layers(rule)})" for rule, v in norms.items()) + ".")
     for rule in ("cautious", "corrected"):
         if rule in norms and "decoupled" in norms and all(rule in by_seed[s] for s in seeds):
             diffs = [by_seed[s][rule]["test_loss"] - by_seed[s]["decoupled"]["test_loss"] for s in seeds]
