@@ -49,12 +49,12 @@ cdef extern from *:
     }
     /* x[i] = the value of code q[i] times scale, and q[i] = the code of x[i] * inv (sgn: the
        signed code); the same bits as l2d_q8_dec_* and l2d_q8_enc_* at every level */
-    #if defined(__AVX512BW__) || defined(__AVX2__)
+    #if defined(__AVX512F__) || defined(__AVX2__)
     #include <immintrin.h>
     #endif
     static inline void l2d_q8_decode(const uint8_t* q, float scale, float* x, Py_ssize_t n, int sgn) {
         Py_ssize_t i = 0;
-    #if defined(__AVX512BW__)
+    #if defined(__AVX512F__)
         const __m512 s = _mm512_set1_ps(scale);
         const __m512i off = _mm512_set1_epi32(sgn ? 896 : 768), low = _mm512_set1_epi32(sgn ? 127 : 255);
         const __m512i top = _mm512_set1_epi32(sgn ? (int)0x80000000u : 0);
@@ -85,7 +85,7 @@ cdef extern from *:
         Py_ssize_t i = 0;
         /* l2d_q8_code's ((a + 2^19) >> 20) - off as one arithmetic shift: a + 2^19 - off * 2^20
            stays within int32 for every magnitude's bits a, NaN's included */
-    #if defined(__AVX512BW__)
+    #if defined(__AVX512F__)
         const __m512 v = _mm512_set1_ps(inv);
         const __m512i mag = _mm512_set1_epi32(0x7FFFFFFF), one = _mm512_set1_epi32(1);
         const __m512i bias = _mm512_set1_epi32(0x80000 - ((sgn ? 896 : 768) << 20));

@@ -112,19 +112,18 @@ cdef void _stats(Op op, const Task* t, Py_ssize_t a, Py_ssize_t b) noexcept nogi
         out = t.stats + 3 * (s // STATS_BLOCK)
         if fused:
             _fused_stats(op, t, s, e, out)
-            s = e
-            continue
-        memcpy(old, t.w + s * size, (e - s) * size)
-        if t.sc1 != NULL:
-            _q8(op, t, s, e)
-        else:
-            _chunk(op, t, s, e)
-        if t.kind == KIND_F64:
-            _stats_typed(<double*>t.w + s, <double*>old, e - s, cautious, out)
-        elif t.kind == KIND_F32:
-            _stats_typed(<float*>t.w + s, <float*>old, e - s, cautious, out)
-        elif t.kind == KIND_BF16:
-            _stats_typed(<bf16*>t.w + s, <bf16*>old, e - s, cautious, out)
-        else:
-            _stats_typed(<f16*>t.w + s, <f16*>old, e - s, cautious, out)
+        else:       # step a copied block, then sum it while old and new weights are in cache
+            memcpy(old, t.w + s * size, (e - s) * size)
+            if t.sc1 != NULL:
+                _q8(op, t, s, e)
+            else:
+                _chunk(op, t, s, e)
+            if t.kind == KIND_F64:
+                _stats_typed(<double*>t.w + s, <double*>old, e - s, cautious, out)
+            elif t.kind == KIND_F32:
+                _stats_typed(<float*>t.w + s, <float*>old, e - s, cautious, out)
+            elif t.kind == KIND_BF16:
+                _stats_typed(<bf16*>t.w + s, <bf16*>old, e - s, cautious, out)
+            else:
+                _stats_typed(<f16*>t.w + s, <f16*>old, e - s, cautious, out)
         s = e
