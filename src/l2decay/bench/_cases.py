@@ -231,6 +231,11 @@ def optimizer_case(kind, impl, dtype, n):
     dtype = np.dtype(dtype)
     w, g = inputs(n, dtype)
     lr, lam, mu = 1e-3, 1e-2, 0.9
+    if kind == "adam-l2":
+        # Adam walks w at about lr per step to L2's rest point -g/lam, where the gradient is 0
+        # and the moments shrink into subnormals; at lam 1e-2 it got there within a
+        # calibration's rounds (~60K steps), at 1e-4 it is millions of steps away
+        lam = 1e-4
     if impl in ("l2decay", "schedule"):
         reg = {"sgd-l2": L2(lam), "sgd-decay": Decay(lam * lr), "adam-l2": L2(lam), "adamw": Decoupled(lam)}[kind]
         opt = SGD([w], lr=lr, momentum=mu, reg=reg) if kind.startswith("sgd") else Adam([w], lr=lr, reg=reg)
