@@ -59,6 +59,28 @@ def test_bench_sparse_command_times_every_implementation(tmp_path, capsys):
     assert {"l2decay adamw", "ceiling", "l2decay sgd", "dense decay"} <= impls <= set(bench.SPARSE_IMPLS)
 
 
+def test_bench_stats_command_times_the_step_without_and_with_statistics(tmp_path, capsys):
+    path = tmp_path / "stats.json"
+    assert main(["bench", "--stats", "--sizes", "3000", "--repeats", "1", "--json", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "weight statistics (stats=True)" in out and "x" in out.splitlines()[-1]
+    rows = json.loads(path.read_text())["results"]
+    assert {(r["kind"], r["n"], r["impl"]) for r in rows} == {("stats", 3000, impl) for impl in bench.STATS_IMPLS}
+    assert all(r["seconds"] > 0 for r in rows)
+
+
+def test_stats_cases_step_the_same_arrays():
+    import numpy as np
+    cases = dict(bench.stats_cases(257))
+    assert all(a is b for a, b in zip(cases["off"].arrays, cases["on"].arrays))
+    w = cases["off"].arrays[0]
+    for impl in ("off", "on", "off"):
+        before = w.copy()
+        cases[impl].run()
+        assert not np.array_equal(w, before)
+    bench.check_values(*cases["on"].arrays)
+
+
 def test_bench_command_rejects_bad_sizes(capsys):
     with pytest.raises(SystemExit):
         main(["bench", "--sizes", "10,-3"])

@@ -254,6 +254,10 @@ def _parser():
                    help="instead of the sweep: sparse rows, a step of 1,000 rows of a 64-wide float32 table of "
                         "100K, 1M and 4M rows (--quick: 100K, 1M; --sizes: these row counts) against the dense "
                         "decay, torch's SparseAdam and the step's memory ceiling")
+    p.add_argument("--stats", action="store_true",
+                   help="instead of the sweep: the cost of the weight statistics (stats=True), float32 AdamW "
+                        "at 1M and 16M elements (--sizes: these) without and with them, timed together "
+                        "(default repeats: 15)")
     p.add_argument("--quiet", action="store_true", help="no progress lines, no tables")
     p.set_defaults(func=_cmd_bench)
     return parser
@@ -507,6 +511,10 @@ def _cmd_bench(args):
         results = bench.measure_sparse(rows=args.sizes or (bench.QUICK_SPARSE_ROWS if quick else bench.SPARSE_ROWS),
                                      repeats=repeats, progress=say)
         text = bench.sparse_table(results)
+    elif args.stats:
+        results = bench.measure_stats(sizes=args.sizes or bench.STATS_SIZES, repeats=args.repeats or 15,
+                                      progress=say)
+        text = bench.stats_table(results)
     else:
         results = bench.measure_all(sizes=sizes, dtypes=dtypes, threads=args.threads, repeats=repeats,
                               optimizer_sizes=bench.QUICK_OPTIMIZER_SIZES if quick else bench.OPTIMIZER_SIZES,
@@ -516,7 +524,7 @@ def _cmd_bench(args):
         print(text, file=out)
     if args.json:
         _write_json(args.json, {"machine": machine, "results": results})
-    if args.plot and not (args.crossover or args.sparse):
+    if args.plot and not (args.crossover or args.sparse or args.stats):
         from .experiment.plot import plot_bench
         plot_bench(results, machine, args.plot)
 

@@ -28,11 +28,12 @@ from ._cases import (KERNELS, DTYPES, IMPLS, SIZES, QUICK_SIZES, PASSES, HYPER, 
                      check_values, Case, rule_case, MANY_IMPLS, many_case, OPTIMIZER_IMPLS, optimizer_case,
                      torch_case, SPARSE_ROWS, QUICK_SPARSE_ROWS, SPARSE_WIDTH, SPARSE_IMPLS, sparse_cases,
                      HALF_KINDS, HALF_SIZES, QUICK_HALF_SIZES, HALF_IMPLS, half_case, OPTIMIZER_SIZES,
-                     QUICK_OPTIMIZER_SIZES, CROSSOVER_SIZES, SPARSE_TOUCHED, SPARSE_BATCHES)
+                     QUICK_OPTIMIZER_SIZES, CROSSOVER_SIZES, SPARSE_TOUCHED, SPARSE_BATCHES,
+                     STATS_SIZES, STATS_IMPLS, stats_cases)
 from ._machine import (torch_module, native_library, threads_in_use, machine_info, cache_sizes, apply_threads)
 from ._timing import (measure_together, measure)
-from ._runs import (measure_sparse, measure_half, measure_all, measure_torch, crossover)
-from ._tables import (sparse_table, crossover_table, tables)
+from ._runs import (measure_sparse, measure_half, measure_all, measure_torch, crossover, measure_stats)
+from ._tables import (sparse_table, crossover_table, stats_table, tables)
 
 __all__ = [
     'KERNELS', 'DTYPES', 'IMPLS', 'SIZES', 'QUICK_SIZES', 'PASSES', 'HYPER', 'OPTIMIZERS', 'MLP_SHAPES',
@@ -40,8 +41,9 @@ __all__ = [
     'check_values', 'Case', 'rule_case', 'MANY_IMPLS', 'many_case', 'OPTIMIZER_IMPLS', 'optimizer_case',
     'torch_case', 'SPARSE_ROWS', 'QUICK_SPARSE_ROWS', 'SPARSE_WIDTH', 'SPARSE_IMPLS', 'sparse_cases',
     'HALF_KINDS', 'HALF_SIZES', 'QUICK_HALF_SIZES', 'HALF_IMPLS', 'half_case', 'OPTIMIZER_SIZES',
-    'QUICK_OPTIMIZER_SIZES', 'CROSSOVER_SIZES', 'SPARSE_TOUCHED', 'SPARSE_BATCHES', 'torch_module',
+    'QUICK_OPTIMIZER_SIZES', 'CROSSOVER_SIZES', 'SPARSE_TOUCHED', 'SPARSE_BATCHES', 'STATS_SIZES',
+    'STATS_IMPLS', 'stats_cases', 'torch_module',
     'native_library', 'threads_in_use', 'machine_info', 'cache_sizes', 'apply_threads',
     'measure_together', 'measure', 'measure_sparse', 'measure_half', 'measure_all', 'measure_torch',
-    'crossover', 'sparse_table', 'crossover_table', 'tables'
+    'crossover', 'measure_stats', 'sparse_table', 'crossover_table', 'stats_table', 'tables'
 ]

@@ -8,7 +8,7 @@ import numpy as np
 from .. import _kernels
 from ..optim import SGD, Adam, exclude_1d
 from ..rules import Decay, Decoupled, L2
-from ..steps import decay_step, l2_step
+from ..steps import adam_step, decay_step, l2_step
 from ._machine import native_library, threads_in_use, torch_module
 
 
@@ -523,3 +523,26 @@ QUICK_OPTIMIZER_SIZES = (1_000, 8_388_608)
 
 
 CROSSOVER_SIZES = (8_192, 16_384, 32_768, 49_152, 65_536, 98_304, 131_072, 262_144, 1_048_576)
+
+
+# The cost of the weight statistics: float32 AdamW at 1M elements (L3: the step is bound by
+# arithmetic) and 16M (DRAM: by memory).
+STATS_SIZES = (1_048_576, 16_777_216)
+
+
+STATS_IMPLS = ("off", "on")
+
+
+def stats_cases(n):
+    """float32 AdamW (``Decoupled(0.01)``, lr 1e-3) without and with weight statistics, as
+    [(impl, Case)] of STATS_IMPLS: both step the same arrays (the functional ``adam_step``,
+    ``stats=None`` or an array), so that timed together only the statistics differ."""
+    w, g = inputs(n, "float32")
+    m, v = np.zeros_like(w), np.zeros_like(w)
+    out = np.empty((1, 3))
+    steps, reg = itertools.count(1), Decoupled(1e-2)
+
+    def step(stats):
+        adam_step([w], [g], [m], [v], step=next(steps), lr=1e-3, reg=reg, stats=stats)
+    return [("off", Case(lambda: step(None), (w, g, m, v))),
+            ("on", Case(lambda: step(out), (w, g, m, v), note="stats=(1, 3) array"))]

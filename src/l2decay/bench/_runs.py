@@ -4,8 +4,8 @@ import numpy as np
 from .. import _kernels
 from ._cases import (CROSSOVER_SIZES, DTYPES, HALF_IMPLS, HALF_KINDS, HALF_SIZES, IMPLS, KERNELS, MANY_IMPLS,
                      MLP_SHAPES, OPTIMIZERS, OPTIMIZER_IMPLS, OPTIMIZER_SIZES, PASSES, SIZES, SPARSE_ROWS,
-                     SPARSE_TOUCHED, SPARSE_WIDTH, TORCH_IMPLS, TORCH_KINDS, TORCH_MODELS, half_case,
-                     many_case, optimizer_case, rule_case, sparse_cases, torch_case)
+                     SPARSE_TOUCHED, SPARSE_WIDTH, STATS_SIZES, TORCH_IMPLS, TORCH_KINDS, TORCH_MODELS, half_case,
+                     many_case, optimizer_case, rule_case, sparse_cases, stats_cases, torch_case)
 from ._machine import apply_threads, threads_in_use, torch_module
 from ._timing import measure, measure_together
 
@@ -22,6 +22,20 @@ def measure_sparse(*, rows=SPARSE_ROWS, repeats=7, progress=None):
         del labelled
         if progress:
             progress(f"sparse rows, {nrows:,} x {SPARSE_WIDTH}")
+    return results
+
+
+def measure_stats(*, sizes=STATS_SIZES, repeats=15, progress=None):
+    """The statistics table's records: AdamW without and with weight statistics at each size,
+    timed together on the same arrays."""
+    results = []
+    for n in sizes:
+        labelled = stats_cases(n)
+        for (impl, case), sec in zip(labelled, measure_together([c for _, c in labelled], repeats=repeats)):
+            results.append(_record("stats", "adamw", "float32", n, impl, sec, case.note))
+        del labelled
+        if progress:
+            progress(f"weight statistics, n={n:,}")
     return results
 
 

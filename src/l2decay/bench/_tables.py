@@ -22,6 +22,18 @@ def sparse_table(results):
     return "\n".join(lines)
 
 
+def stats_table(results):
+    """The statistics records as a table: us per AdamW step without and with them, and the cost."""
+    rows = [r for r in results if r["kind"] == "stats"]
+    head = f"{'n':>11} {'off':>10} {'on':>10} {'cost':>6}"
+    lines = ["weight statistics (stats=True): us per float32 AdamW step (Decoupled(0.01)), off and on "
+             "timed together on the same arrays", head, "-" * len(head)]
+    for n in sorted({r["n"] for r in rows}):
+        off, on = _find(rows, n=n, impl="off"), _find(rows, n=n, impl="on")
+        lines.append(f"{n:>11,} {_us(off):>10} {_us(on):>10} {_ratio(off, on):>6}")
+    return "\n".join(lines)
+
+
 def crossover_table(rows):
     head = f"{'dtype':<8} {'n':>10} {'KiB/array':>9}" + "".join(f" {k:>9}" for k in ("l2", "decay", "sgd-l2", "adamw"))
     lines = ["parallel speed-up (time on 1 thread / time on all threads; > 1: threads pay)", head, "-" * len(head)]
