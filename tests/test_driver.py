@@ -435,6 +435,14 @@ def test_compare_takes_the_recent_rules_on_a_cosine_schedule_and_records_layer_n
     assert "cautious_lower_than_decoupled" in verdict
 
 
+def test_l2_timescale_under_sgd_momentum_counts_the_momentum():
+    cfg = tr.Config(**{**TINY, "lr": 0.05}, optimizer="sgd", momentum=0.9)
+    runs = {r["rule"]: r for r in tr.compare(cfg, {"l2": 0.01, "decoupled": 0.01}, seeds=1, rules=("l2", "decoupled"))}
+    steps = -(-runs["l2"]["n_train"] // TINY["batch_size"])
+    assert runs["l2"]["timescale_epochs"] == pytest.approx((1 - 0.9) / (0.05 * 0.01) / steps, rel=1e-12)
+    assert runs["decoupled"]["timescale_epochs"] == pytest.approx(1 / (0.05 * 0.01) / steps, rel=1e-12)
+
+
 def test_corrected_on_a_constant_lr_is_decoupled():
     cfg = tr.Config(**TINY)
     a = tr.train(cfg, rule="corrected", strength=0.01)

@@ -217,8 +217,32 @@ def test_each_rule_reports_its_timescale_and_is_built_from_one(cls, options, per
     assert cls(0.0, **options).timescale(0.05) == math.inf
 
 
+def test_l2_timescale_through_sgd_momentum_is_the_slow_decay_it_gives():
+    # with zero loss gradient, SGD momentum mu on L2's pull decays w by the slow root of
+    # r**2 - (1 + mu - lr*lam) r + mu, about 1 - lr*lam / (1 - mu) per step
+    lr, mu = 0.01, 0.9
+    rule = L2.from_timescale(2000, lr=lr, momentum=mu)
+    assert rule.strength == pytest.approx((1 - mu) / (2000 * lr), rel=1e-14)
+    assert rule.timescale(lr, momentum=mu) == pytest.approx(2000, rel=1e-14)
+    assert rule.timescale(lr) == pytest.approx(2000 / (1 - mu), rel=1e-14)      # plain SGD's: 10x longer
+    w = np.ones(3)
+    opt = l2decay.SGD([w], lr=lr, momentum=mu, reg=rule)
+    at = {}
+    for t in range(1, 4001):
+        opt.step([np.zeros(3)])
+        at[t] = w[0]
+    assert at[4000] / at[2000] == pytest.approx(math.exp(-1), rel=1e-2)
+    # the decoupled rules' shrink does not go through the momentum
+    for other in (Decoupled(0.5), Corrected(0.5, lr_max=0.1), Cautious(0.5), Decay(1e-3)):
+        assert other.timescale(lr, momentum=mu) == other.timescale(lr)
+    assert Decoupled.from_timescale(2000, lr=lr, momentum=mu) == Decoupled.from_timescale(2000, lr=lr)
+
+
 @pytest.mark.parametrize("call,match", [
     (lambda: Decoupled.from_timescale(0, lr=0.1), r"^tau must be in \(0, inf\]"),
+    (lambda: L2(0.1).timescale(0.1, momentum=1.0), r"^momentum must be in \[0, 1\), got 1.0"),
+    (lambda: L2.from_timescale(10, lr=0.1, momentum=-0.5), r"^momentum must be in \[0, 1\)"),
+    (lambda: Decoupled(0.1).timescale(0.1, momentum="0.9"), r"^momentum must be a real number, got str"),
     (lambda: Decoupled.from_timescale(-5, lr=0.1), r"^tau must be in"),
     (lambda: Decoupled.from_timescale(math.inf, lr=0.1), r"^tau must be finite"),
     (lambda: Cautious.from_timescale(10, lr=0), r"^lr must be in \(0, inf\]"),

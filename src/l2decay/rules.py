@@ -22,7 +22,7 @@ Per step t, gradient g, weights w, learning rate lr (the optimizers' formulas ar
 A rule's ``timescale(lr)`` is the number of steps over which it shrinks the weights by a
 factor e, ``1 / (shrink per step)`` (Wang & Aitchison, "How to set AdamW's weight decay as you
 scale model and dataset size", 2024: AdamW's weights are an average over that many steps), and
-``Rule.from_timescale(tau, lr)`` the rule of a given one.
+``Rule.from_timescale(tau, lr)`` the rule of a given one; ``momentum=`` (SGD's) enters L2's.
 
 A decay schedule replaces the rule between steps (``group["reg"] = Decoupled(lam_t)``); the
 optimizers read it afresh at every step, at no extra cost.
@@ -67,28 +67,36 @@ class _Rule:
     def __reduce__(self):
         return (type(self), (self.strength,))
 
-    def _per_strength(self, lr):
-        """The fraction of every weight the rule removes per step at `lr`, per unit of strength."""
+    def _per_strength(self, lr, momentum=0.0):
+        """The fraction of every weight the rule removes per step at `lr`, per unit of strength
+        (a decoupled rule's shrink does not pass through SGD's momentum)."""
         return lr
 
-    def timescale(self, lr, *, iterations_per_epoch=None):
+    def timescale(self, lr, *, iterations_per_epoch=None, momentum=0.0):
         """The steps (epochs, given `iterations_per_epoch`) over which the rule at learning rate
         `lr` shrinks the weights by a factor e: 1 / (the fraction it removes per step), infinite
-        for strength 0.  Wang & Aitchison hold it fixed, in epochs, as model and data grow."""
+        for strength 0.  Wang & Aitchison hold it fixed, in epochs, as model and data grow.
+        `momentum`: SGD's, in [0, 1): L2's pull is a gradient, which momentum adds up
+        1/(1 - momentum)-fold; the other rules' shrink it leaves alone."""
         lr = _validate.real("lr", lr, low_open=True)
-        per = self.strength * self._per_strength(lr)
+        per = self.strength * self._per_strength(lr, _momentum(momentum))
         tau = 1.0 / per if per else float("inf")
         return tau if iterations_per_epoch is None else tau / _iterations(iterations_per_epoch)
 
     @classmethod
-    def from_timescale(cls, tau, lr, *, iterations_per_epoch=None, **options):
-        """The rule whose timescale at learning rate `lr` is `tau` steps (or `tau` epochs of
-        `iterations_per_epoch` steps); `options`: the rule's others (lr_max)."""
+    def from_timescale(cls, tau, lr, *, iterations_per_epoch=None, momentum=0.0, **options):
+        """The rule whose timescale at learning rate `lr` (and SGD `momentum`) is `tau` steps
+        (or `tau` epochs of `iterations_per_epoch` steps); `options`: the rule's others (lr_max)."""
         tau = _validate.real("tau", tau, low_open=True)
         lr = _validate.real("lr", lr, low_open=True)
+        momentum = _momentum(momentum)
         if iterations_per_epoch is not None:
             tau = tau * _iterations(iterations_per_epoch)
-        return cls(1.0 / (tau * cls(0.0, **options)._per_strength(lr)), **options)
+        return cls(1.0 / (tau * cls(0.0, **options)._per_strength(lr, momentum)), **options)
+
+
+def _momentum(value):
+    return _validate.real("momentum", value, high=1.0, high_open=True)
 
 
 def _iterations(value):
@@ -98,11 +106,16 @@ def _iterations(value):
 class L2(_Rule):
     """L2 regularization: ``g + lam*w`` replaces g before the optimizer uses it (lam >= 0).
 
-    Its timescale is plain SGD's (where L2 and decoupled decay are one update): under Adam,
-    L2's pull is divided by sqrt(v) and has no single timescale."""
+    Its timescale is SGD's, ``(1 - momentum) / (lr * lam)`` steps: the pull ``lr * lam * w``
+    is part of the gradient, which momentum adds up (torch's, Keras's and Nesterov's alike,
+    without dampening), so ``L2(lam)`` with momentum 0.9 is ``Decoupled(10 * lam)``'s timescale.
+    Under Adam, L2's pull is divided by sqrt(v) and has no single timescale."""
 
     __slots__ = ()
     name = "l2"
+
+    def _per_strength(self, lr, momentum=0.0):
+        return lr / (1.0 - momentum)
 
 
 class _Scheduled(_Rule):
@@ -138,7 +151,7 @@ class Decoupled(_Scheduled):
     __slots__ = ()
     name = "decoupled"
 
-    def _per_strength(self, lr):
+    def _per_strength(self, lr, momentum=0.0):
         return lr / self.lr_max if self.lr_max is not None else lr
 
 
@@ -155,7 +168,7 @@ class Corrected(_Scheduled):
     __slots__ = ()
     name = "corrected"
 
-    def _per_strength(self, lr):
+    def _per_strength(self, lr, momentum=0.0):
         return lr * lr / self.lr_max if self.lr_max is not None else lr
 
 
@@ -184,7 +197,7 @@ class Decay(_Rule):
     def _check(cls, strength):
         return _validate.real("Decay strength", strength, high=1.0, high_open=True)
 
-    def _per_strength(self, lr):
+    def _per_strength(self, lr, momentum=0.0):
         return 1.0      # (a fraction per step whatever the lr)
 
 

@@ -503,9 +503,10 @@ def train(cfg=None, *, prepared=None, checkpoint=None, resume=False, progress=Fa
     run.update({k: last[k] for k in METRICS})
     run["layer_norms"] = last.get("layer_norms")      # (absent from checkpoints of older versions)
     rule = cfg.regularizer()
-    # the rule's timescale at the peak lr (steps, then epochs): Wang & Aitchison's
+    # the rule's timescale at the peak lr (steps, then epochs): Wang & Aitchison's; L2's
+    # through SGD's momentum (cfg.momentum is 0 under Adam)
     steps = -(-int(data.X_train.shape[0]) // cfg.batch_size)
-    tau = rule.timescale(cfg.lr, iterations_per_epoch=steps) if rule is not None else math.inf
+    tau = rule.timescale(cfg.lr, iterations_per_epoch=steps, momentum=cfg.momentum) if rule is not None else math.inf
     run["timescale_epochs"] = tau if math.isfinite(tau) else None     # (None: no decay; JSON has no inf)
     # from the loaded history too, so a resumed run reports the time of all its epochs
     run["update_seconds"] = sum(h["update_seconds"] for h in done) if history else update_seconds
